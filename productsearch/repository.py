@@ -1,0 +1,42 @@
+"""Layout of the model repository: which generations are built and what can be loaded.
+
+A generation N is `text_encoder/N`, `image_encoder/N` and `scorer/N` (the catalog indexed with
+encoders N). Only the standard library: clients import this.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from productsearch.catalog_store import catalog_exists
+
+ENCODERS = ("text_encoder", "image_encoder")
+
+
+def built_generations(model_repository: Path) -> list[int]:
+    """Generations whose encoders are both built (weights present), ascending."""
+    found = None
+    for encoder in ENCODERS:
+        root = Path(model_repository) / encoder
+        versions = {int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit() and any(
+            child.is_dir() for child in p.iterdir())} if root.exists() else set()
+        found = versions if found is None else found & versions
+    return sorted(found or ())
+
+
+def indexed_generations(model_repository: Path) -> list[int]:
+    """Built generations whose catalog is indexed too (servable by `search`)."""
+    return [g for g in built_generations(model_repository) if catalog_exists(Path(model_repository) / "scorer" / str(g))]
+
+
+def latest_generation(model_repository: Path) -> int:
+    generations = built_generations(model_repository)
+    if not generations:
+        raise FileNotFoundError(f"no built generation in {model_repository}: run `make models` (build_models.py)")
+    return generations[-1]
+
+
+def loadable_models(model_repository: Path) -> list[str]:
+    """What a fresh server can load now: indexing always, search once a catalog is indexed."""
+    if not built_generations(model_repository):
+        return []
+    return ["encode_product", "search"] if indexed_generations(model_repository) else ["encode_product"]
