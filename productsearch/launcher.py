@@ -33,6 +33,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from productsearch.repository import loadable_models
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_REPOSITORY = REPO_ROOT / "model_repository"
 DEFAULT_RUN_DIR = REPO_ROOT / "run"
@@ -353,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--http-port", type=int, default=int(os.environ.get("TRITON_HTTP_PORT", DEFAULT_PORTS["http"])))
     parser.add_argument("--grpc-port", type=int, default=int(os.environ.get("TRITON_GRPC_PORT", DEFAULT_PORTS["grpc"])))
     parser.add_argument("--metrics-port", type=int, default=int(os.environ.get("TRITON_METRICS_PORT", DEFAULT_PORTS["metrics"])))
-    parser.add_argument("--load", action="append", default=[], help="model to load at start (repeatable)")
+    parser.add_argument("--load", action="append", default=None,
+                        help="model to load at start (repeatable); default: whatever is built and indexed")
     parser.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR)
     args = parser.parse_args(argv)
 
@@ -371,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         grpc_port=args.grpc_port,
         metrics_port=args.metrics_port,
         log_file=args.run_dir / "triton.log",
-        load_models=args.load,
+        load_models=args.load if args.load is not None else loadable_models(args.model_repository),
     )
     try:
         state = start_background(server, args.run_dir)

@@ -1,0 +1,44 @@
+# Two commands on a fresh machine: `make demo`, then `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+CATALOG := data/demo_catalog/catalog.jsonl
+BUILT := model_repository/image_encoder/1/image_tower/config.json
+
+.PHONY: demo test install models serve stop status index clean
+
+demo: models  ## build (once), serve, index (once), run example searches
+	$(PY) -m clients.demo
+
+test: models  ## unit + integration tests against a real tritonserver
+	$(PY) -m pytest -q
+
+install: $(INSTALLED)
+
+$(INSTALLED): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q pip==26.3
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation --config-settings editable_mode=compat -e .
+	touch $@
+
+models: $(BUILT)
+
+$(BUILT): $(INSTALLED)
+	$(PY) build_models.py --preset demo
+
+serve: models  ## start Triton in the background if it is not up (idempotent)
+	$(PY) -m productsearch.launcher start
+
+stop:  ## stop the background Triton (by PID) and wait for it to exit
+	$(PY) -m productsearch.launcher stop
+
+status:
+	$(PY) -m productsearch.launcher status
+
+index: serve  ## (re-)index the demo catalog into the latest generation
+	$(PY) -m clients.index $(CATALOG)
+
+clean: stop
+	rm -rf run data model_repository/*/[0-9]*/text_model model_repository/*/[0-9]*/image_tower model_repository/scorer/[0-9]*/catalog*

@@ -1,0 +1,75 @@
+"""The main job behind `make demo`: serve, index the demo catalog, run example searches.
+
+Starts Triton in the background (or reuses the running one), indexes the demo catalog through
+`encode_product` if this generation has no catalog yet, loads `search`, then runs a text, an
+image and a text+image query and prints the top products. Triton keeps serving afterwards.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import tritonclient.grpc as grpcclient
+
+from clients.index import DEFAULT_REPOSITORY, index_catalog
+from clients.search import SearchClient, format_result
+from productsearch.launcher import TritonServer, start_background
+from productsearch.repository import indexed_generations, latest_generation, loadable_models
+
+DEFAULT_CATALOG = Path(__file__).resolve().parent.parent / "data" / "demo_catalog" / "catalog.jsonl"
+
+
+def pick_example_products(catalog_path: Path) -> tuple[dict, dict]:
+    """A held-out product (photo query) and another one to modify with words."""
+    products = [json.loads(line) for line in catalog_path.read_text().splitlines() if line]
+    heldout = [p for p in products if p.get("heldout")] or products
+    photo = heldout[0]
+    other = next(p for p in products if p["category"] == photo["category"] and p["color"] != photo["color"])
+    for product in (photo, other):
+        image = Path(product["image"])
+        product["image"] = str(image if image.is_absolute() else catalog_path.parent / image)
+    return photo, other
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m clients.demo", description=__doc__.split("\n")[0])
+    parser.add_argument("--catalog", type=Path, default=DEFAULT_CATALOG)
+    parser.add_argument("--model-repository", type=Path, default=DEFAULT_REPOSITORY)
+    parser.add_argument("--top-k", type=int, default=5)
+    args = parser.parse_args(argv)
+
+    repo = args.model_repository
+    state = start_background(TritonServer(model_repository=repo, load_models=loadable_models(repo)))
+    url = f"{state['host']}:{state['grpc_port']}"
+    print(f"Triton serving on {url} (pid {state['pid']}, log {state['log_file']})")
+    generation = latest_generation(repo)
+    if generation not in indexed_generations(repo):
+        with grpcclient.InferenceServerClient(url) as admin:
+            admin.load_model("encode_product")
+        index_catalog(args.catalog, url, repo, generation)
+    else:
+        with grpcclient.InferenceServerClient(url) as admin:
+            if not admin.is_model_ready("search"):
+                admin.load_model("search")
+        print(f"generation {generation} already indexed; reusing it")
+
+    photo, other = pick_example_products(args.catalog)
+    examples = [
+        ("text", dict(text="red striped t-shirt")),
+        (f"image of {photo['id']} ({photo['title']}, a held-out combination)", dict(image=photo["image"])),
+        (f"image of {other['id']} ({other['title']}) + the words '{photo['color']}'",
+         dict(text=photo["color"], image=other["image"])),
+    ]
+    with SearchClient(url) as client:
+        for label, query in examples:
+            print(f"\n== {label}")
+            print(format_result(client.search(top_k=args.top_k, **query)))
+    print(f"\nTriton keeps serving on {url}: try `.venv/bin/python -m clients.search \"blue mug\"`; "
+          "stop it with `make stop`.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
