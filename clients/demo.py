@@ -15,7 +15,7 @@ import tritonclient.grpc as grpcclient
 
 from clients.index import DEFAULT_REPOSITORY, index_catalog
 from clients.search import SearchClient, format_result
-from productsearch.launcher import TritonServer, start_background
+from productsearch.launcher import TritonServer, admin_headers, start_background
 from productsearch.repository import indexed_generations, latest_generation, loadable_models
 
 DEFAULT_CATALOG = Path(__file__).resolve().parent.parent / "data" / "demo_catalog" / "catalog.jsonl"
@@ -47,12 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     generation = latest_generation(repo)
     if generation not in indexed_generations(repo):
         with grpcclient.InferenceServerClient(url) as admin:
-            admin.load_model("encode_product")
+            admin.load_model("encode_product", headers=admin_headers())
         index_catalog(args.catalog, url, repo, generation)
     else:
         with grpcclient.InferenceServerClient(url) as admin:
             if not admin.is_model_ready("search"):
-                admin.load_model("search")
+                admin.load_model("search", headers=admin_headers())
         print(f"generation {generation} already indexed; reusing it")
 
     photo, other = pick_example_products(args.catalog)

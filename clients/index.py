@@ -21,6 +21,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 
 from productsearch.catalog_store import write_catalog
+from productsearch.launcher import admin_headers
 from productsearch.repository import latest_generation
 
 DEFAULT_REPOSITORY = Path(__file__).resolve().parent.parent / "model_repository"
@@ -84,8 +85,12 @@ async def encode_products(url: str, products: list[dict], concurrency: int = 32,
 
 
 def index_catalog(catalog_path: Path, url: str, model_repository: Path = DEFAULT_REPOSITORY,
-                  generation: int | None = None, concurrency: int = 32, load: bool = True, log=print) -> Path:
-    """Encode `catalog_path` through Triton and install it as scorer/<generation>'s catalog."""
+                  generation: int | None = None, concurrency: int = 32, load: bool = True, log=print,
+                  headers: dict[str, str] | None = None) -> Path:
+    """Encode `catalog_path` through Triton and install it as scorer/<generation>'s catalog.
+
+    Loading `search` afterwards uses the model-repository API, so it needs the admin header
+    (`headers`; default: this host's admin key)."""
     catalog_path = Path(catalog_path)
     generation = generation or latest_generation(model_repository)
     products = read_products(catalog_path)
@@ -98,7 +103,7 @@ def index_catalog(catalog_path: Path, url: str, model_repository: Path = DEFAULT
     log(f"wrote catalog {path} ({len(products)} x {embeddings.shape[1]}) in {info['index_seconds']} s")
     if load:
         with grpcclient.InferenceServerClient(url) as client:
-            client.load_model("search")
+            client.load_model("search", headers=headers or admin_headers())
         log("loaded `search` with the new catalog")
     return path
 

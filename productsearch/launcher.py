@@ -42,6 +42,34 @@ DEFAULT_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
 CONTAINER_BACKENDS = Path("/opt/tritonserver/backends")
 
 
+ADMIN_HEADER = "admin-key"  # HTTP callers send this header
+GRPC_ADMIN_HEADER = f"triton-grpc-protocol-{ADMIN_HEADER}"  # Triton's gRPC prefix for restricted protocols
+
+
+def admin_key(run_dir: Path = DEFAULT_RUN_DIR) -> str:
+    """The secret that callers of the model-repository API (load/unload) must send.
+
+    PRODUCTSEARCH_ADMIN_KEY wins; otherwise a random key is made once in run/admin_key (mode
+    0600, git-ignored) and read by the deploy tools on this host. Nothing secret is committed.
+    """
+    if os.environ.get("PRODUCTSEARCH_ADMIN_KEY"):
+        return os.environ["PRODUCTSEARCH_ADMIN_KEY"]
+    path = Path(run_dir) / "admin_key"
+    if not path.exists():
+        import secrets
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(24))
+    return path.read_text().strip()
+
+
+def admin_headers(key: str | None = None) -> dict[str, str]:
+    """gRPC headers (tritonclient.grpc `headers=`) that unlock load/unload on our servers."""
+    return {GRPC_ADMIN_HEADER: key or admin_key()}
+
+
 class LauncherError(RuntimeError):
     """Something prevents tritonserver from starting; the message says what and how to fix it."""
 
@@ -177,6 +205,7 @@ class TritonServer:
     log_file: Path = DEFAULT_RUN_DIR / "triton.log"
     load_models: list[str] = field(default_factory=list)
     extra_args: list[str] = field(default_factory=list)
+    admin_key: str | None = None  # None: admin_key() (env or run/admin_key)
     exit_timeout_s: int = 10
     pid: int | None = None
     _process: subprocess.Popen | None = field(default=None, repr=False)
@@ -196,9 +225,22 @@ class TritonServer:
             f"--metrics-port={self.metrics_port}",
             f"--exit-timeout-secs={self.exit_timeout_s}",
             "--log-verbose=0",
+            # Only callers with the admin header may load/unload (swap generations).
+            f"--grpc-restricted-protocol=model-repository:{ADMIN_HEADER}={self.key}",
+            f"--http-restricted-api=model-repository:{ADMIN_HEADER}={self.key}",
         ]
         cmd += [f"--load-model={name}" for name in self.load_models]
         return cmd + list(self.extra_args)
+
+    @property
+    def key(self) -> str:
+        if self.admin_key is None:
+            self.admin_key = admin_key(Path(self.log_file).parent)
+        return self.admin_key
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        return admin_headers(self.key)
 
     def start(self, timeout_s: float = 180.0) -> "TritonServer":
         """Start the server and wait until it and the requested models are ready."""

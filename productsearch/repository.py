@@ -40,3 +40,33 @@ def loadable_models(model_repository: Path) -> list[str]:
     if not built_generations(model_repository):
         return []
     return ["encode_product", "search"] if indexed_generations(model_repository) else ["encode_product"]
+
+
+def link_repository(source: Path, target: Path, generations: list[int] | None = None,
+                    with_catalogs: bool = False) -> Path:
+    """A private model repository for tests and benchmarks, so they never disturb a server
+    started by `make serve`: configs and model.py copied, built artifacts symlinked, catalogs
+    left out unless asked for (callers index their own). `generations` limits which version
+    directories of the generation-numbered models come along."""
+    import shutil
+
+    for model_dir in sorted(Path(source).iterdir()):
+        if not (model_dir / "config.pbtxt").exists():
+            continue
+        dest = Path(target) / model_dir.name
+        dest.mkdir(parents=True)
+        shutil.copy2(model_dir / "config.pbtxt", dest / "config.pbtxt")
+        per_generation = model_dir.name in (*ENCODERS, "scorer")
+        for version_dir in sorted(p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()):
+            if per_generation and generations is not None and int(version_dir.name) not in generations:
+                continue
+            out = dest / version_dir.name
+            out.mkdir()
+            for item in version_dir.iterdir():
+                if item.name.startswith(("catalog", ".catalog")) and not with_catalogs:
+                    continue
+                if item.is_file() and not item.is_symlink():
+                    shutil.copy2(item, out / item.name)
+                else:
+                    (out / item.name).symlink_to(item.resolve(), target_is_directory=item.is_dir())
+    return Path(target)

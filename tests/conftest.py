@@ -3,7 +3,6 @@ on free loopback ports, serving a private copy of the model repository (the buil
 are linked, not copied) so tests never disturb a server started by `make serve`."""
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -13,34 +12,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from productsearch.launcher import TritonServer, free_ports  # noqa: E402
-from productsearch.repository import built_generations  # noqa: E402
+from productsearch.repository import built_generations, link_repository  # noqa: E402
 
 MODEL_REPOSITORY = ROOT / "model_repository"
 DEMO_CATALOG = ROOT / "data" / "demo_catalog" / "catalog.jsonl"
-
-
-def link_repository(target: Path, generations: list[int] | None = None) -> Path:
-    """A private model repository: configs and model.py copied, built artifacts symlinked."""
-    for model_dir in MODEL_REPOSITORY.iterdir():
-        if not (model_dir / "config.pbtxt").exists():
-            continue
-        dest = target / model_dir.name
-        dest.mkdir(parents=True)
-        shutil.copy2(model_dir / "config.pbtxt", dest / "config.pbtxt")
-        for version_dir in sorted(p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()):
-            if generations is not None and model_dir.name != "fusion" and int(version_dir.name) not in generations \
-                    and model_dir.name not in ("search", "encode_product"):
-                continue
-            out = dest / version_dir.name
-            out.mkdir()
-            for item in version_dir.iterdir():
-                if item.name.startswith("catalog") and model_dir.name == "scorer":
-                    continue  # tests index their own catalog
-                if item.is_file():
-                    shutil.copy2(item, out / item.name)
-                else:
-                    (out / item.name).symlink_to(item.resolve(), target_is_directory=True)
-    return target
 
 
 def require_built() -> None:
@@ -61,10 +36,11 @@ def triton(tmp_path_factory):
     from clients.index import index_catalog
 
     root = tmp_path_factory.mktemp("triton")
-    repository = link_repository(root / "model_repository", generations=[1])
+    repository = link_repository(MODEL_REPOSITORY, root / "model_repository", generations=[1])
     server = start_server(repository, root / "triton.log", ["encode_product"])
     try:
-        index_catalog(DEMO_CATALOG, server.grpc_url, repository, generation=1, log=lambda *a: None)
+        index_catalog(DEMO_CATALOG, server.grpc_url, repository, generation=1, log=lambda *a: None,
+                      headers=server.admin_headers)
         yield server
     finally:
         server.stop()
