@@ -141,7 +141,9 @@ def server_environment(install: TritonInstall) -> dict[str, str]:
                 f"libpython{ldlibversion}.so not found in {libdir}: the python backend stub needs "
                 "a Python built with --enable-shared (pyenv: PYTHON_CONFIGURE_OPTS=--enable-shared)"
             )
-    lib_path = [libdir] if libdir else []
+    # Wheel only: in NVIDIA's container the system libdir also holds the driver's libcuda,
+    # which must not be put ahead of the container's CUDA compatibility libraries.
+    lib_path = [libdir] if libdir and install.stub_source is not None else []
     lib_path += [str(p) for p in install.library_dirs]
     if env.get("LD_LIBRARY_PATH"):
         lib_path.append(env["LD_LIBRARY_PATH"])

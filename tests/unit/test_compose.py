@@ -1,0 +1,279 @@
+"""docker-compose.yml and the Dockerfile: valid Compose, and the production wiring we rely on.
+
+No Docker engine here or in CI, so the file is checked offline:
+- against the Compose Specification JSON schema, vendored as tests/schemas/compose-spec.json. It is
+  the schema that Docker's own `docker-compose` 1.29.2 ships (PyPI wheel `docker-compose==1.29.2`,
+  file compose/config/compose_spec.json, Apache-2.0, Docker, Inc.), unmodified: the sha256 below
+  guards that;
+- with Compose's variable interpolation done here (`${VAR:-default}`, `$$` for a literal `$`), as
+  `docker compose` does before it validates;
+- for what the deployment needs: services, ports, GPU reservation, shared volumes, health check,
+  explicit model control, and the Triton release in the Dockerfile.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import jsonschema  # requirements.txt (jsonschema==4.26.0)
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+SCHEMA_FILE = ROOT / "tests" / "schemas" / "compose-spec.json"
+SCHEMA_SHA256 = "0dc04bd346dcfee1b1419628fff79937bbf076925f298f272a2b490e2b112bac"
+
+TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"
+MODEL_REPOSITORY = "/workspace/model_repository"
+
+# Compose interpolation: $$ | ${NAME} | ${NAME:-default} ${NAME-default} ${NAME:?err} ${NAME?err} | $NAME
+_VARIABLE = re.compile(
+    r"\$(?:(?P<escaped>\$)"
+    r"|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}"
+    r"|(?P<named>[A-Za-z_][A-Za-z0-9_]*)"
+    r"|(?P<invalid>))"
+)
+
+
+def interpolate(value, env: dict[str, str]):
+    """Compose's interpolation of every string in a loaded compose file (keys are left alone)."""
+    if isinstance(value, dict):
+        return {key: interpolate(item, env) for key, item in value.items()}
+    if isinstance(value, list):
+        return [interpolate(item, env) for item in value]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match) -> str:
+        if match.group("escaped"):
+            return "$"
+        if match.group("invalid") is not None:
+            raise ValueError(f"invalid interpolation (write $$ for a literal $) at {match.start()} in {value!r}")
+        name = match.group("braced") or match.group("named")
+        op, arg = match.group("op"), match.group("arg")
+        current = env.get(name)
+        if op in (":-", "-"):
+            return arg if (current is None or (op == ":-" and current == "")) else current
+        if op in (":?", "?") and (current is None or (op == ":?" and current == "")):
+            raise ValueError(f"required variable {name} is missing: {arg}")
+        return current or ""
+
+    return _VARIABLE.sub(substitute, value)
+
+
+def load_compose(env: dict[str, str] | None = None) -> dict:
+    return interpolate(yaml.safe_load(COMPOSE_FILE.read_text()), env or {})
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return load_compose()
+
+
+@pytest.fixture(scope="module")
+def validator():
+    assert hashlib.sha256(SCHEMA_FILE.read_bytes()).hexdigest() == SCHEMA_SHA256, (
+        "tests/schemas/compose-spec.json differs from the vendored Compose schema")
+    schema = json.loads(SCHEMA_FILE.read_text())
+    # The draft the schema declares ($schema names it by an older URL jsonschema does not map).
+    jsonschema.Draft201909Validator.check_schema(schema)
+    return jsonschema.Draft201909Validator(schema)
+
+
+def service_command(service: dict) -> str:
+    command = service["command"]
+    return command if isinstance(command, str) else " ".join(command)
+
+
+def mounts(service: dict) -> dict[str, str]:
+    """volume or host path -> container path, for short-syntax volume entries."""
+    return {entry.split(":")[0]: entry.split(":")[1] for entry in service.get("volumes", [])}
+
+
+# ---------------------------------------------------------------- the file is valid Compose
+
+
+def test_compose_file_matches_the_compose_schema(compose, validator):
+    errors = sorted(validator.iter_errors(compose), key=lambda e: list(e.absolute_path))
+    assert not errors, "\n".join(f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors)
+
+
+def test_schema_rejects_what_compose_rejects(compose, validator):
+    """The vendored schema really validates: typical mistakes fail."""
+    import copy
+
+    bad = copy.deepcopy(compose)
+    bad["services"]["triton"]["deploy"]["resources"]["reservations"]["devices"][0]["capabilitie"] = ["gpu"]
+    assert not validator.is_valid(bad)
+    bad = copy.deepcopy(compose)
+    bad["services"]["triton"]["depends_on"]["build"]["condition"] = "service_done"
+    assert not validator.is_valid(bad)
+    bad = copy.deepcopy(compose)
+    bad["services"]["triton"]["healthcheck"]["test"] = {"curl": "x"}
+    assert not validator.is_valid(bad)
+
+
+def test_interpolation_is_valid_and_overridable():
+    with pytest.raises(ValueError):
+        interpolate("echo $(date)", {})  # what `$$` in the command scripts avoids
+    custom = load_compose({"TRITON_GRPC_PORT": "9001", "LOCUST_WEB_PORT": "9089"})
+    assert "9001:8001" in custom["services"]["triton"]["ports"]
+    assert "9089:8089" in custom["services"]["locust"]["ports"]
+
+
+def test_command_scripts_are_valid_shell(compose):
+    sh = shutil.which("sh")
+    if sh is None:
+        pytest.skip("no sh")
+    for name, service in compose["services"].items():
+        command = service.get("command")
+        if isinstance(command, list) and command[:2] == ["sh", "-c"]:
+            result = subprocess.run([sh, "-n", "-c", command[2]], capture_output=True, text=True)
+            assert result.returncode == 0, f"{name}: {result.stderr}"
+
+
+# ---------------------------------------------------------------- the deployment's wiring
+
+
+def test_services(compose):
+    assert {"build", "triton", "indexer", "locust"} <= set(compose["services"])
+
+
+def test_one_shot_services_do_not_restart(compose):
+    for name in ("build", "indexer"):
+        assert compose["services"][name]["restart"] == "no"
+
+
+def test_build_service_builds_models_with_device_auto(compose):
+    command = compose["services"]["build"]["command"]
+    assert command == "python3 build_models.py --preset demo --device auto"  # defaults
+    custom = load_compose({"BUILD_MODELS_ARGS": "--preset clip --checkpoint /checkpoints"})
+    assert custom["services"]["build"]["command"] == "python3 build_models.py --preset clip --checkpoint /checkpoints"
+
+
+def test_triton_ports(compose):
+    ports = compose["services"]["triton"]["ports"]
+    assert {port.split(":")[-1] for port in ports} == {"8000", "8001", "8002"}
+    assert {"8000:8000", "8001:8001", "8002:8002"} == set(ports)  # defaults
+
+
+def test_model_repository_volume_shared_by_build_triton_indexer(compose):
+    assert "model-repository" in compose["volumes"]
+    for name in ("build", "triton", "indexer"):
+        assert mounts(compose["services"][name]).get("model-repository") == MODEL_REPOSITORY, name
+    # the catalog the build writes is the one the indexer reads
+    assert mounts(compose["services"]["build"])["catalog-data"] == mounts(compose["services"]["indexer"])["catalog-data"]
+    # the admin key triton makes is the one the indexer sends
+    assert mounts(compose["services"]["triton"])["run"] == mounts(compose["services"]["indexer"])["run"]
+
+
+def test_triton_reserves_a_gpu(compose):
+    devices = compose["services"]["triton"]["deploy"]["resources"]["reservations"]["devices"]
+    assert any(d.get("driver") == "nvidia" and "gpu" in d.get("capabilities", []) and d.get("count") in ("all", 1)
+               for d in devices)
+
+
+def test_triton_runs_tritonserver_in_explicit_mode(compose):
+    command = service_command(compose["services"]["triton"])
+    assert "exec tritonserver" in command
+    assert f"--model-repository={MODEL_REPOSITORY}" in command
+    assert "--model-control-mode=explicit" in command
+    assert "--load-model=encode_product" in command
+    assert "--load-model=search" in command  # once a catalog is indexed
+    assert "--grpc-restricted-protocol=model-repository:" in command
+
+
+def test_triton_healthcheck_and_runtime_settings(compose):
+    triton = compose["services"]["triton"]
+    assert "http://localhost:8000/v2/health/ready" in triton["healthcheck"]["test"]
+    assert triton["depends_on"]["build"]["condition"] == "service_completed_successfully"
+    assert triton["shm_size"]
+    assert triton["ulimits"]["memlock"] == -1
+    assert triton["ulimits"]["stack"] == 67108864
+
+
+def test_clients_wait_for_a_healthy_triton(compose):
+    services = compose["services"]
+    assert services["indexer"]["depends_on"]["triton"]["condition"] == "service_healthy"
+    assert "triton:8001" in service_command(services["indexer"])
+    assert "clients.index" in service_command(services["indexer"])
+    assert services["locust"]["depends_on"]["triton"]["condition"] == "service_healthy"
+    assert services["locust"]["depends_on"]["indexer"]["condition"] == "service_completed_successfully"
+    assert "loadtest/locustfile.py" in service_command(services["locust"])
+    assert "--host triton:8001" in service_command(services["locust"])
+    assert "8089:8089" in services["locust"]["ports"]
+
+
+def test_server_services_share_one_image(compose):
+    images = {compose["services"][name]["image"] for name in ("build", "triton", "indexer")}
+    assert len(images) == 1
+    for name in ("build", "triton", "indexer"):
+        assert compose["services"][name]["build"]["target"] == "server"
+    assert compose["services"]["locust"]["build"]["target"] == "loadtest"
+
+
+# ---------------------------------------------------------------- Dockerfile
+
+
+def dockerfile_stages() -> dict[str, str]:
+    """stage name -> base image, from the FROM lines."""
+    stages = {}
+    for line in DOCKERFILE.read_text().splitlines():
+        match = re.match(r"\s*FROM\s+(\S+)(?:\s+AS\s+(\S+))?", line, re.IGNORECASE)
+        if match:
+            stages[match.group(2) or str(len(stages))] = match.group(1)
+    return stages
+
+
+def test_dockerfile_is_based_on_triton_24_10(compose):
+    stages = dockerfile_stages()
+    assert stages["server"] == TRITON_IMAGE
+    assert stages["server"].rsplit(":", 1)[1] == "24.10-py3"
+    for service in compose["services"].values():  # every target compose builds exists
+        assert service["build"]["target"] in stages
+
+
+def test_dockerfile_installs_what_the_container_needs():
+    text = DOCKERFILE.read_text()
+    assert "numpy==1." in text  # numpy 2 breaks the python backend stub
+    assert "nvidia-pytriton" not in re.sub(r"#.*", "", text)  # the container has its own server
+    assert "download.pytorch.org/whl/cu126" in text  # torch built for the container's CUDA 12.6
+    assert re.search(r"pip install .*-e \.", text)  # model.py files import productsearch
+
+
+def test_dockerignore_keeps_local_state_out():
+    patterns = {line.strip().rstrip("/") for line in DOCKERIGNORE.read_text().splitlines()
+                if line.strip() and not line.startswith("#")}
+    assert {".venv", "data", "run", "model_repository/*/[0-9]*/*"} <= patterns
+    assert "!model_repository/*/1/model.py" in patterns
+
+
+# ---------------------------------------------------------------- optional: the real Compose CLI
+
+
+def compose_cli() -> list[str] | None:
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True)
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    return None
+
+
+def test_compose_cli_accepts_the_file(tmp_path):
+    """Where a Compose CLI is installed (Docker's plugin, or Debian's `docker-compose`), it must
+    parse, interpolate and validate the file too; it needs no Docker engine for `config`."""
+    cli = compose_cli()
+    if cli is None:
+        pytest.skip("no docker compose / docker-compose CLI installed")
+    result = subprocess.run([*cli, "-f", str(COMPOSE_FILE), "--project-directory", str(ROOT), "config", "-q"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
