@@ -1,7 +1,8 @@
 """The main job behind `make demo`: serve, index the demo catalog, run example searches.
 
-Starts Triton in the background (or reuses the running one), indexes the demo catalog through
-`encode_product` if this generation has no catalog yet, loads `search`, then runs a text, an
+Starts Triton in the background (or reuses the running one), brings back the generation that
+served last; if the newest built generation is not serving yet, indexes the demo catalog through
+its `encode_product` and swaps `search` to it; then runs a text, an
 image and a text+image query and prints the top products. Triton keeps serving afterwards.
 """
 from __future__ import annotations
@@ -11,12 +12,11 @@ import json
 import sys
 from pathlib import Path
 
-import tritonclient.grpc as grpcclient
-
-from clients.index import DEFAULT_REPOSITORY, index_catalog
+from clients.index import DEFAULT_REPOSITORY, index_and_serve
 from clients.search import SearchClient, format_result
 from productsearch.launcher import TritonServer, admin_headers, start_background
-from productsearch.repository import indexed_generations, latest_generation, loadable_models
+from productsearch.deploy import Deployer
+from productsearch.repository import latest_generation
 
 DEFAULT_CATALOG = Path(__file__).resolve().parent.parent / "data" / "demo_catalog" / "catalog.jsonl"
 
@@ -41,19 +41,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     repo = args.model_repository
-    state = start_background(TritonServer(model_repository=repo, load_models=loadable_models(repo)))
+    state = start_background(TritonServer(model_repository=repo))
     url = f"{state['host']}:{state['grpc_port']}"
     print(f"Triton serving on {url} (pid {state['pid']}, log {state['log_file']})")
     generation = latest_generation(repo)
-    if generation not in indexed_generations(repo):
-        with grpcclient.InferenceServerClient(url) as admin:
-            admin.load_model("encode_product", headers=admin_headers())
-        index_catalog(args.catalog, url, repo, generation)
-    else:
-        with grpcclient.InferenceServerClient(url) as admin:
-            if not admin.is_model_ready("search"):
-                admin.load_model("search", headers=admin_headers())
-        print(f"generation {generation} already indexed; reusing it")
+    with Deployer(url, repo, admin_headers()) as deployer:
+        serving = deployer.serving_generation() or deployer.restore()
+        if serving != generation:
+            index_and_serve(args.catalog, url, repo, generation)
+        else:
+            print(f"generation {generation} is built, indexed and serving; reusing it")
 
     photo, other = pick_example_products(args.catalog)
     examples = [

@@ -5,7 +5,7 @@
 Streams every product (title + image bytes) over gRPC with many requests in flight
 (tritonclient's asyncio client) so Triton's dynamic batcher can fill batches, writes the fused
 embeddings and metadata as the scorer's catalog for the generation (atomic, checksummed), then
-(re)loads `search` so the new catalog serves.
+swaps `search` to that generation (productsearch.deploy) unless --no-serve.
 """
 from __future__ import annotations
 
@@ -17,10 +17,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 
 from productsearch.catalog_store import write_catalog
+from productsearch.deploy import Deployer
+from productsearch.generations import manifest_path, record_catalog
 from productsearch.launcher import admin_headers
 from productsearch.repository import latest_generation
 
@@ -85,12 +86,10 @@ async def encode_products(url: str, products: list[dict], concurrency: int = 32,
 
 
 def index_catalog(catalog_path: Path, url: str, model_repository: Path = DEFAULT_REPOSITORY,
-                  generation: int | None = None, concurrency: int = 32, load: bool = True, log=print,
-                  headers: dict[str, str] | None = None) -> Path:
-    """Encode `catalog_path` through Triton and install it as scorer/<generation>'s catalog.
-
-    Loading `search` afterwards uses the model-repository API, so it needs the admin header
-    (`headers`; default: this host's admin key)."""
+                  generation: int | None = None, concurrency: int = 32, log=print) -> Path:
+    """Encode `catalog_path` through `encode_product` and install it as scorer/<generation>'s
+    catalog (recorded in the generation's manifest). The served `encode_product` must be pinned
+    to that generation's encoders (Deployer.activate_encoders); serving it is a separate swap."""
     catalog_path = Path(catalog_path)
     generation = generation or latest_generation(model_repository)
     products = read_products(catalog_path)
@@ -101,10 +100,21 @@ def index_catalog(catalog_path: Path, url: str, model_repository: Path = DEFAULT
             "index_seconds": round(time.monotonic() - started, 1)}
     path = write_catalog(Path(model_repository) / "scorer" / str(generation), embeddings, products, info)
     log(f"wrote catalog {path} ({len(products)} x {embeddings.shape[1]}) in {info['index_seconds']} s")
-    if load:
-        with grpcclient.InferenceServerClient(url) as client:
-            client.load_model("search", headers=headers or admin_headers())
-        log("loaded `search` with the new catalog")
+    if manifest_path(model_repository, generation).exists():
+        record_catalog(model_repository, generation)
+    return path
+
+
+def index_and_serve(catalog_path: Path, url: str, model_repository: Path = DEFAULT_REPOSITORY,
+                    generation: int | None = None, headers: dict[str, str] | None = None,
+                    serve: bool = True, concurrency: int = 32, log=print) -> Path:
+    """Pin `encode_product` to the generation's encoders, index, then swap `search` to it."""
+    generation = generation or latest_generation(model_repository)
+    with Deployer(url, model_repository, headers or admin_headers(), log=log) as deployer:
+        deployer.activate_encoders(generation)
+        path = index_catalog(catalog_path, url, model_repository, generation, concurrency, log)
+        if serve:
+            deployer.swap(generation)
     return path
 
 
@@ -115,9 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-repository", type=Path, default=DEFAULT_REPOSITORY)
     parser.add_argument("--generation", type=int, default=None, help="default: latest built")
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--no-load", action="store_true", help="write the catalog but do not load `search`")
+    parser.add_argument("--no-serve", action="store_true", help="write the catalog but do not swap `search` to it")
     args = parser.parse_args(argv)
-    index_catalog(args.catalog, args.url, args.model_repository, args.generation, args.concurrency, not args.no_load)
+    index_and_serve(args.catalog, args.url, args.model_repository, args.generation,
+                    serve=not args.no_serve, concurrency=args.concurrency)
     return 0
 
 

@@ -157,27 +157,24 @@ async def latency_suite(url: str, workload: Workload, requests: int) -> str:
 
 
 def start_private_server(tmp: Path):
-    """A Triton on free ports over a linked copy of the model repository, demo catalog indexed."""
-    from clients.index import index_catalog
+    """A Triton on free ports over a linked copy of the model repository, serving the latest
+    generation (its catalog reused when indexed, else indexed now)."""
+    from clients.index import index_and_serve
+    from productsearch.deploy import Deployer
     from productsearch.launcher import TritonServer, free_ports
-    from productsearch.repository import latest_generation, link_repository
+    from productsearch.repository import indexed_generations, latest_generation, link_repository
 
     source = ROOT / "model_repository"
     generation = latest_generation(source)
     repository = link_repository(source, tmp / "model_repository", generations=[generation], with_catalogs=True)
     http, grpc, metrics = free_ports(3)
     server = TritonServer(model_repository=repository, http_port=http, grpc_port=grpc, metrics_port=metrics,
-                          log_file=tmp / "triton.log", load_models=["encode_product"]).start()
-    from productsearch.catalog_store import catalog_exists
-
-    if not catalog_exists(repository / "scorer" / str(generation)):
-        index_catalog(DEMO_CATALOG, server.grpc_url, repository, generation, log=lambda *a: None,
-                      headers=server.admin_headers)
+                          log_file=tmp / "triton.log").start()
+    if generation in indexed_generations(repository):
+        with Deployer(server.grpc_url, repository, server.admin_headers, log=lambda *a: None) as deployer:
+            deployer.swap(generation)
     else:
-        import tritonclient.grpc as grpcclient
-
-        with grpcclient.InferenceServerClient(server.grpc_url) as client:
-            client.load_model("search", headers=server.admin_headers)
+        index_and_serve(DEMO_CATALOG, server.grpc_url, repository, generation, server.admin_headers, log=lambda *a: None)
     return server
 
 

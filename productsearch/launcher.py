@@ -33,8 +33,6 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from productsearch.repository import loadable_models
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_REPOSITORY = REPO_ROOT / "model_repository"
 DEFAULT_RUN_DIR = REPO_ROOT / "run"
@@ -399,8 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--http-port", type=int, default=int(os.environ.get("TRITON_HTTP_PORT", DEFAULT_PORTS["http"])))
     parser.add_argument("--grpc-port", type=int, default=int(os.environ.get("TRITON_GRPC_PORT", DEFAULT_PORTS["grpc"])))
     parser.add_argument("--metrics-port", type=int, default=int(os.environ.get("TRITON_METRICS_PORT", DEFAULT_PORTS["metrics"])))
-    parser.add_argument("--load", action="append", default=None,
-                        help="model to load at start (repeatable); default: whatever is built and indexed")
+    parser.add_argument("--load", action="append", default=[],
+                        help="extra model to load at start (repeatable); the serving generation is restored anyway")
     parser.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR)
     args = parser.parse_args(argv)
 
@@ -418,13 +416,20 @@ def main(argv: list[str] | None = None) -> int:
         grpc_port=args.grpc_port,
         metrics_port=args.metrics_port,
         log_file=args.run_dir / "triton.log",
-        load_models=args.load if args.load is not None else loadable_models(args.model_repository),
+        load_models=args.load,
     )
     try:
         state = start_background(server, args.run_dir)
     except LauncherError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    from productsearch.deploy import Deployer  # tritonclient, only needed here
+
+    url = f"{state['host']}:{state['grpc_port']}"
+    with Deployer(url, args.model_repository, admin_headers(admin_key(args.run_dir))) as deployer:
+        generation = deployer.serving_generation() or deployer.restore()
+    print(f"serving generation {generation}" if generation else
+          "no indexed generation yet: `make demo` (or `make index`) indexes the catalog")
     print(f"tritonserver running (pid {state['pid']}): gRPC {state['host']}:{state['grpc_port']}, "
           f"HTTP {state['host']}:{state['http_port']}, metrics {state['host']}:{state['metrics_port']}; "
           f"log {state['log_file']}; stop with `make stop`")

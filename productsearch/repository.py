@@ -35,13 +35,6 @@ def latest_generation(model_repository: Path) -> int:
     return generations[-1]
 
 
-def loadable_models(model_repository: Path) -> list[str]:
-    """What a fresh server can load now: indexing always, search once a catalog is indexed."""
-    if not built_generations(model_repository):
-        return []
-    return ["encode_product", "search"] if indexed_generations(model_repository) else ["encode_product"]
-
-
 def link_repository(source: Path, target: Path, generations: list[int] | None = None,
                     with_catalogs: bool = False) -> Path:
     """A private model repository for tests and benchmarks, so they never disturb a server
@@ -50,6 +43,12 @@ def link_repository(source: Path, target: Path, generations: list[int] | None = 
     directories of the generation-numbered models come along."""
     import shutil
 
+    manifests = Path(source) / "generations"
+    if manifests.is_dir():  # manifests are copied: callers re-index and rewrite them
+        (Path(target) / "generations").mkdir(parents=True)
+        for manifest in manifests.glob("[0-9]*.json"):
+            if generations is None or int(manifest.stem) in generations:
+                shutil.copy2(manifest, Path(target) / "generations" / manifest.name)
     for model_dir in sorted(Path(source).iterdir()):
         if not (model_dir / "config.pbtxt").exists():
             continue

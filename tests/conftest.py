@@ -33,14 +33,14 @@ def start_server(repository: Path, log_file: Path, load: list[str], extra_args: 
 def triton(tmp_path_factory):
     """A real tritonserver serving the demo generation with the demo catalog indexed through it."""
     require_built()
-    from clients.index import index_catalog
+    from clients.index import index_and_serve
 
     root = tmp_path_factory.mktemp("triton")
     repository = link_repository(MODEL_REPOSITORY, root / "model_repository", generations=[1])
-    server = start_server(repository, root / "triton.log", ["encode_product"])
+    server = start_server(repository, root / "triton.log", [])
     try:
-        index_catalog(DEMO_CATALOG, server.grpc_url, repository, generation=1, log=lambda *a: None,
-                      headers=server.admin_headers)
+        index_and_serve(DEMO_CATALOG, server.grpc_url, repository, generation=1, headers=server.admin_headers,
+                        log=lambda *a: None)
         yield server
     finally:
         server.stop()

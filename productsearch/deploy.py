@@ -1,0 +1,196 @@
+"""Swap model generations in a running Triton without failing or mixing a request.
+
+Over gRPC's model-repository API (needs the admin header):
+1. check generation N on disk (manifest, checksums) - refuse before anything is touched;
+2. load N beside the serving generation M: each of text_encoder, image_encoder, scorer is
+   loaded with a config whose version policy names [M, N], and every version is checked READY;
+3. reload the ensembles `search` and `encode_product` with configs that pin every step to N.
+   Only now do new requests go to N; requests in flight finish on M's pinned versions;
+4. unload M (version policy [N]) and record N as serving (M as previous, for rollback).
+Triton unloads a serving ensemble whose reload fails (e.g. it pins a version that is not
+loaded), so step 3 only runs once step 2 has proven every pinned version READY.
+Imports tritonclient and the standard library only.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import tritonclient.grpc as grpcclient
+from google.protobuf import json_format, text_format
+from tritonclient.grpc import model_config_pb2
+from tritonclient.utils import InferenceServerException
+
+from productsearch.generations import GenerationError, read_serving, verify_generation, write_serving
+from productsearch.repository import ENCODERS, built_generations
+
+GENERATION_MODELS = (*ENCODERS, "scorer")
+ENSEMBLES = ("encode_product", "search")
+
+
+class DeployError(RuntimeError):
+    """A deploy step failed; the serving generation is untouched unless the message says otherwise."""
+
+
+def read_config(repository: Path, model: str) -> model_config_pb2.ModelConfig:
+    path = Path(repository) / model / "config.pbtxt"
+    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+
+
+def to_json(config: model_config_pb2.ModelConfig) -> str:
+    return json.dumps(json_format.MessageToDict(config, preserving_proto_field_name=True))
+
+
+def versions_config(repository: Path, model: str, versions: list[int]) -> str:
+    """The model's on-disk config with a version policy naming exactly `versions`."""
+    config = read_config(repository, model)
+    config.version_policy.specific.versions[:] = sorted(set(versions))
+    return to_json(config)
+
+
+def pinned_ensemble_config(repository: Path, ensemble: str, generation: int) -> str:
+    """The ensemble's on-disk config with every generation-numbered step pinned to N."""
+    config = read_config(repository, ensemble)
+    for step in config.ensemble_scheduling.step:
+        if step.model_name in GENERATION_MODELS:
+            step.model_version = generation
+    return to_json(config)
+
+
+class Deployer:
+    """Generation control for one server; `log` receives one line per completed step."""
+
+    def __init__(self, url: str, repository: Path, headers: dict[str, str], log=print, timeout_s: float = 300):
+        self.url = url
+        self.repository = Path(repository)
+        self.headers = headers
+        self.log = log
+        self.timeout_s = timeout_s
+        self.client = grpcclient.InferenceServerClient(url)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> "Deployer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ state
+
+    def serving_generation(self) -> int | None:
+        """The generation `search` (else `encode_product`) is pinned to in the server, if loaded."""
+        for ensemble in ("search", "encode_product"):
+            try:
+                if not self.client.is_model_ready(ensemble):
+                    continue
+                config = self.client.get_model_config(ensemble, as_json=True)["config"]
+            except InferenceServerException:
+                continue
+            versions = {int(step.get("model_version", -1)) for step in config["ensemble_scheduling"]["step"]
+                        if step["model_name"] in GENERATION_MODELS}
+            if len(versions) == 1 and versions != {-1}:
+                return versions.pop()
+        return None
+
+    def loaded_versions(self, model: str) -> list[int]:
+        index = self.client.get_model_repository_index(headers=self.headers, as_json=True).get("models", [])
+        return sorted(int(m["version"]) for m in index if m["name"] == model and m.get("state") == "READY" and m.get("version"))
+
+    # ------------------------------------------------------------------ steps
+
+    def _load(self, model: str, config: str | None = None) -> None:
+        try:
+            self.client.load_model(model, config=config, headers=self.headers,
+                                   client_timeout=self.timeout_s)
+        except InferenceServerException as err:
+            raise DeployError(f"loading {model} failed: {err.message()}") from None
+
+    def _require_ready(self, model: str, versions: list[int]) -> None:
+        for version in versions:
+            if not self.client.is_model_ready(model, str(version)):
+                raise DeployError(f"{model} version {version} is not READY")
+
+    def load_generation_models(self, versions: list[int], models=GENERATION_MODELS) -> None:
+        """Each generation-numbered model loaded with exactly `versions`, all READY."""
+        for model in models:
+            started = time.monotonic()
+            self._load(model, versions_config(self.repository, model, versions))
+            self._require_ready(model, versions)
+            self.log(f"  {model}: versions {versions} READY ({time.monotonic() - started:.1f} s)")
+
+    def pin_ensembles(self, generation: int, ensembles=ENSEMBLES) -> None:
+        for ensemble in ensembles:
+            self._load(ensemble, pinned_ensemble_config(self.repository, ensemble, generation))
+            if not self.client.is_model_ready(ensemble):
+                raise DeployError(f"{ensemble} is not READY after pinning generation {generation}")
+            self.log(f"  {ensemble}: pinned to generation {generation}")
+
+    # ------------------------------------------------------------------ operations
+
+    def activate_encoders(self, generation: int) -> None:
+        """Indexing only (no catalog yet): encoders N and `encode_product` pinned to N."""
+        current = self.serving_generation()
+        keep = [v for v in (current, generation) if v is not None]
+        self.load_generation_models(sorted(set(keep)), models=ENCODERS)
+        self.pin_ensembles(generation, ensembles=("encode_product",))
+
+    def swap(self, generation: int) -> float:
+        """Serve generation N; returns seconds from start until new requests go to N."""
+        started = time.monotonic()
+        try:
+            verify_generation(self.repository, generation)
+        except GenerationError as err:
+            raise DeployError(f"refused: {err}") from None
+        current = self.serving_generation()
+        if current == generation:
+            self.log(f"generation {generation} is already serving")
+            return 0.0
+        self.log(f"swap: generation {current} -> {generation}")
+        both = sorted({v for v in (current, generation) if v is not None})
+        try:
+            self.load_generation_models(both)
+        except DeployError:
+            if current is not None:  # drop the half-loaded N, keep M as it was
+                self.load_generation_models([current])
+            raise
+        self.pin_ensembles(generation)
+        switched = time.monotonic() - started
+        self.load_generation_models([generation])
+        write_serving(self.repository, generation, current)
+        self.log(f"generation {generation} serving (switched after {switched:.1f} s, "
+                 f"done after {time.monotonic() - started:.1f} s)")
+        return switched
+
+    def rollback(self) -> float:
+        state = read_serving(self.repository)
+        previous = state.get("previous")
+        if previous is None:
+            raise DeployError("no previous generation recorded to roll back to")
+        self.log(f"rollback to generation {previous}")
+        return self.swap(previous)
+
+    def restore(self) -> int | None:
+        """After a (re)start: bring back the recorded serving generation (else the newest indexed)."""
+        from productsearch.repository import indexed_generations
+
+        recorded = read_serving(self.repository).get("generation")
+        candidates = [recorded] if recorded is not None else []
+        candidates += sorted(indexed_generations(self.repository), reverse=True)
+        for generation in candidates:
+            try:
+                verify_generation(self.repository, generation)
+            except GenerationError as err:
+                self.log(f"not restoring generation {generation}: {err}")
+                continue
+            self.load_generation_models([generation])
+            self.pin_ensembles(generation)
+            if recorded != generation:
+                write_serving(self.repository, generation, read_serving(self.repository).get("generation"))
+            return generation
+        built = built_generations(self.repository)
+        if built:
+            self.activate_encoders(built[-1])
+        return None
