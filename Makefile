@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 CATALOG := data/demo_catalog/catalog.jsonl
 BUILT := model_repository/image_encoder/1/image_tower/config.json
 
-.PHONY: demo test install models serve stop status index clean
+.PHONY: demo test install models serve stop status index clean loadtest bench
 
 demo: models  ## build (once), serve, index (once), run example searches
 	$(PY) -m clients.demo
@@ -42,3 +42,11 @@ index: serve  ## (re-)index the demo catalog into the latest generation
 
 clean: stop
 	rm -rf run data model_repository/*/[0-9]*/text_model model_repository/*/[0-9]*/image_tower model_repository/scorer/[0-9]*/catalog*
+
+USERS ?= 16
+DURATION ?= 60s
+loadtest: serve  ## headless Locust against the background server; prints Locust's table
+	$(PY) -m locust -f loadtest/locustfile.py --host 127.0.0.1:8001 --headless -u $(USERS) -r $(USERS) -t $(DURATION) --only-summary
+
+bench: models  ## latency/throughput harness on a private server; records BENCHMARKS.md
+	$(PY) -m loadtest.bench --write
