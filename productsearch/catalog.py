@@ -34,7 +34,7 @@ PATTERNS = ("plain", "striped", "polka-dot", "checked")
 
 IMAGE_SIZE = 96  # rendered size; the image tower resizes to its own training resolution
 HELDOUT_FRACTION = 0.10
-CATALOG_VERSION = 1  # bump when rendering or text generation changes, to force regeneration
+CATALOG_VERSION = 2  # bump when rendering or text generation changes, to force regeneration
 
 RGB = {
     "red": (208, 32, 38), "orange": (244, 128, 22), "yellow": (245, 212, 28),
@@ -309,7 +309,9 @@ def render_product(category: str, color: str, pattern: str, rng: random.Random,
     `rng` (a `random.Random`) drives all variation — shade, object size, position, rotation,
     pattern phase, background — so the same rng state gives the same pixels.
     """
-    base = tuple(min(255, max(0, c + rng.randint(-12, 12))) for c in RGB[color])
+    # shade jitter: mostly brightness, little hue, so the colour name stays right
+    shade = rng.randint(-12, 12)
+    base = tuple(min(255, max(0, c + shade + rng.randint(-4, 4))) for c in RGB[color])
     tone = _contrast(color)
     ink = (110, 110, 110) if color == "white" else _mix(base, (0, 0, 0), 0.5)
 

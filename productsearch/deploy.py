@@ -81,19 +81,16 @@ class Deployer:
     # ------------------------------------------------------------------ state
 
     def serving_generation(self) -> int | None:
-        """The generation `search` (else `encode_product`) is pinned to in the server, if loaded."""
-        for ensemble in ("search", "encode_product"):
-            try:
-                if not self.client.is_model_ready(ensemble):
-                    continue
-                config = self.client.get_model_config(ensemble, as_json=True)["config"]
-            except InferenceServerException:
-                continue
-            versions = {int(step.get("model_version", -1)) for step in config["ensemble_scheduling"]["step"]
-                        if step["model_name"] in GENERATION_MODELS}
-            if len(versions) == 1 and versions != {-1}:
-                return versions.pop()
-        return None
+        """The generation `search` is pinned to in the server; None while `search` is not loaded."""
+        try:
+            if not self.client.is_model_ready("search"):
+                return None
+            config = self.client.get_model_config("search", as_json=True)["config"]
+        except InferenceServerException:
+            return None
+        versions = {int(step.get("model_version", -1)) for step in config["ensemble_scheduling"]["step"]
+                    if step["model_name"] in GENERATION_MODELS}
+        return versions.pop() if len(versions) == 1 and versions != {-1} else None
 
     def loaded_versions(self, model: str) -> list[int]:
         index = self.client.get_model_repository_index(headers=self.headers, as_json=True).get("models", [])

@@ -31,7 +31,12 @@ def tree_checksum(root: Path) -> str:
     """sha256 over the relative paths and bytes of every file below `root` (links followed)."""
     digest = hashlib.sha256()
     root = Path(root)
-    files = sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    files = sorted(
+        Path(folder) / name
+        for folder, dirs, names in os.walk(root, followlinks=True)
+        if "__pycache__" not in Path(folder).parts
+        for name in names
+    )
     for path in files:
         digest.update(str(path.relative_to(root)).encode() + b"\0")
         with open(path, "rb") as handle:
@@ -69,12 +74,19 @@ def read_manifest(repository: Path, generation: int) -> dict:
 
 
 def record_encoders(repository: Path, generation: int, built_by: dict) -> dict:
-    """After a build: checksum generation N's encoders into its manifest."""
+    """After a build: checksum generation N's encoders into its manifest. An unchanged rebuild
+    keeps the manifest (and its catalog record); changed encoders drop the old catalog record,
+    since a catalog is only valid with the encoders that made it."""
+    checksums = {name: tree_checksum(path) for name, path in encoder_dirs(repository, generation).items()}
+    if manifest_path(repository, generation).exists():
+        existing = read_manifest(repository, generation)
+        if existing.get("encoders") == checksums:
+            return existing
     manifest = {
         "generation": generation,
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "built_by": built_by,
-        "encoders": {name: tree_checksum(path) for name, path in encoder_dirs(repository, generation).items()},
+        "encoders": checksums,
     }
     write_json_atomic(manifest_path(repository, generation), manifest)
     return manifest

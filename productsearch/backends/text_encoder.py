@@ -29,8 +29,11 @@ def decode_texts(raw: np.ndarray) -> list[str]:
 
 class TextEncoderModel:
     def initialize(self, args: dict) -> None:
+        import transformers
+
         from productsearch.towers import TextTower
 
+        transformers.utils.logging.disable_progress_bar()  # no "Loading weights" bars in the server log
         self.ctx = ModelContext.from_args(args)
         set_torch_threads(self.ctx)
         self.tower = TextTower.load(self.ctx.version_dir / "text_model", device=self.ctx.device)
