@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from productsearch import EMBED_DIM
 from productsearch.backends.common import ModelContext, RequestError, input_array, response, run_batched, set_torch_threads
 from productsearch.imaging import InvalidImage, decode_image
 
 
 class ImageEncoderModel:
     def initialize(self, args: dict) -> None:
-        from productsearch.towers import ImageTower
+        from PIL import Image
+
+        from productsearch.checkpoints import load_image_tower
 
         self.ctx = ModelContext.from_args(args)
         set_torch_threads(self.ctx)
-        self.tower = ImageTower.load(self.ctx.version_dir / "image_tower", device=self.ctx.device)
+        self.tower = load_image_tower(self.ctx.version_dir, self.ctx.device, self.ctx.parameter("precision", "fp32"))
+        self.dim = self.tower.encode([Image.new("RGB", (64, 64))]).shape[1]  # also the first-call warm-up
 
     def parse(self, request) -> list:
         raw = input_array(request, "IMAGE")
@@ -39,7 +41,7 @@ class ImageEncoderModel:
 
     def compute(self, images: list) -> dict[str, np.ndarray]:
         present = np.array([image is not None for image in images])
-        embedding = np.zeros((len(images), EMBED_DIM), dtype=np.float32)
+        embedding = np.zeros((len(images), self.dim), dtype=np.float32)
         if present.any():
             embedding[present] = self.tower.encode([image for image in images if image is not None])
         return {"EMBEDDING": embedding, "PRESENT": present[:, None]}

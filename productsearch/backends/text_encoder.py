@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from productsearch import EMBED_DIM
 from productsearch.backends.common import ModelContext, RequestError, input_array, response, run_batched, set_torch_threads
 
 MAX_TEXT_BYTES = 16 * 1024  # longer input is refused; within it, tokens past MAX_TOKENS are cut
@@ -31,12 +30,13 @@ class TextEncoderModel:
     def initialize(self, args: dict) -> None:
         import transformers
 
-        from productsearch.towers import TextTower
+        from productsearch.checkpoints import load_text_tower
 
         transformers.utils.logging.disable_progress_bar()  # no "Loading weights" bars in the server log
         self.ctx = ModelContext.from_args(args)
         set_torch_threads(self.ctx)
-        self.tower = TextTower.load(self.ctx.version_dir / "text_model", device=self.ctx.device)
+        self.tower = load_text_tower(self.ctx.version_dir, self.ctx.device, self.ctx.parameter("precision", "fp32"))
+        self.dim = self.tower.encode(["warm-up"]).shape[1]  # also the first-call warm-up
 
     def parse(self, request) -> list[str]:
         raw = input_array(request, "TEXT")
@@ -46,7 +46,7 @@ class TextEncoderModel:
 
     def compute(self, texts: list[str]) -> dict[str, np.ndarray]:
         present = np.array([bool(t) for t in texts])
-        embedding = np.zeros((len(texts), EMBED_DIM), dtype=np.float32)
+        embedding = np.zeros((len(texts), self.dim), dtype=np.float32)
         if present.any():
             embedding[present] = self.tower.encode([t for t in texts if t], max_length=MAX_TOKENS)
         return {"EMBEDDING": embedding, "PRESENT": present[:, None]}
