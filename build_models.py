@@ -30,7 +30,8 @@ sys.path.insert(0, str(ROOT))  # the shared package sits beside this script
 from productsearch import catalog as cat  # noqa: E402
 from productsearch.deploy import GENERATION_MODELS  # noqa: E402
 from productsearch.generations import manifest_path, record_encoders  # noqa: E402
-from productsearch.repository import built_generations  # noqa: E402
+from productsearch.presets import PRESETS  # noqa: E402
+from productsearch.repository import built_generations, write_device_configs  # noqa: E402
 from productsearch.quality import format_table, passed, quality_table  # noqa: E402
 from productsearch.towers import TEXT_MODEL_FILES, ImageTower, TextTower, minilm_dir  # noqa: E402
 
@@ -169,14 +170,7 @@ def build_demo(args: argparse.Namespace) -> int:
         os.replace(tmp, tower_dir)
         print(f"image tower: saved to {tower_dir}")
 
-    for model in GENERATION_MODELS:  # python backend entry points for version N
-        entry = out / model / str(generation) / "model.py"
-        if not entry.exists():
-            entry.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(out / model / "1" / "model.py", entry)
-    manifest = record_encoders(out, generation, {"preset": "demo", "seed": args.seed, "epochs": wanted["epochs"]})
-    print(f"generation {generation} manifest: {manifest_path(out, generation)}"
-          + (" (catalog indexed)" if "catalog" in manifest else " (catalog not indexed yet)"))
+    finish_generation(out, generation, {"preset": "demo", "seed": args.seed, "epochs": wanted["epochs"]}, args.device)
 
     print()
     print(format_table(table))
@@ -187,9 +181,61 @@ def build_demo(args: argparse.Namespace) -> int:
     return 0 if ok or not args.strict else 1
 
 
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        import torch
+
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def finish_generation(out: Path, generation: int, built_by: dict, device: str) -> None:
+    """model.py entry points for version N, device configs, and the generation's manifest."""
+    for model in GENERATION_MODELS:
+        entry = out / model / str(generation) / "model.py"
+        if not entry.exists():
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(out / model / "1" / "model.py", entry)
+    write_device_configs(out, device)
+    manifest = record_encoders(out, generation, built_by)
+    print(f"generation {generation} manifest: {manifest_path(out, generation)}"
+          + (" (catalog indexed)" if "catalog" in manifest else " (catalog not indexed yet)")
+          + f"; {device} configs")
+
+
+def build_checkpoint_preset(args: argparse.Namespace) -> int:
+    """clip / chinese-clip / bert-resnet from real checkpoints, as a new generation by default."""
+    from productsearch import presets
+
+    if not args.checkpoint:
+        raise SystemExit(f"--preset {args.preset} needs --checkpoint (a local directory or a hub name)")
+    out = Path(args.out)
+    generation = args.generation or (built_generations(out)[-1:] or [0])[0] + 1
+    print(f"generation {generation}: preset {args.preset} from {args.checkpoint}")
+    if args.preset in ("clip", "chinese-clip"):
+        presets.build_dual_encoder(args.preset, args.checkpoint, out, generation)
+    else:
+        products = cat.generate_catalog(args.catalog_dir, renders_per_combo=RENDERS_PER_COMBO, seed=args.seed)
+        presets.build_bert_resnet(args.checkpoint, out, generation, products, Path(args.catalog_dir),
+                                  image_checkpoint=args.image_checkpoint, arch=args.arch, dim=args.dim,
+                                  resolution=args.resolution, epochs=args.epochs or 30, seed=args.seed)
+    finish_generation(out, generation, {"preset": args.preset, "checkpoint": str(args.checkpoint),
+                                        "image_checkpoint": args.image_checkpoint}, args.device)
+    print(f"next: index the catalog with it: python -m clients.index <catalog.jsonl> --generation {generation}")
+    return 0
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", default="demo", choices=["demo"])
+    parser.add_argument("--preset", default="demo", choices=PRESETS)
+    parser.add_argument("--checkpoint", help="clip/chinese-clip: the model; bert-resnet: the BERT text model "
+                        "(a local directory, or a hub name where the machine reaches a hub)")
+    parser.add_argument("--image-checkpoint", help="bert-resnet: torchvision ResNet state dict (.pth); default random init")
+    parser.add_argument("--arch", default="resnet50", help="bert-resnet: torchvision ResNet architecture")
+    parser.add_argument("--dim", type=int, default=256, help="bert-resnet: shared embedding size")
+    parser.add_argument("--resolution", type=int, default=224, help="bert-resnet: image input size")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "gpu", "auto"],
+                        help="gpu writes KIND_GPU configs (fp16 autocast) beside the CPU defaults")
     parser.add_argument("--out", default=str(ROOT / "model_repository"),
                         help="model repository root (only <model>/1/<weights dir> is written)")
     parser.add_argument("--catalog-dir", default=str(ROOT / "data" / "demo_catalog"))
@@ -212,9 +258,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    args.device = resolve_device(args.device)
     if args.preset == "demo":
         return build_demo(args)
-    raise SystemExit(f"unknown preset {args.preset}")
+    return build_checkpoint_preset(args)
 
 
 if __name__ == "__main__":

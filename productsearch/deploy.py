@@ -23,7 +23,7 @@ from tritonclient.grpc import model_config_pb2
 from tritonclient.utils import InferenceServerException
 
 from productsearch.generations import GenerationError, read_serving, verify_generation, write_serving
-from productsearch.repository import ENCODERS, built_generations
+from productsearch.repository import ENCODERS, built_generations, config_path
 
 GENERATION_MODELS = (*ENCODERS, "scorer")
 ENSEMBLES = ("encode_product", "search")
@@ -34,7 +34,7 @@ class DeployError(RuntimeError):
 
 
 def read_config(repository: Path, model: str) -> model_config_pb2.ModelConfig:
-    path = Path(repository) / model / "config.pbtxt"
+    path = config_path(repository, model)  # configs/gpu.pbtxt after build_models --device gpu
     return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
 
 

@@ -33,6 +33,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from productsearch.repository import config_name
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_REPOSITORY = REPO_ROOT / "model_repository"
 DEFAULT_RUN_DIR = REPO_ROOT / "run"
@@ -229,6 +231,8 @@ class TritonServer:
             f"--grpc-restricted-protocol=model-repository:{ADMIN_HEADER}={self.key}",
             f"--http-restricted-api=model-repository:{ADMIN_HEADER}={self.key}",
         ]
+        if config_name(self.model_repository):  # GPU configs written by build_models --device gpu
+            cmd.append(f"--model-config-name={config_name(self.model_repository)}")
         cmd += [f"--load-model={name}" for name in self.load_models]
         return cmd + list(self.extra_args)
 
