@@ -86,12 +86,12 @@ class TritonInstall:
 
 def find_triton() -> TritonInstall:
     """The pytriton wheel's server if installed, else `tritonserver` on PATH (NVIDIA's container)."""
-    try:
-        import pytriton  # noqa: F401  (only to locate the wheel; its Python API is not used)
-    except ImportError:
-        pytriton = None
-    if pytriton is not None:
-        root = Path(pytriton.__file__).resolve().parent / "tritonserver"
+    import importlib.util
+
+    # Locate the wheel without importing it (its Python API is not used and pulls in more).
+    spec = importlib.util.find_spec("pytriton")
+    if spec is not None and spec.submodule_search_locations:
+        root = Path(list(spec.submodule_search_locations)[0]).resolve() / "tritonserver"
         binary = root / "bin" / "tritonserver"
         version = f"{sys.version_info.major}.{sys.version_info.minor}"
         stub = root / "python_backend_stubs" / version / "triton_python_backend_stub"
