@@ -140,3 +140,22 @@ def write_serving(repository: Path, generation: int, previous: int | None) -> No
         "generation": generation, "previous": previous,
         "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     })
+
+
+def clone_encoders(repository: Path, generation: int, source: int) -> dict:
+    """Generation N sharing generation `source`'s encoder weights (symlinked): for a catalog-only
+    change (new products, new prices) that still gets its own generation number and swap."""
+    import shutil
+
+    repository = Path(repository)
+    for model in (*ENCODERS, "scorer"):
+        target = repository / model / str(generation)
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(repository / model / str(source) / "model.py", target / "model.py")
+        if model in ENCODERS:
+            for item in (repository / model / str(source)).iterdir():
+                if item.is_dir() and not (target / item.name).exists():
+                    (target / item.name).symlink_to(item.resolve(), target_is_directory=True)
+                elif item.is_file() and item.name != "model.py":
+                    shutil.copy2(item, target / item.name)
+    return record_encoders(repository, generation, {"cloned_encoders_of": source})

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 
@@ -12,8 +11,8 @@ from tritonclient.utils import InferenceServerException
 
 from clients.index import index_and_serve
 from clients.search import SearchClient
-from productsearch.deploy import ENCODERS, Deployer, DeployError
-from productsearch.generations import record_encoders
+from productsearch.deploy import Deployer, DeployError
+from productsearch.generations import clone_encoders, record_encoders
 from productsearch.repository import link_repository
 from tests.conftest import DEMO_CATALOG, MODEL_REPOSITORY, require_built, start_server
 
@@ -23,15 +22,7 @@ CLIENTS = 16
 
 def add_generation(repository, generation: int, source: int = 1) -> None:
     """Generation N with the encoders of `source` (linked): a catalog change only."""
-    for model in (*ENCODERS, "scorer"):
-        target = repository / model / str(generation)
-        target.mkdir()
-        shutil.copy2(repository / model / str(source) / "model.py", target / "model.py")
-        if model in ENCODERS:
-            for item in (repository / model / str(source)).iterdir():
-                if item.is_dir():
-                    (target / item.name).symlink_to(item.resolve(), target_is_directory=True)
-    record_encoders(repository, generation, {"test": "linked encoders", "source": source})
+    clone_encoders(repository, generation, source)
 
 
 def write_catalog_variant(path, prefix: str, count: int, offset: int) -> None:
