@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import tritonclient.grpc.aio as aioclient
 
-from productsearch.catalog_store import write_catalog
+from productsearch.catalog_store import EXACT_MAX_PRODUCTS, build_index, write_catalog
 from productsearch.deploy import Deployer
 from productsearch.generations import manifest_path, record_catalog
 from productsearch.launcher import admin_headers
@@ -100,6 +100,8 @@ def index_catalog(catalog_path: Path, url: str, model_repository: Path = DEFAULT
             "index_seconds": round(time.monotonic() - started, 1)}
     path = write_catalog(Path(model_repository) / "scorer" / str(generation), embeddings, products, info)
     log(f"wrote catalog {path} ({len(products)} x {embeddings.shape[1]}) in {info['index_seconds']} s")
+    if len(products) >= EXACT_MAX_PRODUCTS:  # the scorer searches large catalogs through an IVF index
+        build_index(path, np.load(path / "embeddings.npy", mmap_mode="r"), log=log)
     if manifest_path(model_repository, generation).exists():
         record_catalog(model_repository, generation)
     return path

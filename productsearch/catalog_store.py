@@ -5,11 +5,20 @@ Layout inside a scorer version directory (one generation):
     catalog-<sha12>/embeddings.npy   [N, D] unit-norm fused embeddings
     catalog-<sha12>/products.jsonl   one product per line (id, title, category, price, ...)
     catalog-<sha12>/manifest.json    count, dim, dtype, sha256 of both files, who built it
+    catalog-<sha12>/index-<spec>.faiss  optional ANN index over embeddings.npy (large catalogs),
+    catalog-<sha12>/index-<spec>.json   with its spec and checksum; it lives and dies with the catalog
 
 A catalog is written to a temporary directory and only becomes visible through the rename of
 the `catalog` link, so a reader never sees a half-written catalog. Loading verifies sizes and
 checksums, so a truncated or edited catalog is refused with a clear error instead of served.
-Only numpy and the standard library: the indexing client imports this without torch.
+Only numpy and the standard library at import: the indexing client imports this without torch;
+faiss is imported only by the index functions.
+
+Large catalogs (EXACT_MAX_PRODUCTS and up) are searched through an IVF index whose vectors are
+stored as fp16 (faiss IndexIVFScalarQuantizer, QT_fp16): half the memory of the fp32 matrix and a
+scan of nprobe/nlist of it per query, measured against exact search (loadtest/bench.py).
+`open_catalog` reads a catalog without materialising it: embeddings memory-mapped, ids and
+titles packed into two byte buffers (a million products cost ~100 MB, not gigabytes of dicts).
 """
 from __future__ import annotations
 
@@ -25,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 CATALOG_LINK = "catalog"
+EXACT_MAX_PRODUCTS = 200_000  # from here on the scorer searches an IVF index (CPU); below, exact
 METADATA_KEYS = ("id", "title", "category", "color", "pattern", "price")
 
 
@@ -101,6 +111,89 @@ def catalog_exists(version_dir: Path) -> bool:
 def load_catalog(version_dir: Path, verify: bool = True) -> Catalog:
     """Read and check a catalog; raise CatalogError naming what is wrong."""
     root = Path(version_dir) / CATALOG_LINK
+    manifest = _read_manifest(version_dir, root, verify)
+    try:
+        embeddings = np.load(root / "embeddings.npy", mmap_mode=None)
+    except (ValueError, OSError) as err:
+        raise CatalogError(f"cannot read {root / 'embeddings.npy'}: {err}") from None
+    products = [json.loads(line) for line in (root / "products.jsonl").read_text().splitlines() if line]
+    if embeddings.shape != (manifest["count"], manifest["dim"]) or len(products) != manifest["count"]:
+        raise CatalogError(
+            f"catalog in {root} is inconsistent: manifest says {manifest['count']}x{manifest['dim']}, "
+            f"found embeddings {embeddings.shape} and {len(products)} products"
+        )
+    return Catalog([p["id"] for p in products], embeddings, products, manifest)
+
+
+# ------------------------------------------------------------------ lean reading (the scorer)
+
+class StringColumn:
+    """Many short strings packed into one bytes buffer plus offsets; `take` returns BYTES rows."""
+
+    def __init__(self, values: list[bytes]):
+        lengths = np.fromiter((len(v) for v in values), dtype=np.int64, count=len(values))
+        self.offsets = np.zeros(len(values) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=self.offsets[1:])
+        self.buffer = b"".join(values)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, row: int) -> bytes:
+        return self.buffer[self.offsets[row]:self.offsets[row + 1]]
+
+    def take(self, index: np.ndarray) -> np.ndarray:
+        """An object array of bytes shaped like `index` (what a BYTES output tensor takes)."""
+        index = np.asarray(index)
+        flat = [self.buffer[self.offsets[i]:self.offsets[i + 1]] for i in index.reshape(-1).tolist()]
+        out = np.empty(len(flat), dtype=object)
+        out[:] = flat
+        return out.reshape(index.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.buffer) + self.offsets.nbytes
+
+
+@dataclass
+class CatalogView:
+    """A verified catalog for serving: embeddings memory-mapped read-only (pages come from the
+    page cache and leave with the mapping), ids and titles packed."""
+
+    root: Path
+    ids: StringColumn
+    titles: StringColumn
+    embeddings: np.ndarray
+    manifest: dict
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def open_catalog(version_dir: Path, verify: bool = True) -> CatalogView:
+    """Like load_catalog, for the scorer: same checks, a fraction of the memory."""
+    root = Path(version_dir) / CATALOG_LINK
+    manifest = _read_manifest(version_dir, root, verify)
+    try:
+        embeddings = np.load(root / "embeddings.npy", mmap_mode="r")
+    except (ValueError, OSError) as err:
+        raise CatalogError(f"cannot read {root / 'embeddings.npy'}: {err}") from None
+    ids, titles = [], []
+    with open(root / "products.jsonl", "rb") as lines:
+        for line in lines:
+            if line.strip():
+                product = json.loads(line)
+                ids.append(str(product["id"]).encode())
+                titles.append(str(product.get("title", "")).encode())
+    if embeddings.shape != (manifest["count"], manifest["dim"]) or len(ids) != manifest["count"]:
+        raise CatalogError(
+            f"catalog in {root} is inconsistent: manifest says {manifest['count']}x{manifest['dim']}, "
+            f"found embeddings {embeddings.shape} and {len(ids)} products"
+        )
+    return CatalogView(root.resolve(), StringColumn(ids), StringColumn(titles), embeddings, manifest)
+
+
+def _read_manifest(version_dir: Path, root: Path, verify: bool) -> dict:
     manifest_path = root / "manifest.json"
     if not manifest_path.exists():
         raise CatalogError(f"no catalog in {version_dir}: index the catalog first (make index)")
@@ -114,14 +207,89 @@ def load_catalog(version_dir: Path, verify: bool = True) -> Catalog:
             raise CatalogError(f"catalog file missing: {path}")
         if verify and sha256_file(path) != manifest.get(key):
             raise CatalogError(f"catalog file {path} fails its checksum (truncated or modified)")
+    return manifest
+
+
+# ------------------------------------------------------------------ ANN index (large catalogs)
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """IVF over fp16-coded vectors. nlist 0: about sqrt(N) lists (1,000 for a million)."""
+
+    nlist: int = 0
+    train_per_list: int = 40  # k-means sample: 40 x nlist rows (faiss warns under 39)
+    niter: int = 10
+    seed: int = 1234
+
+    def lists_for(self, count: int) -> int:
+        return self.nlist or int(min(max(round(count ** 0.5), 16), 8192))
+
+    def name(self, count: int) -> str:
+        return f"ivf{self.lists_for(count)}-sqfp16-s{self.seed}"
+
+
+def index_path(catalog_root: Path, spec: IndexSpec, count: int) -> Path:
+    return Path(catalog_root) / f"index-{spec.name(count)}.faiss"
+
+
+def build_index(catalog_root: Path, embeddings: np.ndarray, spec: IndexSpec = IndexSpec(), threads: int | None = None,
+                persist: bool = True, log=lambda *a: None):
+    """Train and fill an IVF-SQfp16 inner-product index over `embeddings` (rows in order, so
+    labels are row numbers); written atomically beside the catalog with a checksummed sidecar
+    unless persist is False or the directory is read-only."""
+    import faiss
+
+    if threads:
+        faiss.omp_set_num_threads(threads)
+    count, dim = embeddings.shape
+    nlist = spec.lists_for(count)
+    started = time.monotonic()
+    rng = np.random.default_rng(spec.seed)
+    sample = np.sort(rng.choice(count, size=min(count, spec.train_per_list * nlist), replace=False))
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, faiss.ScalarQuantizer.QT_fp16,
+                                          faiss.METRIC_INNER_PRODUCT, False)
+    index.cp.niter = spec.niter
+    index.cp.seed = spec.seed
+    index.train(np.ascontiguousarray(embeddings[sample], dtype=np.float32))
+    index.quantizer_trains_alone = 0
+    log(f"index: trained {nlist} lists on {len(sample)} rows ({time.monotonic() - started:.1f} s)")
+    for start in range(0, count, 65536):
+        index.add(np.ascontiguousarray(embeddings[start:start + 65536], dtype=np.float32))
+    index.own_fields = True
+    quantizer.this.disown()
+    seconds = time.monotonic() - started
+    log(f"index: {count} vectors added ({seconds:.1f} s)")
+    if persist:
+        path = index_path(catalog_root, spec, count)
+        try:
+            tmp = path.with_name(f".{path.name}.tmp")
+            faiss.write_index(index, str(tmp))
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+            sidecar = {"spec": spec.__dict__, "nlist": nlist, "count": count, "dim": dim, "build_seconds": round(seconds, 1),
+                       "sha256": sha256_file(tmp), "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            path.with_suffix(".json").write_text(json.dumps(sidecar, indent=1))
+            os.replace(tmp, path)
+        except OSError as err:  # a read-only repository still serves, it just rebuilds next load
+            log(f"index: not persisted ({err})")
+    return index
+
+
+def load_index(catalog_root: Path, count: int, spec: IndexSpec = IndexSpec(), verify: bool = True):
+    """The persisted index for this catalog and spec, or None if there is none (or it fails its
+    checksum or does not match the catalog)."""
+    import faiss
+
+    path = index_path(catalog_root, spec, count)
+    sidecar_path = path.with_suffix(".json")
+    if not path.exists() or not sidecar_path.exists():
+        return None
     try:
-        embeddings = np.load(root / "embeddings.npy", mmap_mode=None)
-    except (ValueError, OSError) as err:
-        raise CatalogError(f"cannot read {root / 'embeddings.npy'}: {err}") from None
-    products = [json.loads(line) for line in (root / "products.jsonl").read_text().splitlines() if line]
-    if embeddings.shape != (manifest["count"], manifest["dim"]) or len(products) != manifest["count"]:
-        raise CatalogError(
-            f"catalog in {root} is inconsistent: manifest says {manifest['count']}x{manifest['dim']}, "
-            f"found embeddings {embeddings.shape} and {len(products)} products"
-        )
-    return Catalog([p["id"] for p in products], embeddings, products, manifest)
+        sidecar = json.loads(sidecar_path.read_text())
+    except ValueError:
+        return None
+    if sidecar.get("count") != count or (verify and sha256_file(path) != sidecar.get("sha256")):
+        return None
+    index = faiss.read_index(str(path))
+    return index if index.ntotal == count else None

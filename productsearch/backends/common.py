@@ -41,12 +41,16 @@ class ModelContext:
         return self.config.get("parameters", {}).get(key, {}).get("string_value", default)
 
 
+def configured_threads(ctx: ModelContext) -> int:
+    """The instance's compute threads: config parameter `torch_threads` (env default, else 1)."""
+    return max(1, int(ctx.parameter("torch_threads", os.environ.get("PRODUCTSEARCH_TORCH_THREADS", "1"))))
+
+
 def set_torch_threads(ctx: ModelContext) -> None:
     """Each instance uses `torch_threads` (config parameter) so stubs don't fight over cores."""
     import torch
 
-    threads = int(ctx.parameter("torch_threads", os.environ.get("PRODUCTSEARCH_TORCH_THREADS", "1")))
-    torch.set_num_threads(max(1, threads))
+    torch.set_num_threads(configured_threads(ctx))
 
 
 def invalid(message: str):

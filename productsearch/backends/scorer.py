@@ -1,18 +1,29 @@
 """scorer: cosine top-k of fused query embeddings over this generation's catalog.
 
-The catalog (unit-norm fused embeddings) is loaded once in initialize(); a batch of queries is
-scored with ONE matrix product [B, D] x [D, N] and one top-k. The model version is the
-generation number and is returned with every answer (GENERATION), so a client can tell which
-generation served it during a hot swap.
+The catalog (unit-norm fused embeddings) is opened once in initialize(); a batch of queries is
+scored in ONE operation. How is decided then, from the catalog's size (config parameters):
+- exact (the default below `exact_max_products`, 200,000, and always on a GPU): the fp32 matrix
+  in memory, one matrix product [B, D] x [D, N] and one top-k (torch);
+- ivf (CPU, `exact_max_products` products and up): an IVF index over fp16-coded vectors
+  (faiss; catalog_store.build_index), `nprobe` of its lists scanned per query. Half the memory of
+  the fp32 matrix, no torch in the process, and recall@10 against exact measured by
+  loadtest/bench.py. The index is persisted beside the catalog, so it is built once per catalog
+  (by the indexing client, or by the first scorer that loads the catalog).
+Parameters: `search` (auto | exact | ivf), `exact_max_products`, `nprobe`, `ivf_nlist`,
+`torch_threads` (threads for either path).
+
+The model version is the generation number and is returned with every answer (GENERATION), so a
+client can tell which generation served it during a hot swap.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from productsearch.backends.common import ModelContext, RequestError, input_array, response, run_batched, set_torch_threads
-from productsearch.catalog_store import load_catalog
+from productsearch.backends.common import ModelContext, RequestError, configured_threads, input_array, response, run_batched
+from productsearch.catalog_store import EXACT_MAX_PRODUCTS, IndexSpec, build_index, load_index, open_catalog
 
 MAX_TOP_K = 1000
+DEFAULT_NPROBE = 16
 
 
 def check_top_k(raw: np.ndarray | None, rows: int) -> list[int]:
@@ -29,16 +40,77 @@ def check_top_k(raw: np.ndarray | None, rows: int) -> list[int]:
     return values
 
 
-class ScorerModel:
-    def initialize(self, args: dict) -> None:
+class ExactSearch:
+    """fp32 matrix, one matmul + topk per batch (torch; on the instance's device)."""
+
+    method = "exact"
+
+    def __init__(self, embeddings: np.ndarray, device: str, threads: int):
         import torch
 
+        torch.set_num_threads(threads)
+        self.matrix = torch.from_numpy(np.array(embeddings, dtype=np.float32)).to(device)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        with torch.inference_mode():
+            scores, index = torch.topk(torch.from_numpy(queries).to(self.matrix.device) @ self.matrix.T, k, dim=1)
+        return index.cpu().numpy(), scores.cpu().numpy()
+
+
+class IvfSearch:
+    """IVF-SQfp16 index (faiss): scans `nprobe` of `nlist` lists per query."""
+
+    method = "ivf"
+
+    def __init__(self, catalog, spec: IndexSpec, nprobe: int, threads: int, log=lambda *a: None):
+        import faiss
+
+        faiss.omp_set_num_threads(threads)
+        count = len(catalog)
+        self.index = load_index(catalog.root, count, spec)
+        if self.index is None:
+            log(f"scorer: building the IVF index for {count} products (persisted beside the catalog)")
+            self.index = build_index(catalog.root, catalog.embeddings, spec, threads, log=log)
+        self.index.nprobe = min(nprobe, self.index.nlist)
+        self.count = count
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores, index = self.index.search(queries, k)
+        short = np.flatnonzero((index < 0).any(axis=1))
+        if len(short):  # the probed lists held fewer than k products: probe more for those rows
+            nprobe = self.index.nprobe
+            try:
+                while len(short) and self.index.nprobe < self.index.nlist:
+                    self.index.nprobe = min(self.index.nprobe * 4, self.index.nlist)
+                    scores[short], index[short] = self.index.search(queries[short], k)
+                    short = short[(index[short] < 0).any(axis=1)]
+            finally:
+                self.index.nprobe = nprobe
+        return index, scores
+
+
+class ScorerModel:
+    def initialize(self, args: dict) -> None:
         self.ctx = ModelContext.from_args(args)
-        set_torch_threads(self.ctx)
-        catalog = load_catalog(self.ctx.version_dir)
-        self.ids = np.array(catalog.ids, dtype=object)
-        self.titles = np.array([p.get("title", "") for p in catalog.products], dtype=object)
-        self.matrix = torch.from_numpy(np.ascontiguousarray(catalog.embeddings, dtype=np.float32)).to(self.ctx.device)
+        threads = configured_threads(self.ctx)
+        catalog = open_catalog(self.ctx.version_dir)
+        self.ids, self.titles = catalog.ids, catalog.titles
+        self.count, self.dim = catalog.embeddings.shape
+        method = self.ctx.parameter("search", "auto")
+        if method not in ("auto", "exact", "ivf"):
+            raise ValueError(f"scorer parameter search must be auto, exact or ivf, not {method!r}")
+        threshold = int(self.ctx.parameter("exact_max_products", str(EXACT_MAX_PRODUCTS)))
+        if method == "auto":
+            method = "ivf" if self.ctx.device == "cpu" and self.count >= threshold else "exact"
+        if method == "ivf":
+            spec = IndexSpec(nlist=int(self.ctx.parameter("ivf_nlist", "0")))
+            nprobe = int(self.ctx.parameter("nprobe", str(DEFAULT_NPROBE)))
+            self.searcher = IvfSearch(catalog, spec, nprobe, threads, log=print)
+        else:
+            self.searcher = ExactSearch(catalog.embeddings, self.ctx.device, threads)
+        del catalog  # the memory map of embeddings.npy goes with it
         self.generation = np.array([self.ctx.version], dtype=np.int64)
 
     def parse(self, request) -> list[tuple[np.ndarray, int]]:
@@ -46,19 +118,15 @@ class ScorerModel:
         if query is None:
             raise RequestError("missing input QUERY_EMBEDDING")
         query = query.reshape(len(query), -1)
-        if query.shape[1] != self.matrix.shape[1]:
-            raise RequestError(f"QUERY_EMBEDDING has dim {query.shape[1]}, catalog has {self.matrix.shape[1]}")
+        if query.shape[1] != self.dim:
+            raise RequestError(f"QUERY_EMBEDDING has dim {query.shape[1]}, catalog has {self.dim}")
         top_k = check_top_k(input_array(request, "TOP_K"), len(query))
         return list(zip(query, top_k))
 
     def compute(self, rows: list[tuple[np.ndarray, int]]) -> list[tuple[np.ndarray, np.ndarray]]:
-        import torch
-
-        queries = torch.from_numpy(np.stack([q for q, _ in rows]).astype(np.float32)).to(self.matrix.device)
-        k_max = min(max(k for _, k in rows), len(self.ids))
-        with torch.inference_mode():
-            scores, index = torch.topk(queries @ self.matrix.T, k_max, dim=1)
-        scores, index = scores.cpu().numpy(), index.cpu().numpy()
+        queries = np.ascontiguousarray(np.stack([q for q, _ in rows]), dtype=np.float32)
+        k_max = min(max(k for _, k in rows), self.count)
+        index, scores = self.searcher.search(queries, k_max)
         return [(index[row, : min(k, k_max)], scores[row, : min(k, k_max)]) for row, (_, k) in enumerate(rows)]
 
     def respond(self, results: list[tuple[np.ndarray, np.ndarray]]):
@@ -66,8 +134,8 @@ class ScorerModel:
         # than TOP_K returns the whole catalog, ranked.
         index = np.stack([i for i, _ in results])
         return response(
-            PRODUCT_IDS=self.ids[index],
-            TITLES=self.titles[index],
+            PRODUCT_IDS=self.ids.take(index),
+            TITLES=self.titles.take(index),
             SCORES=np.stack([s for _, s in results]).astype(np.float32),
             GENERATION=np.repeat(self.generation[None], len(results), axis=0),
         )
