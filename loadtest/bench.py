@@ -1,32 +1,53 @@
 """Latency/throughput harness for the served search (asyncio tritonclient over gRPC).
 
-    python -m loadtest.bench                 # starts a private Triton, runs the default suite
-    python -m loadtest.bench --url host:8001 # against a running server (search must be loaded)
+    python -m loadtest.bench --write          # full suite on a private Triton (make bench, ~15 min)
+    python -m loadtest.bench --quick          # fewer requests, concurrency 1 and 16, 10k catalog only
+    python -m loadtest.bench --sections latency,batching --write
+    python -m loadtest.bench --url host:8001  # latency sweep against a running server
 
-Prints a table and (with --write) records it in BENCHMARKS.md with machine, date and command.
-Figures from this shared, noisy machine are only comparable within one run.
+Sections, each measured in this one process so that its ratio holds on a shared, noisy machine:
+- latency:   p50/p90/p99 and throughput per query kind (text, image, text+image) at
+             concurrency 1, 4, 16, 64;
+- batching:  text search throughput at concurrency 16 with the shipped dynamic batching vs none
+             (the same models reloaded through the model-repository API with `dynamic_batching`
+             removed from their configs), measured on, off, on again;
+- inprocess: served text search at concurrency 16 vs the same encoder, fusion and scorer called
+             directly in PyTorch (loadtest/inprocess.py) at the batch size the server formed;
+- scale:     synthetic catalogs of 10k, 100k and 1M products (loadtest/synthetic.py) swapped into
+             the scorer: search latency at concurrency 1 and 16, recall@10 against exact search,
+             the scorer's resident memory (its python stub's VmRSS) vs the raw fp32 matrix.
+The private server's model repository and the synthetic catalogs (with their IVF indexes) are
+kept in run/bench/, so only the first run indexes the demo catalog and builds the 1M catalog.
+With --write each section replaces its block in BENCHMARKS.md (machine, date, command, load).
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import random
 import shlex
-import statistics
+import shutil
 import sys
-import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 
 from loadtest.workload import DEMO_CATALOG, QUERY_KINDS, ROOT, Workload
 
 BENCHMARKS = ROOT / "BENCHMARKS.md"
+WORK_DIR = ROOT / "run" / "bench"
+SECTIONS = ("latency", "batching", "inprocess", "scale")
+EXTRA_SECTIONS = ("tuning",)  # run only when named in --sections
+CONCURRENCY = (1, 4, 16, 64)
+SCALES = (10_000, 100_000, 1_000_000)
+PYTHON_MODELS = ("text_encoder", "image_encoder", "fusion", "scorer")
 
 
 @dataclass
@@ -37,6 +58,7 @@ class LoadResult:
     errors: int
     seconds: float
     latencies_ms: list[float]
+    batch: dict[str, float] = field(default_factory=dict)  # model -> mean batch size Triton formed
 
     def percentile(self, q: float) -> float:
         return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
@@ -74,14 +96,39 @@ def encode_inputs(title: str, image: bytes) -> list:
     return inputs
 
 
+def batch_counts(url: str, models=PYTHON_MODELS) -> dict[str, tuple[int, int]]:
+    """(inferences, executions) so far per model, from Triton's statistics API."""
+    counts = {}
+    with grpcclient.InferenceServerClient(url) as client:
+        for model in models:
+            try:
+                stats = client.get_inference_statistics(model, as_json=True).get("model_stats", [])
+            except Exception:  # not loaded: no figure
+                continue
+            counts[model] = (sum(int(s.get("inference_count", 0)) for s in stats),
+                             sum(int(s.get("execution_count", 0)) for s in stats))
+    return counts
+
+
+def mean_batches(before: dict, after: dict) -> dict[str, float]:
+    out = {}
+    for model, (inferences, executions) in after.items():
+        done = executions - before.get(model, (0, 0))[1]
+        if done > 0:
+            out[model] = (inferences - before.get(model, (0, 0))[0]) / done
+    return out
+
+
 async def run_load(url: str, workload: Workload, kind: str, concurrency: int, requests: int,
-                   warmup: int = 5, model: str | None = None) -> LoadResult:
-    """`requests` calls of one query kind with `concurrency` in flight; latency per call."""
+                   warmup: int | None = None, model: str | None = None, max_seconds: float | None = None) -> LoadResult:
+    """Up to `requests` calls of one query kind (stopping after `max_seconds`) with `concurrency`
+    in flight; latency per call, and the mean batch size each python model formed meanwhile."""
     client = aioclient.InferenceServerClient(url)
     model = model or ("encode_product" if kind == "encode" else "search")
     latencies: list[float] = []
     errors = 0
-    todo = requests
+    todo = 0
+    deadline = float("inf")
 
     def make(rng: random.Random) -> list:
         text, image = workload.query(kind, rng)
@@ -90,7 +137,7 @@ async def run_load(url: str, workload: Workload, kind: str, concurrency: int, re
     async def worker(seed: int, count_it: bool) -> None:
         nonlocal todo, errors
         rng = random.Random(seed)
-        while todo > 0:
+        while todo > 0 and time.perf_counter() < deadline:
             todo -= 1
             inputs = make(rng)
             started = time.perf_counter()
@@ -103,15 +150,25 @@ async def run_load(url: str, workload: Workload, kind: str, concurrency: int, re
                 latencies.append((time.perf_counter() - started) * 1000)
 
     try:
-        todo = warmup
-        await asyncio.gather(*(worker(1000 + i, False) for i in range(min(concurrency, warmup))))
+        todo = warmup if warmup is not None else max(5, concurrency)
+        await asyncio.gather(*(worker(1000 + i, False) for i in range(min(concurrency, todo))))
         todo, errors = requests, 0
+        before = batch_counts(url)
         started = time.perf_counter()
+        deadline = started + max_seconds if max_seconds else float("inf")
         await asyncio.gather(*(worker(i, True) for i in range(concurrency)))
         seconds = time.perf_counter() - started
+        batches = mean_batches(before, batch_counts(url))
     finally:
         await client.close()
-    return LoadResult(kind, concurrency, requests, errors, seconds, latencies)
+    return LoadResult(kind, concurrency, len(latencies) + errors, errors, seconds, latencies, batches)
+
+
+def load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
 
 
 def machine_line() -> str:
@@ -138,67 +195,492 @@ def record(section: str, body: str, path: Path = BENCHMARKS) -> None:
     path.write_text(text)
 
 
-def header(title: str) -> str:
+def header(title: str, load_before: str | None = None) -> str:
     command = "python -m loadtest.bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    load = f"before {load_before}, after {load_average()}" if load_before else load_average()
     return (f"## {title}\n\n- machine: {machine_line()}\n- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
-            f"- command: `{command.strip()}`\n")
+            f"- command: `{command.strip()}`\n- load average (1/5/15 min): {load}\n")
 
 
-async def latency_suite(url: str, workload: Workload, requests: int) -> str:
-    """Issue-2 figures: p50/p99 at concurrency 1 per query kind, throughput at concurrency 16."""
-    rows = []
-    for kind in QUERY_KINDS:
-        rows.append(await run_load(url, workload, kind, 1, requests))
-    for kind in QUERY_KINDS:
-        rows.append(await run_load(url, workload, kind, 16, requests * 4))
-    for result in rows:
-        print(result.row(), flush=True)
-    return "\n".join([TABLE_HEADER, *(r.row() for r in rows)])
+# ------------------------------------------------------------------ the private server
+
+def read_generation_manifest(repository: Path, generation: int) -> dict:
+    path = Path(repository) / "generations" / f"{generation}.json"
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
-def start_private_server(tmp: Path):
-    """A Triton on free ports over a linked copy of the model repository, serving the latest
-    generation (its catalog reused when indexed, else indexed now)."""
-    from clients.index import index_and_serve
-    from productsearch.deploy import Deployer
-    from productsearch.launcher import TritonServer, free_ports
-    from productsearch.repository import indexed_generations, latest_generation, link_repository
+def point_catalog(version_dir: Path, target: Path | str) -> None:
+    """Atomically point the scorer version's `catalog` link at `target` (nothing is deleted)."""
+    link, tmp = Path(version_dir) / "catalog", Path(version_dir) / ".catalog.bench-tmp"
+    tmp.unlink(missing_ok=True)
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+
+
+def restore_catalog(repository: Path, generation: int) -> None:
+    """Point scorer/N back at the generation's own catalog (after the scale section or a crash)."""
+    sha = read_generation_manifest(repository, generation).get("catalog", {}).get("embeddings_sha256")
+    own = Path(repository) / "scorer" / str(generation) / f"catalog-{sha[:12]}" if sha else None
+    if own is not None and own.exists():
+        point_catalog(own.parent, own.name)
+
+
+def prepare_repository(work: Path, log=print) -> tuple[Path, int]:
+    """run/bench/model_repository: a private copy of the latest generation, kept between runs
+    while its encoders match the source's (so its indexed catalog is reused); configs and
+    model.py files are refreshed from the source every run."""
+    from productsearch.repository import latest_generation, link_repository
 
     source = ROOT / "model_repository"
     generation = latest_generation(source)
-    repository = link_repository(source, tmp / "model_repository", generations=[generation], with_catalogs=True)
-    http, grpc, metrics = free_ports(3)
-    server = TritonServer(model_repository=repository, http_port=http, grpc_port=grpc, metrics_port=metrics,
-                          log_file=tmp / "triton.log").start()
-    if generation in indexed_generations(repository):
-        with Deployer(server.grpc_url, repository, server.admin_headers, log=lambda *a: None) as deployer:
-            deployer.swap(generation)
+    repository = Path(work) / "model_repository"
+    mine = read_generation_manifest(repository, generation).get("encoders")
+    if repository.exists() and (mine is None or mine != read_generation_manifest(source, generation).get("encoders")):
+        shutil.rmtree(repository)
+    if not repository.exists():
+        link_repository(source, repository, generations=[generation], with_catalogs=True)
+        log(f"private model repository {repository} (generation {generation})")
     else:
-        index_and_serve(DEMO_CATALOG, server.grpc_url, repository, generation, server.admin_headers, log=lambda *a: None)
+        for model_dir in source.iterdir():
+            if (model_dir / "config.pbtxt").exists() and (repository / model_dir.name).is_dir():
+                shutil.copy2(model_dir / "config.pbtxt", repository / model_dir.name / "config.pbtxt")
+                for entry in model_dir.glob("[0-9]*/model.py"):
+                    target = repository / model_dir.name / entry.parent.name
+                    if target.is_dir():
+                        shutil.copy2(entry, target / "model.py")
+        restore_catalog(repository, generation)
+    return repository, generation
+
+
+def start_private_server(work: Path, log=print):
+    """A Triton on free ports over run/bench/model_repository serving its generation (the demo
+    catalog indexed through the server the first time)."""
+    from clients.index import index_and_serve
+    from productsearch.deploy import Deployer
+    from productsearch.launcher import TritonServer, free_ports
+    from productsearch.repository import indexed_generations
+
+    repository, generation = prepare_repository(work, log)
+    http, grpc, metrics = free_ports(3)
+    (Path(work) / "triton.log").unlink(missing_ok=True)
+    server = TritonServer(model_repository=repository, http_port=http, grpc_port=grpc, metrics_port=metrics,
+                          log_file=Path(work) / "triton.log").start()
+    try:
+        if generation in indexed_generations(repository):
+            with Deployer(server.grpc_url, repository, server.admin_headers, log=lambda *a: None) as deployer:
+                deployer.swap(generation)
+        else:
+            log("indexing the demo catalog (first run only)")
+            index_and_serve(DEMO_CATALOG, server.grpc_url, repository, generation, server.admin_headers, log=lambda *a: None)
+    except BaseException:
+        server.stop()
+        raise
+    server.repository, server.generation = repository, generation
     return server
+
+
+def reload_models(server, models, mutate=None, timeout_s: float = 1200) -> float:
+    """Reload `models` (pinned to the served generation) with their on-disk config, changed by
+    `mutate(model, config)`; returns seconds. The ensembles keep their pinning."""
+    from productsearch.deploy import read_config, to_json
+
+    started = time.monotonic()
+    with grpcclient.InferenceServerClient(server.grpc_url) as client:
+        for model in models:
+            config = read_config(server.repository, model)
+            config.version_policy.specific.versions[:] = [server.generation]
+            if mutate is not None:
+                mutate(model, config)
+            client.load_model(model, config=to_json(config), headers=server.admin_headers, client_timeout=timeout_s)
+            if not client.is_model_ready(model, str(server.generation)):
+                raise RuntimeError(f"{model} is not READY after reloading")
+        if not client.is_model_ready("search"):
+            raise RuntimeError("search is not READY after reloading its models")
+    return time.monotonic() - started
+
+
+def stub_processes(server, model: str) -> list[tuple[int, int]]:
+    """(pid, VmRSS kB) of the python stub processes of `model` under this server."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid != server.pid or not cmdline[0].endswith(b"triton_python_backend_stub"):
+                continue
+            if f"/{model}/".encode() not in cmdline[1]:
+                continue
+            for line in (proc / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    found.append((int(proc.name), int(line.split()[1])))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def stub_rss_mb(server, model: str, instances: int = 1, wait_s: float = 60) -> float:
+    """Resident memory of `model`'s stubs, once the stubs of a replaced instance have exited."""
+    deadline = time.monotonic() + wait_s
+    found = stub_processes(server, model)
+    while len(found) > instances and time.monotonic() < deadline:
+        time.sleep(0.5)
+        found = stub_processes(server, model)
+    found = sorted(found)[-instances:]  # newest pids, should old ones linger
+    return sum(rss for _, rss in found) / 1024
+
+
+# ------------------------------------------------------------------ sections
+
+@dataclass
+class Settings:
+    requests: int = 100  # per concurrency-1 cell; c cells get requests * c / 4 (at least requests)
+    cell_seconds: float = 15.0
+    concurrency: tuple[int, ...] = CONCURRENCY
+    scales: tuple[int, ...] = SCALES
+    compare_requests: int = 600
+    compare_seconds: float = 20.0
+
+
+def cell_requests(settings: Settings, concurrency: int) -> int:
+    return max(settings.requests, settings.requests * concurrency // 4)
+
+
+async def latency_section(url: str, workload: Workload, settings: Settings, log=print) -> str:
+    rows = []
+    for kind in QUERY_KINDS:
+        for concurrency in settings.concurrency:
+            result = await run_load(url, workload, kind, concurrency, cell_requests(settings, concurrency),
+                                    max_seconds=settings.cell_seconds)
+            log(result.row())
+            rows.append(result)
+    notes = ("Each cell: up to the listed requests or "
+             f"{settings.cell_seconds:g} s, whichever comes first, after a warm-up; one asyncio gRPC client "
+             "in the same 2-core machine as the server (it takes its share of the CPU).")
+    return "\n".join([TABLE_HEADER, *(r.row() for r in rows), "", notes])
+
+
+def batch_text(result: LoadResult) -> str:
+    return ", ".join(f"{m} {b:.1f}" for m, b in result.batch.items() if m in ("text_encoder", "scorer")) or "-"
+
+
+async def batching_section(server, workload: Workload, settings: Settings, log=print) -> tuple[str, dict]:
+    """Text search at concurrency 16: shipped batching, none, shipped again (reloaded)."""
+    def no_batching(model, config):
+        config.ClearField("dynamic_batching")
+
+    runs = []
+    for label, mutate in (("on (as shipped)", None), ("off (no dynamic_batching)", no_batching), ("on (reloaded)", None)):
+        if runs:  # the first "on" is the configuration already loaded
+            seconds = reload_models(server, PYTHON_MODELS, mutate)
+            log(f"reloaded {', '.join(PYTHON_MODELS)} with batching {label} ({seconds:.0f} s)")
+        result = await run_load(server.grpc_url, workload, "text", 16, settings.compare_requests,
+                                max_seconds=settings.compare_seconds)
+        log(f"batching {label}: {result.throughput:.1f} req/s, p50 {result.percentile(50):.1f} ms, batches {batch_text(result)}")
+        runs.append((label, result))
+    on = np.mean([runs[0][1].throughput, runs[2][1].throughput])
+    off = runs[1][1].throughput
+    ratio = on / off if off else float("nan")
+    lines = ["| dynamic batching | requests | p50 ms | p99 ms | throughput req/s | mean batch formed | errors |",
+             "|---|---:|---:|---:|---:|---|---:|"]
+    for label, r in runs:
+        lines.append(f"| {label} | {r.requests} | {r.percentile(50):.1f} | {r.percentile(99):.1f} | "
+                     f"{r.throughput:.1f} | {batch_text(r)} | {r.errors} |")
+    lines += ["", f"**Throughput ratio batching on / off at concurrency 16 (text search): {ratio:.2f}** "
+              f"(target >= 2.0; \"on\" is the mean of the two on-runs). Off = the same models and "
+              "max_batch_size, reloaded through the model-repository API with `dynamic_batching` removed."]
+    return "\n".join(lines), {"on": on, "off": off, "ratio": ratio}
+
+
+async def inprocess_section(server, workload: Workload, settings: Settings, log=print) -> tuple[str, dict]:
+    """Served text search at concurrency 16 vs the same models in this process at the served batch size."""
+    from loadtest.inprocess import TextSearchPipeline
+
+    served = await run_load(server.grpc_url, workload, "text", 16, settings.compare_requests,
+                            max_seconds=settings.compare_seconds)
+    served_batch = served.batch.get("text_encoder", 16.0)
+    log(f"served: {served.throughput:.1f} req/s, batches {batch_text(served)}")
+    threads = os.cpu_count() or 1  # in-process gets the whole machine, as a direct PyTorch caller would
+    pipeline = TextSearchPipeline(server.repository, server.generation, threads)
+    rng = random.Random(0)
+    texts = [workload.query("text", rng)[0] for _ in range(1000)]
+    batch = max(1, round(served_batch))
+    local = pipeline.throughput(texts, batch, seconds=settings.compare_seconds / 2)
+    local16 = pipeline.throughput(texts, 16, seconds=settings.compare_seconds / 2)
+    local1 = pipeline.throughput(texts, 1, seconds=settings.compare_seconds / 4)
+    served_again = await run_load(server.grpc_url, workload, "text", 16, settings.compare_requests,
+                                  max_seconds=settings.compare_seconds)
+    served_mean = np.mean([served.throughput, served_again.throughput])
+    ratio = served_mean / local["throughput"]
+    log(f"in-process batch {batch}: {local['throughput']:.1f} q/s; served mean {served_mean:.1f} req/s; ratio {ratio:.2f}")
+    lines = ["| path | batch size | queries | throughput queries/s | notes |", "|---|---:|---:|---:|---|",
+             f"| served, concurrency 16 | {served_batch:.1f} (mean formed) | {served.requests} | {served.throughput:.1f} | batches formed: {batch_text(served)} |",
+             f"| in-process | {batch} | {local['queries']} | {local['throughput']:.1f} | {local['batch_ms']:.1f} ms per batch, torch threads {threads} |",
+             f"| in-process | 16 | {local16['queries']} | {local16['throughput']:.1f} | {local16['batch_ms']:.1f} ms per batch |",
+             f"| in-process | 1 | {local1['queries']} | {local1['throughput']:.1f} | {local1['batch_ms']:.1f} ms per query |",
+             f"| served again, concurrency 16 | {served_again.batch.get('text_encoder', float('nan')):.1f} | {served_again.requests} | {served_again.throughput:.1f} | |",
+             "", f"**Served / in-process text search throughput at concurrency 16: {ratio:.2f}** (target >= 0.70; "
+             f"served = mean of the two served runs, in-process at the batch size the server formed, {batch}; "
+             f"vs in-process at batch 16: {served_mean / local16['throughput']:.2f}). In-process = the same "
+             "text tower, fusion and ScorerModel (same catalog, same parameters) called in one Python process, "
+             "batch after batch, no gRPC, no server."]
+    return "\n".join(lines), {"ratio": ratio}
+
+
+async def scale_section(server, workload: Workload, settings: Settings, log=print) -> tuple[str, dict]:
+    from loadtest.synthetic import exact_top_k, recall_at_k, synthetic_catalog
+    from productsearch.catalog_store import EXACT_MAX_PRODUCTS, IndexSpec, build_index, index_path, load_index, open_catalog
+    from productsearch.fusion import fuse
+
+    from loadtest.inprocess import config_parameters
+
+    parameters = config_parameters(server.repository, "scorer")["parameters"]
+    threshold = int(parameters.get("exact_max_products", {}).get("string_value", EXACT_MAX_PRODUCTS))
+    nprobe = int(parameters.get("nprobe", {}).get("string_value", 0)) or None
+    version_dir = Path(server.repository) / "scorer" / str(server.generation)
+    base = open_catalog(version_dir)
+    texts = sorted(workload.texts)[:200]
+    query = await query_embeddings(server.grpc_url, texts)
+    rows, figures, sweep = [], {}, []
+    cache = WORK_DIR / "catalogs"
+    try:
+        for count in settings.scales:
+            started = time.monotonic()
+            catalog_dir = synthetic_catalog(cache, base, count, log=log)
+            view = open_catalog(catalog_dir, verify=False)
+            made = time.monotonic() - started
+            build_s = None
+            if count >= threshold:  # the index the scorer would otherwise build at load
+                index_file = index_path(view.root, IndexSpec(), count)
+                if load_index(view.root, count, verify=False) is None:
+                    build_index(view.root, view.embeddings, IndexSpec(), threads=os.cpu_count(), log=log)
+                build_s = json.loads(index_file.with_suffix(".json").read_text())["build_seconds"]
+            point_catalog(version_dir, view.root)
+            load_s = reload_models(server, ("scorer",))
+            rss = stub_rss_mb(server, "scorer")
+            c1 = await run_load(server.grpc_url, workload, "text", 1, settings.requests, max_seconds=settings.cell_seconds)
+            c16 = await run_load(server.grpc_url, workload, "text", 16, cell_requests(settings, 16), max_seconds=settings.cell_seconds)
+            found = await served_top_ids(server.grpc_url, texts, 10)
+            fused = fuse(query, query, np.ones(len(query), bool), np.zeros(len(query), bool))
+            exact_rows = exact_top_k(view.embeddings, fused, 10)
+            exact_ids = [[view.ids[int(i)] for i in row] for row in exact_rows]
+            recall = recall_at_k(found, exact_ids)
+            raw_mb = count * view.embeddings.shape[1] * 4 / 2**20
+            method = f"ivf, nprobe {nprobe or 'default'}" if count >= threshold else "exact fp32"
+            row = (f"| {count:,} | {method} | {rss:.0f} | {raw_mb:.0f} | {rss / raw_mb:.2f} | {c1.percentile(50):.1f} | "
+                   f"{c1.percentile(99):.1f} | {c16.percentile(50):.1f} | {c16.percentile(99):.1f} | {c16.throughput:.1f} | "
+                   f"{recall:.3f} | {load_s:.0f} | {'-' if build_s is None else f'{build_s:.0f}'} | {c1.errors + c16.errors} |")
+            log(row + f"  (catalog ready in {made:.0f} s)")
+            rows.append(row)
+            figures[count] = {"rss_ratio": rss / raw_mb, "p50_c1": c1.percentile(50), "recall": recall}
+            if build_s is not None and count == max(settings.scales):
+                sweep = nprobe_sweep(view, count, fused, exact_rows, nprobe)
+            del view
+    finally:
+        restore_catalog(server.repository, server.generation)
+        reload_models(server, ("scorer",))
+    lines = ["| products | scorer search | scorer RSS MB | raw fp32 MB | RSS / raw | p50 ms c=1 | p99 ms c=1 | p50 ms c=16 | "
+             "p99 ms c=16 | throughput c=16 req/s | recall@10 vs exact | scorer load s | index build s | errors |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|", *rows, "",
+             f"Text search end to end (encoder + fusion + scorer). Catalogs: noisy copies of the demo catalog's "
+             f"{len(base)} fused embeddings (loadtest/synthetic.py), {base.embeddings.shape[1]}-d. Recall@10: "
+             f"{len(texts)} text queries, the served top-10 ids vs exact fp32 top-10 over the same matrix "
+             "(query embeddings from the served text_encoder, fused as the server does). RSS: VmRSS of the scorer's "
+             f"python stub after load. Search: exact below {threshold:,} products, IVF-SQfp16 (faiss) from there, "
+             "index built once and persisted beside the catalog (its build time is listed; scorer load includes checksums)."]
+    if sweep:
+        lines += ["", f"The scorer's top-k method at {max(settings.scales):,} products, the persisted index searched in this "
+                  "process, one query at a time, one thread (the scorer's setting), same queries and exact answers:", "",
+                  "| nprobe (of nlist) | recall@10 vs exact | ms per query |", "|---|---:|---:|", *sweep]
+    return "\n".join(lines), figures
+
+
+def nprobe_sweep(view, count: int, queries: np.ndarray, exact_rows: np.ndarray, served_nprobe: int | None,
+                 probes=(1, 4, 8, 16, 32, 64)) -> list[str]:
+    """Recall and time per query of the persisted IVF index against nprobe (in this process)."""
+    import faiss
+
+    from productsearch.backends.scorer import DEFAULT_NPROBE
+    from productsearch.catalog_store import load_index
+
+    served_nprobe = served_nprobe or DEFAULT_NPROBE
+
+    index = load_index(view.root, count, verify=False)
+    faiss.omp_set_num_threads(1)
+    rows = []
+    for nprobe in probes:
+        index.nprobe = nprobe
+        started = time.perf_counter()
+        found = np.concatenate([index.search(queries[i:i + 1], 10)[1] for i in range(len(queries))])
+        per_query = (time.perf_counter() - started) / len(queries) * 1000
+        recall = np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found.tolist(), exact_rows.tolist())])
+        mark = " (served)" if nprobe == served_nprobe else ""
+        rows.append(f"| {nprobe} of {index.nlist}{mark} | {recall:.3f} | {per_query:.2f} |")
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    return rows
+
+
+def set_parameter(config, key: str, value: str) -> None:
+    config.parameters[key].string_value = value
+
+
+def set_instances(config, count: int) -> None:
+    del config.instance_group[:]
+    group = config.instance_group.add()
+    group.kind = group.KIND_CPU
+    group.count = count
+
+
+def encoder_variant(threads: int, instances: int, delay_us: int | None = None, preferred: list[int] | None = None):
+    """A mutate() for reload_models: both encoders with these threads/instances/queue settings."""
+    def mutate(model, config):
+        if model in ("text_encoder", "image_encoder"):
+            set_parameter(config, "torch_threads", str(threads))
+            set_instances(config, instances)
+            if delay_us is not None:
+                config.dynamic_batching.max_queue_delay_microseconds = delay_us
+            if preferred is not None:
+                config.dynamic_batching.preferred_batch_size[:] = preferred
+    return mutate
+
+
+TUNING_VARIANTS = {
+    "shipped": None,
+    "encoders 2 threads x 1 instance": encoder_variant(2, 1),
+    "encoders 1 thread x 2 instances": encoder_variant(1, 2),
+    "encoders 2 threads x 2 instances": encoder_variant(2, 2),
+    "encoders 1 thread, queue delay 0.5 ms": encoder_variant(1, 1, delay_us=500),
+    "encoders 1 thread, queue delay 5 ms": encoder_variant(1, 1, delay_us=5000),
+    "encoders 1 thread, preferred batch 4, 8": encoder_variant(1, 1, preferred=[4, 8]),
+}
+
+
+async def tuning_section(server, workload: Workload, settings: Settings, log=print, variants=None) -> str:
+    """Encoder threads / instances / queue settings, each reloaded through the repository API:
+    text c=1, text c=16, text+image c=16 (not part of the default run)."""
+    names = variants or list(TUNING_VARIANTS)
+    lines = ["| encoders | text p50 ms c=1 | text p50 ms c=16 | text req/s c=16 | text+image p50 ms c=16 | "
+             "text+image req/s c=16 | image req/s c=16 | mean text batch | errors |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name in names + ["shipped"]:  # shipped again at the end: drift check, and leaves the server as shipped
+        seconds = reload_models(server, PYTHON_MODELS, TUNING_VARIANTS[name])
+        c1 = await run_load(server.grpc_url, workload, "text", 1, settings.requests, max_seconds=settings.cell_seconds)
+        c16 = await run_load(server.grpc_url, workload, "text", 16, settings.compare_requests, max_seconds=settings.compare_seconds)
+        both = await run_load(server.grpc_url, workload, "text+image", 16, settings.compare_requests // 2,
+                              max_seconds=settings.compare_seconds)
+        image = await run_load(server.grpc_url, workload, "image", 16, settings.compare_requests // 2,
+                               max_seconds=settings.compare_seconds)
+        row = (f"| {name} | {c1.percentile(50):.1f} | {c16.percentile(50):.1f} | {c16.throughput:.1f} | {both.percentile(50):.1f} | "
+               f"{both.throughput:.1f} | {image.throughput:.1f} | {c16.batch.get('text_encoder', float('nan')):.1f} | "
+               f"{c1.errors + c16.errors + both.errors + image.errors} |")
+        log(row + f"  (reload {seconds:.0f} s)")
+        lines.append(row)
+    return "\n".join(lines)
+
+
+async def query_embeddings(url: str, texts: list[str]) -> np.ndarray:
+    """Text embeddings from the served text_encoder (what the search ensemble fuses)."""
+    client = aioclient.InferenceServerClient(url)
+    try:
+        out = []
+        for start in range(0, len(texts), 32):
+            chunk = texts[start:start + 32]
+            tensor = aioclient.InferInput("TEXT", [len(chunk), 1], "BYTES")
+            tensor.set_data_from_numpy(np.array([[t.encode()] for t in chunk], dtype=object))
+            result = await client.infer("text_encoder", [tensor], client_timeout=60)
+            out.append(result.as_numpy("EMBEDDING"))
+        return np.concatenate(out).astype(np.float32)
+    finally:
+        await client.close()
+
+
+async def served_top_ids(url: str, texts: list[str], top_k: int) -> list[list[bytes]]:
+    client = aioclient.InferenceServerClient(url)
+    try:
+        found = []
+        for text in texts:
+            result = await client.infer("search", search_inputs(text, b"", top_k), client_timeout=60)
+            found.append([bytes(x) for x in result.as_numpy("PRODUCT_IDS").reshape(-1)])
+        return found
+    finally:
+        await client.close()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--url", help="use a running server instead of starting a private one")
-    parser.add_argument("--requests", type=int, default=100, help="requests per concurrency-1 cell")
-    parser.add_argument("--write", action="store_true", help="record the table in BENCHMARKS.md")
+    parser.add_argument("--url", help="use a running server (latency section only)")
+    parser.add_argument("--requests", type=int, default=None, help="requests per concurrency-1 cell (default 100, quick 30)")
+    parser.add_argument("--quick", action="store_true", help="concurrency 1 and 16, fewer requests, 10k catalog only")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help=f"comma-separated subset of {','.join(SECTIONS)} (default: all), or tuning")
+    parser.add_argument("--scales", default=None, help="catalog sizes for the scale section, e.g. 10000,1000000")
+    parser.add_argument("--variants", default=None, help=f"tuning section: ';'-separated subset of {list(TUNING_VARIANTS)}")
+    parser.add_argument("--write", action="store_true", help="record the tables in BENCHMARKS.md")
     args = parser.parse_args(argv)
 
+    sections = [s for s in args.sections.split(",") if s]
+    unknown = set(sections) - set(SECTIONS) - set(EXTRA_SECTIONS)
+    if unknown:
+        parser.error(f"unknown section(s) {sorted(unknown)}; choose from {SECTIONS + EXTRA_SECTIONS}")
+    settings = Settings()
+    if args.quick:
+        settings = Settings(requests=30, cell_seconds=6.0, concurrency=(1, 16), scales=(10_000,),
+                            compare_requests=200, compare_seconds=8.0)
+    if args.requests:
+        settings.requests = args.requests
+    if args.scales:
+        settings.scales = tuple(int(s) for s in args.scales.split(","))
+    if args.url and set(sections) - {"latency"}:
+        print("--url: only the latency section runs against an outside server", file=sys.stderr)
+        sections = ["latency"]
+
+    log = lambda *a: print(*a, flush=True)  # noqa: E731
     workload = Workload.from_catalog(DEMO_CATALOG)
-    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        server = None if args.url else start_private_server(Path(tmp))
+    load_before = load_average()
+    started = time.monotonic()
+    results: dict[str, str] = {}
+    server = None
+    try:
+        if not args.url:
+            WORK_DIR.mkdir(parents=True, exist_ok=True)
+            server = start_private_server(WORK_DIR, log)
+            log(f"private server up ({time.monotonic() - started:.0f} s), load average {load_average()}")
         url = args.url or server.grpc_url
-        try:
-            print(TABLE_HEADER)
-            table = asyncio.run(latency_suite(url, workload, args.requests))
-        finally:
-            if server is not None:
-                server.stop()
+        for section in sections:
+            section_started = time.monotonic()
+            log(f"--- {section}")
+            if section == "latency":
+                log(TABLE_HEADER)
+                results[section] = asyncio.run(latency_section(url, workload, settings, log))
+            elif section == "batching":
+                results[section] = asyncio.run(batching_section(server, workload, settings, log))[0]
+            elif section == "inprocess":
+                results[section] = asyncio.run(inprocess_section(server, workload, settings, log))[0]
+            elif section == "scale":
+                results[section] = asyncio.run(scale_section(server, workload, settings, log))[0]
+            elif section == "tuning":
+                variants = args.variants.split(";") if args.variants else None
+                results[section] = asyncio.run(tuning_section(server, workload, settings, log, variants))
+            log(results[section])
+            log(f"({section}: {time.monotonic() - section_started:.0f} s)")
+            if args.write:
+                record(section, header(TITLES[section], load_before) + "\n" + results[section])
+    finally:
+        if server is not None:
+            server.stop()
+    log(f"bench done in {time.monotonic() - started:.0f} s")
     if args.write:
-        record("latency", header("Search latency and throughput (demo catalog)") + "\n" + table)
-        print(f"recorded in {BENCHMARKS}")
+        log(f"recorded in {BENCHMARKS}")
     return 0
+
+
+TITLES = {
+    "latency": "Search latency and throughput by query kind and concurrency (demo catalog)",
+    "batching": "Dynamic batching on vs off",
+    "inprocess": "Served vs in-process (text search)",
+    "scale": "Catalog scale: latency, recall and scorer memory",
+    "tuning": "Tuning: encoder threads, instances and queue settings",
+}
 
 
 if __name__ == "__main__":

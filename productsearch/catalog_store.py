@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 CATALOG_LINK = "catalog"
-EXACT_MAX_PRODUCTS = 200_000  # from here on the scorer searches an IVF index (CPU); below, exact
+EXACT_MAX_PRODUCTS = 100_000  # from here on the scorer searches an IVF index (CPU); below, exact
 METADATA_KEYS = ("id", "title", "category", "color", "pattern", "price")
 
 

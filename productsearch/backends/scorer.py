@@ -2,7 +2,7 @@
 
 The catalog (unit-norm fused embeddings) is opened once in initialize(); a batch of queries is
 scored in ONE operation. How is decided then, from the catalog's size (config parameters):
-- exact (the default below `exact_max_products`, 200,000, and always on a GPU): the fp32 matrix
+- exact (the default below `exact_max_products`, 100,000, and always on a GPU): the fp32 matrix
   in memory, one matrix product [B, D] x [D, N] and one top-k (torch);
 - ivf (CPU, `exact_max_products` products and up): an IVF index over fp16-coded vectors
   (faiss; catalog_store.build_index), `nprobe` of its lists scanned per query. Half the memory of

@@ -1,0 +1,84 @@
+"""The served text search done in-process: the same encoder, fusion and scorer called directly in
+PyTorch/numpy, no server, batch by batch. The baseline for "served vs in-process" in bench.py.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from productsearch.fusion import DEFAULT_TEXT_WEIGHT, fuse
+
+
+def load_text_tower(version_dir: Path):
+    """The text tower exactly as the text_encoder model loads it."""
+    try:
+        from productsearch.checkpoints import load_text_tower as load
+    except ImportError:  # older layout: the demo tower only
+        from productsearch.towers import TextTower
+
+        return TextTower.load(Path(version_dir) / "text_model")
+    return load(Path(version_dir), "cpu", "fp32")
+
+
+def config_parameters(repository: Path, model: str) -> dict:
+    from google.protobuf import json_format
+
+    from productsearch.deploy import read_config
+
+    config = json_format.MessageToDict(read_config(repository, model), preserving_proto_field_name=True)
+    return {"parameters": config.get("parameters", {})}
+
+
+def scorer_in_process(repository: Path, generation: int):
+    """A ScorerModel over generation N's catalog with the served config's parameters."""
+    from productsearch.backends.scorer import ScorerModel
+
+    model = ScorerModel()
+    model.initialize({
+        "model_config": json.dumps(config_parameters(repository, "scorer")), "model_version": str(generation),
+        "model_name": "scorer", "model_repository": str(Path(repository) / "scorer"), "model_instance_kind": "CPU",
+    })
+    return model
+
+
+class TextSearchPipeline:
+    """text -> TextTower -> fuse (text only) -> scorer top-k -> ids, titles; one batch at a time."""
+
+    def __init__(self, repository: Path, generation: int, threads: int):
+        import torch
+
+        from productsearch.backends.text_encoder import MAX_TOKENS
+
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
+        torch.set_num_threads(threads)
+        self.max_tokens = MAX_TOKENS
+        self.tower = load_text_tower(Path(repository) / "text_encoder" / str(generation))
+        self.scorer = scorer_in_process(repository, generation)
+        self.weight = float(config_parameters(repository, "fusion")["parameters"].get(
+            "text_weight", {}).get("string_value", DEFAULT_TEXT_WEIGHT))
+
+    def search(self, texts: list[str], top_k: int = 10):
+        text = self.tower.encode(texts, max_length=self.max_tokens)
+        present = np.ones(len(texts), dtype=bool)
+        fused = fuse(text, np.zeros_like(text), present, ~present, self.weight)
+        results = self.scorer.compute([(row, top_k) for row in fused])
+        return [(self.scorer.ids.take(index), self.scorer.titles.take(index), scores) for index, scores in results]
+
+    def throughput(self, texts: list[str], batch_size: int, seconds: float = 10.0, max_queries: int = 100_000) -> dict:
+        """Queries/s over consecutive batches of `batch_size` texts (cycled), after one warm-up."""
+        self.search(texts[:batch_size])
+        done, batches, started, position = 0, 0, time.perf_counter(), 0
+        while done < max_queries and time.perf_counter() - started < seconds:
+            batch = [texts[(position + i) % len(texts)] for i in range(batch_size)]
+            position += batch_size
+            self.search(batch)
+            done += batch_size
+            batches += 1
+        elapsed = time.perf_counter() - started
+        return {"batch_size": batch_size, "queries": done, "seconds": elapsed, "throughput": done / elapsed,
+                "batch_ms": elapsed / batches * 1000}
