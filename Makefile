@@ -45,8 +45,10 @@ clean: stop
 
 USERS ?= 16
 DURATION ?= 60s
-loadtest: serve  ## headless Locust against the background server; prints Locust's table
-	$(PY) -m locust -f loadtest/locustfile.py --host 127.0.0.1:8001 --headless -u $(USERS) -r $(USERS) -t $(DURATION) --only-summary
+LOCUST_HOST ?= 127.0.0.1:$(or $(TRITON_GRPC_PORT),8001)
+loadtest: serve  ## headless Locust against the background server (UI=1: web UI on :8089 instead)
+	$(PY) -m locust -f loadtest/locustfile.py --host $(LOCUST_HOST) $(if $(UI),,--headless -u $(USERS) -r $(USERS) -t $(DURATION) --only-summary)
 
-bench: models  ## latency/throughput harness on a private server; records BENCHMARKS.md
-	$(PY) -m loadtest.bench --write
+BENCH_ARGS ?=
+bench: models  ## latency/throughput harness on a private server (~10 min; BENCH_ARGS=--quick); records BENCHMARKS.md
+	$(PY) -m loadtest.bench --write $(BENCH_ARGS)

@@ -3,12 +3,13 @@
 The catalog (unit-norm fused embeddings) is opened once in initialize(); a batch of queries is
 scored in ONE operation. How is decided then, from the catalog's size (config parameters):
 - exact (the default below `exact_max_products`, 100,000, and always on a GPU): the fp32 matrix
-  in memory, one matrix product [B, D] x [D, N] and one top-k (torch);
+  in memory, one matrix product [B, D] x [D, N] and one top-k (numpy on the CPU, torch on a GPU);
 - ivf (CPU, `exact_max_products` products and up): an IVF index over fp16-coded vectors
-  (faiss; catalog_store.build_index), `nprobe` of its lists scanned per query. Half the memory of
-  the fp32 matrix, no torch in the process, and recall@10 against exact measured by
-  loadtest/bench.py. The index is persisted beside the catalog, so it is built once per catalog
-  (by the indexing client, or by the first scorer that loads the catalog).
+  (faiss; catalog_store.build_index), `nprobe` of its lists scanned per query: half the memory
+  of the fp32 matrix; its recall@10 against exact search is measured by loadtest/bench.py. The
+  index is persisted beside the catalog, so it is built once per catalog (by the indexing
+  client, or by the first scorer that loads the catalog).
+Neither path imports torch on the CPU (it would add ~450 MB to the scorer's process).
 Parameters: `search` (auto | exact | ivf), `exact_max_products`, `nprobe`, `ivf_nlist`,
 `torch_threads` (threads for either path).
 
@@ -41,22 +42,46 @@ def check_top_k(raw: np.ndarray | None, rows: int) -> list[int]:
 
 
 class ExactSearch:
-    """fp32 matrix, one matmul + topk per batch (torch; on the instance's device)."""
+    """The fp32 matrix, one matrix product + top-k per batch: numpy (BLAS) on the CPU, so the
+    scorer's process carries no torch (~450 MB less resident memory); torch on a GPU."""
 
     method = "exact"
 
     def __init__(self, embeddings: np.ndarray, device: str, threads: int):
-        import torch
+        self.device = device
+        if device == "cpu":
+            limit_blas_threads(threads)
+            self.matrix = np.array(embeddings, dtype=np.float32)  # copied out of the memory map
+        else:
+            import torch
 
-        torch.set_num_threads(threads)
-        self.matrix = torch.from_numpy(np.array(embeddings, dtype=np.float32)).to(device)
+            torch.set_num_threads(threads)
+            self.matrix = torch.from_numpy(np.array(embeddings, dtype=np.float32)).to(device)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        import torch
+        if self.device != "cpu":
+            import torch
 
-        with torch.inference_mode():
-            scores, index = torch.topk(torch.from_numpy(queries).to(self.matrix.device) @ self.matrix.T, k, dim=1)
-        return index.cpu().numpy(), scores.cpu().numpy()
+            with torch.inference_mode():
+                scores, index = torch.topk(torch.from_numpy(queries).to(self.matrix.device) @ self.matrix.T, k, dim=1)
+            return index.cpu().numpy(), scores.cpu().numpy()
+        scores = queries @ self.matrix.T
+        if k < scores.shape[1]:
+            index = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        else:
+            index = np.broadcast_to(np.arange(scores.shape[1]), scores.shape).copy()
+        top = np.take_along_axis(scores, index, axis=1)
+        order = np.lexsort((index, -top), axis=1)  # best score first, ties by row number
+        return np.take_along_axis(index, order, axis=1), np.take_along_axis(top, order, axis=1)
+
+
+def limit_blas_threads(threads: int) -> None:
+    """numpy's BLAS threads (the launcher's OMP_NUM_THREADS=1 already caps them at one)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(limits=threads, user_api="blas")
 
 
 class IvfSearch:

@@ -24,3 +24,50 @@ def test_locust_smoke_has_no_failures(triton, tmp_path):
     assert int(total["Failure Count"]) == 0, run.stderr[-2000:]
     assert {"search text", "search image", "search text+image"} <= rows.keys()
     assert run.returncode == 0, run.stderr[-2000:]
+
+
+def test_locust_web_ui_swarms_and_exits_cleanly(triton):
+    """Non-headless mode: the UI answers, a swarm started from it searches without failures, and
+    Locust exits promptly on SIGTERM (no hang in gRPC's channel close)."""
+    import json
+    import signal
+    import time
+    import urllib.parse
+    import urllib.request
+
+    from productsearch.launcher import free_ports
+
+    port, = free_ports(1)
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "locust", "-f", "loadtest/locustfile.py", "--host", triton.grpc_url,
+         "--web-host", "127.0.0.1", "--web-port", str(port)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        page = ""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not page:
+            try:
+                page = urllib.request.urlopen(base + "/", timeout=2).read().decode()
+            except OSError:
+                time.sleep(0.5)
+        assert "<html" in page.lower()
+        form = urllib.parse.urlencode({"user_count": 4, "spawn_rate": 4, "host": triton.grpc_url}).encode()
+        assert json.loads(urllib.request.urlopen(base + "/swarm", data=form, timeout=10).read())["success"]
+        stats: dict = {}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            time.sleep(1)
+            stats = {s["name"]: s for s in json.loads(urllib.request.urlopen(base + "/stats/requests", timeout=10).read())["stats"]}
+            if stats.get("Aggregated", {}).get("num_requests", 0) >= 10:
+                break
+        assert stats["Aggregated"]["num_requests"] >= 10, stats
+        assert stats["Aggregated"]["num_failures"] == 0, stats
+        assert json.loads(urllib.request.urlopen(base + "/stop", data=b"", timeout=10).read())["success"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
