@@ -1,9 +1,11 @@
 """Latency/throughput harness for the served search (asyncio tritonclient over gRPC).
 
-    python -m loadtest.bench --write          # full suite on a private Triton (make bench, ~15 min)
+    python -m loadtest.bench --write          # all sections on a private Triton (make bench): ~4 min,
+                                              # ~8 min the first time (indexing, 1M catalog + index)
     python -m loadtest.bench --quick          # fewer requests, concurrency 1 and 16, 10k catalog only
     python -m loadtest.bench --sections latency,batching --write
-    python -m loadtest.bench --url host:8001  # latency sweep against a running server
+    python -m loadtest.bench --sections tuning --write       # encoder thread/instance/queue variants
+    python -m loadtest.bench --url host:8001  # latency sweep and Locust against a running server
 
 Sections, each measured in this one process so that its ratio holds on a shared, noisy machine:
 - latency:   p50/p90/p99 and throughput per query kind (text, image, text+image) at
@@ -11,11 +13,13 @@ Sections, each measured in this one process so that its ratio holds on a shared,
 - batching:  text search throughput at concurrency 16 with the shipped dynamic batching vs none
              (the same models reloaded through the model-repository API with `dynamic_batching`
              removed from their configs), measured on, off, on again;
-- inprocess: served text search at concurrency 16 vs the same encoder, fusion and scorer called
-             directly in PyTorch (loadtest/inprocess.py) at the batch size the server formed;
+- inprocess: served text search at concurrency 16 vs the same encoder (PyTorch), fusion and
+             scorer called directly (loadtest/inprocess.py) at the batch size the server formed;
 - scale:     synthetic catalogs of 10k, 100k and 1M products (loadtest/synthetic.py) swapped into
              the scorer: search latency at concurrency 1 and 16, recall@10 against exact search,
-             the scorer's resident memory (its python stub's VmRSS) vs the raw fp32 matrix.
+             the scorer's resident memory (its python stub's VmRSS) vs the raw fp32 matrix;
+- locust:    the 20 s Locust smoke run (loadtest/locustfile.py, headless, 8 users): its table.
+Not in the default run: tuning (encoder threads / instances / queue settings, reloaded in turn).
 The private server's model repository and the synthetic catalogs (with their IVF indexes) are
 kept in run/bench/, so only the first run indexes the demo catalog and builds the 1M catalog.
 With --write each section replaces its block in BENCHMARKS.md (machine, date, command, load).
@@ -43,7 +47,7 @@ from loadtest.workload import DEMO_CATALOG, QUERY_KINDS, ROOT, Workload
 
 BENCHMARKS = ROOT / "BENCHMARKS.md"
 WORK_DIR = ROOT / "run" / "bench"
-SECTIONS = ("latency", "batching", "inprocess", "scale")
+SECTIONS = ("latency", "batching", "inprocess", "scale", "locust")
 EXTRA_SECTIONS = ("tuning",)  # run only when named in --sections
 CONCURRENCY = (1, 4, 16, 64)
 SCALES = (10_000, 100_000, 1_000_000)
@@ -171,6 +175,37 @@ def load_average() -> str:
         return "unknown"
 
 
+def other_activity(seconds: float = 2.0) -> str:
+    """What else runs on the machine: other tritonservers, and processes busy over `seconds`."""
+    try:
+        import psutil
+    except ImportError:
+        return "unknown"
+    mine = {os.getpid()}
+    procs = []
+    for proc in psutil.process_iter(["pid", "name", "cmdline"]):
+        try:
+            proc.cpu_percent(None)
+            procs.append(proc)
+        except psutil.Error:
+            continue
+    time.sleep(seconds)
+    busy, servers = [], 0
+    for proc in procs:
+        try:
+            if proc.pid in mine:
+                continue
+            cmdline = " ".join(proc.info["cmdline"] or [])
+            servers += proc.info["name"] == "tritonserver"
+            cpu = proc.cpu_percent(None)
+            if cpu >= 10:
+                name = next((a.split("/")[-2] for a in proc.info["cmdline"] or [] if a.endswith("/model.py")), proc.info["name"])
+                busy.append(f"{name} {cpu:.0f}%")
+        except (psutil.Error, IndexError):
+            continue
+    return f"{servers} other tritonserver(s) running; busy over {seconds:g} s: {', '.join(busy) or 'nothing above 10% CPU'}"
+
+
 def machine_line() -> str:
     cpu = "unknown CPU"
     try:
@@ -195,11 +230,12 @@ def record(section: str, body: str, path: Path = BENCHMARKS) -> None:
     path.write_text(text)
 
 
-def header(title: str, load_before: str | None = None) -> str:
+def header(title: str, load_before: str | None = None, activity: str | None = None) -> str:
     command = "python -m loadtest.bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     load = f"before {load_before}, after {load_average()}" if load_before else load_average()
     return (f"## {title}\n\n- machine: {machine_line()}\n- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
-            f"- command: `{command.strip()}`\n- load average (1/5/15 min): {load}\n")
+            f"- command: `{command.strip()}`\n- load average (1/5/15 min): {load}\n"
+            + (f"- also on the machine at the start: {activity}\n" if activity else ""))
 
 
 # ------------------------------------------------------------------ the private server
@@ -341,6 +377,7 @@ class Settings:
     scales: tuple[int, ...] = SCALES
     compare_requests: int = 600
     compare_seconds: float = 20.0
+    locust_seconds: int = 20
 
 
 def cell_requests(settings: Settings, concurrency: int) -> int:
@@ -428,10 +465,9 @@ async def inprocess_section(server, workload: Workload, settings: Settings, log=
     return "\n".join(lines), {"ratio": ratio}
 
 
-async def scale_section(server, workload: Workload, settings: Settings, log=print) -> tuple[str, dict]:
+async def scale_section(server, workload: Workload, settings: Settings, log=print, sigma: float = 1.0) -> tuple[str, dict]:
     from loadtest.synthetic import exact_top_k, recall_at_k, synthetic_catalog
     from productsearch.catalog_store import EXACT_MAX_PRODUCTS, IndexSpec, build_index, index_path, load_index, open_catalog
-    from productsearch.fusion import fuse
 
     from loadtest.inprocess import config_parameters
 
@@ -440,14 +476,13 @@ async def scale_section(server, workload: Workload, settings: Settings, log=prin
     nprobe = int(parameters.get("nprobe", {}).get("string_value", 0)) or None
     version_dir = Path(server.repository) / "scorer" / str(server.generation)
     base = open_catalog(version_dir)
-    texts = sorted(workload.texts)[:200]
-    query = await query_embeddings(server.grpc_url, texts)
+    queries = await recall_queries(server.grpc_url, workload)
     rows, figures, sweep = [], {}, []
     cache = WORK_DIR / "catalogs"
     try:
         for count in settings.scales:
             started = time.monotonic()
-            catalog_dir = synthetic_catalog(cache, base, count, log=log)
+            catalog_dir = synthetic_catalog(cache, base, count, sigma=sigma, log=log)
             view = open_catalog(catalog_dir, verify=False)
             made = time.monotonic() - started
             build_s = None
@@ -461,42 +496,44 @@ async def scale_section(server, workload: Workload, settings: Settings, log=prin
             rss = stub_rss_mb(server, "scorer")
             c1 = await run_load(server.grpc_url, workload, "text", 1, settings.requests, max_seconds=settings.cell_seconds)
             c16 = await run_load(server.grpc_url, workload, "text", 16, cell_requests(settings, 16), max_seconds=settings.cell_seconds)
-            found = await served_top_ids(server.grpc_url, texts, 10)
-            fused = fuse(query, query, np.ones(len(query), bool), np.zeros(len(query), bool))
-            exact_rows = exact_top_k(view.embeddings, fused, 10)
-            exact_ids = [[view.ids[int(i)] for i in row] for row in exact_rows]
-            recall = recall_at_k(found, exact_ids)
+            recalls, exact = {}, {}
+            for kind, (inputs, fused) in queries.items():
+                found = await served_top_ids(server.grpc_url, inputs, 10)
+                exact[kind] = exact_top_k(view.embeddings, fused, 10)
+                recalls[kind] = recall_at_k(found, [[view.ids[int(i)] for i in row] for row in exact[kind]])
+            recall = min(recalls.values())
             raw_mb = count * view.embeddings.shape[1] * 4 / 2**20
             method = f"ivf, nprobe {nprobe or 'default'}" if count >= threshold else "exact fp32"
             row = (f"| {count:,} | {method} | {rss:.0f} | {raw_mb:.0f} | {rss / raw_mb:.2f} | {c1.percentile(50):.1f} | "
                    f"{c1.percentile(99):.1f} | {c16.percentile(50):.1f} | {c16.percentile(99):.1f} | {c16.throughput:.1f} | "
-                   f"{recall:.3f} | {load_s:.0f} | {'-' if build_s is None else f'{build_s:.0f}'} | {c1.errors + c16.errors} |")
+                   f"{recalls['text']:.3f} / {recalls['image']:.3f} | {load_s:.0f} | {'-' if build_s is None else f'{build_s:.0f}'} | {c1.errors + c16.errors} |")
             log(row + f"  (catalog ready in {made:.0f} s)")
             rows.append(row)
             figures[count] = {"rss_ratio": rss / raw_mb, "p50_c1": c1.percentile(50), "recall": recall}
             if build_s is not None and count == max(settings.scales):
-                sweep = nprobe_sweep(view, count, fused, exact_rows, nprobe)
+                sweep = nprobe_sweep(view, count, queries, exact, nprobe)
             del view
     finally:
         restore_catalog(server.repository, server.generation)
         reload_models(server, ("scorer",))
     lines = ["| products | scorer search | scorer RSS MB | raw fp32 MB | RSS / raw | p50 ms c=1 | p99 ms c=1 | p50 ms c=16 | "
-             "p99 ms c=16 | throughput c=16 req/s | recall@10 vs exact | scorer load s | index build s | errors |",
+             "p99 ms c=16 | throughput c=16 req/s | recall@10 vs exact, text / image queries | scorer load s | index build s | errors |",
              "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|", *rows, "",
              f"Text search end to end (encoder + fusion + scorer). Catalogs: noisy copies of the demo catalog's "
-             f"{len(base)} fused embeddings (loadtest/synthetic.py), {base.embeddings.shape[1]}-d. Recall@10: "
-             f"{len(texts)} text queries, the served top-10 ids vs exact fp32 top-10 over the same matrix "
-             "(query embeddings from the served text_encoder, fused as the server does). RSS: VmRSS of the scorer's "
+             f"{len(base)} fused embeddings (loadtest/synthetic.py, sigma {sigma:g}), {base.embeddings.shape[1]}-d. Recall@10: "
+             f"{len(queries['text'][0])} text and {len(queries['image'][0])} image queries, the served top-10 ids vs "
+             "exact fp32 top-10 over the same matrix (query embeddings from the served encoders, fused as the server "
+             "does). RSS: VmRSS of the scorer's "
              f"python stub after load. Search: exact below {threshold:,} products, IVF-SQfp16 (faiss) from there, "
              "index built once and persisted beside the catalog (its build time is listed; scorer load includes checksums)."]
     if sweep:
         lines += ["", f"The scorer's top-k method at {max(settings.scales):,} products, the persisted index searched in this "
                   "process, one query at a time, one thread (the scorer's setting), same queries and exact answers:", "",
-                  "| nprobe (of nlist) | recall@10 vs exact | ms per query |", "|---|---:|---:|", *sweep]
+                  "| nprobe (of nlist) | recall@10 vs exact, text / image | ms per query |", "|---|---:|---:|", *sweep]
     return "\n".join(lines), figures
 
 
-def nprobe_sweep(view, count: int, queries: np.ndarray, exact_rows: np.ndarray, served_nprobe: int | None,
+def nprobe_sweep(view, count: int, queries: dict, exact: dict, served_nprobe: int | None,
                  probes=(1, 4, 8, 16, 32, 64)) -> list[str]:
     """Recall and time per query of the persisted IVF index against nprobe (in this process)."""
     import faiss
@@ -505,20 +542,49 @@ def nprobe_sweep(view, count: int, queries: np.ndarray, exact_rows: np.ndarray, 
     from productsearch.catalog_store import load_index
 
     served_nprobe = served_nprobe or DEFAULT_NPROBE
-
     index = load_index(view.root, count, verify=False)
     faiss.omp_set_num_threads(1)
     rows = []
     for nprobe in probes:
         index.nprobe = nprobe
-        started = time.perf_counter()
-        found = np.concatenate([index.search(queries[i:i + 1], 10)[1] for i in range(len(queries))])
-        per_query = (time.perf_counter() - started) / len(queries) * 1000
-        recall = np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found.tolist(), exact_rows.tolist())])
+        recalls, seconds, total = [], 0.0, 0
+        for kind, (_, fused) in queries.items():
+            started = time.perf_counter()
+            found = np.concatenate([index.search(fused[i:i + 1], 10)[1] for i in range(len(fused))])
+            seconds += time.perf_counter() - started
+            total += len(fused)
+            recalls.append(np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found.tolist(), exact[kind].tolist())]))
         mark = " (served)" if nprobe == served_nprobe else ""
-        rows.append(f"| {nprobe} of {index.nlist}{mark} | {recall:.3f} | {per_query:.2f} |")
+        rows.append(f"| {nprobe} of {index.nlist}{mark} | {' / '.join(f'{r:.3f}' for r in recalls)} | {seconds / total * 1000:.2f} |")
     faiss.omp_set_num_threads(os.cpu_count() or 1)
     return rows
+
+
+def locust_section(url: str, seconds: int = 20, users: int = 8, log=print) -> str:
+    """The Locust smoke run (loadtest/locustfile.py, headless) against the private server."""
+    import csv
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="bench-locust-") as tmp:
+        started = time.monotonic()
+        run = subprocess.run(
+            [sys.executable, "-m", "locust", "-f", "loadtest/locustfile.py", "--host", url, "--headless",
+             "-u", str(users), "-r", str(users), "-t", f"{seconds}s", "--only-summary", "--csv", f"{tmp}/run",
+             "--exit-code-on-error", "1", "--stop-timeout", "10"],
+            cwd=ROOT, capture_output=True, text=True, timeout=seconds + 120)
+        wall = time.monotonic() - started
+        with open(f"{tmp}/run_stats.csv") as handle:
+            rows = list(csv.DictReader(handle))
+    lines = ["| request | count | failures | median ms | p95 ms | p99 ms | req/s |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        lines.append(f"| {row['Name'] or row['Type']} | {row['Request Count']} | {row['Failure Count']} | {row['50%']} | "
+                     f"{row['95%']} | {row['99%']} | {float(row['Requests/s']):.1f} |")
+    lines += ["", f"`locust -f loadtest/locustfile.py --headless -u {users} -r {users} -t {seconds}s` (as many "
+              f"users as the smoke test; `make loadtest` runs 16 users for 60 s): exit code {run.returncode}, "
+              f"{wall:.0f} s from start to exit. Users wait 50-200 ms between calls; tasks weighted "
+              "text 10 : image 3 : text+image 2 : encode_product 1."]
+    return "\n".join(lines)
 
 
 def set_parameter(config, key: str, value: str) -> None:
@@ -578,28 +644,45 @@ async def tuning_section(server, workload: Workload, settings: Settings, log=pri
     return "\n".join(lines)
 
 
-async def query_embeddings(url: str, texts: list[str]) -> np.ndarray:
-    """Text embeddings from the served text_encoder (what the search ensemble fuses)."""
+async def query_embeddings(url: str, model: str, values: list[bytes]) -> np.ndarray:
+    """Embeddings from a served encoder (what the search ensemble fuses)."""
     client = aioclient.InferenceServerClient(url)
+    name = "TEXT" if model == "text_encoder" else "IMAGE"
     try:
         out = []
-        for start in range(0, len(texts), 32):
-            chunk = texts[start:start + 32]
-            tensor = aioclient.InferInput("TEXT", [len(chunk), 1], "BYTES")
-            tensor.set_data_from_numpy(np.array([[t.encode()] for t in chunk], dtype=object))
-            result = await client.infer("text_encoder", [tensor], client_timeout=60)
+        for start in range(0, len(values), 16):
+            chunk = values[start:start + 16]
+            tensor = aioclient.InferInput(name, [len(chunk), 1], "BYTES")
+            tensor.set_data_from_numpy(np.array([[v] for v in chunk], dtype=object))
+            result = await client.infer(model, [tensor], client_timeout=60)
             out.append(result.as_numpy("EMBEDDING"))
         return np.concatenate(out).astype(np.float32)
     finally:
         await client.close()
 
 
-async def served_top_ids(url: str, texts: list[str], top_k: int) -> list[list[bytes]]:
+async def recall_queries(url: str, workload: Workload, texts: int = 200, images: int = 100) -> dict[str, tuple]:
+    """kind -> (search inputs per query, fused query embeddings as the server computes them)."""
+    from productsearch.fusion import fuse
+
+    text_values = sorted(workload.texts)[:texts]
+    image_values = workload.images[:images]
+    text = await query_embeddings(url, "text_encoder", [t.encode() for t in text_values])
+    image = await query_embeddings(url, "image_encoder", image_values)
+    yes, no = np.ones(len(text), bool), np.zeros(len(text), bool)
+    yes_i, no_i = np.ones(len(image), bool), np.zeros(len(image), bool)
+    return {
+        "text": ([(t, b"") for t in text_values], fuse(text, np.zeros_like(text), yes, no)),
+        "image": ([("", i) for i in image_values], fuse(np.zeros_like(image), image, no_i, yes_i)),
+    }
+
+
+async def served_top_ids(url: str, queries: list[tuple[str, bytes]], top_k: int) -> list[list[bytes]]:
     client = aioclient.InferenceServerClient(url)
     try:
         found = []
-        for text in texts:
-            result = await client.infer("search", search_inputs(text, b"", top_k), client_timeout=60)
+        for text, image in queries:
+            result = await client.infer("search", search_inputs(text, image, top_k), client_timeout=60)
             found.append([bytes(x) for x in result.as_numpy("PRODUCT_IDS").reshape(-1)])
         return found
     finally:
@@ -608,12 +691,13 @@ async def served_top_ids(url: str, texts: list[str], top_k: int) -> list[list[by
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--url", help="use a running server (latency section only)")
+    parser.add_argument("--url", help="use a running server (latency and locust sections only)")
     parser.add_argument("--requests", type=int, default=None, help="requests per concurrency-1 cell (default 100, quick 30)")
     parser.add_argument("--quick", action="store_true", help="concurrency 1 and 16, fewer requests, 10k catalog only")
     parser.add_argument("--sections", default=",".join(SECTIONS),
                         help=f"comma-separated subset of {','.join(SECTIONS)} (default: all), or tuning")
     parser.add_argument("--scales", default=None, help="catalog sizes for the scale section, e.g. 10000,1000000")
+    parser.add_argument("--sigma", type=float, default=1.0, help="scale section: noise of the synthetic catalogs (default 1)")
     parser.add_argument("--variants", default=None, help=f"tuning section: ';'-separated subset of {list(TUNING_VARIANTS)}")
     parser.add_argument("--write", action="store_true", help="record the tables in BENCHMARKS.md")
     args = parser.parse_args(argv)
@@ -625,18 +709,20 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     if args.quick:
         settings = Settings(requests=30, cell_seconds=6.0, concurrency=(1, 16), scales=(10_000,),
-                            compare_requests=200, compare_seconds=8.0)
+                            compare_requests=200, compare_seconds=8.0, locust_seconds=10)
     if args.requests:
         settings.requests = args.requests
     if args.scales:
         settings.scales = tuple(int(s) for s in args.scales.split(","))
-    if args.url and set(sections) - {"latency"}:
-        print("--url: only the latency section runs against an outside server", file=sys.stderr)
-        sections = ["latency"]
+    if args.url and set(sections) - {"latency", "locust"}:
+        print("--url: only the latency and locust sections run against an outside server", file=sys.stderr)
+        sections = [s for s in sections if s in ("latency", "locust")]
 
     log = lambda *a: print(*a, flush=True)  # noqa: E731
     workload = Workload.from_catalog(DEMO_CATALOG)
     load_before = load_average()
+    activity = other_activity()
+    log(f"load average {load_before}; {activity}")
     started = time.monotonic()
     results: dict[str, str] = {}
     server = None
@@ -657,14 +743,18 @@ def main(argv: list[str] | None = None) -> int:
             elif section == "inprocess":
                 results[section] = asyncio.run(inprocess_section(server, workload, settings, log))[0]
             elif section == "scale":
-                results[section] = asyncio.run(scale_section(server, workload, settings, log))[0]
+                results[section] = asyncio.run(scale_section(server, workload, settings, log, args.sigma))[0]
+            elif section == "locust":
+                results[section] = locust_section(url, seconds=settings.locust_seconds, log=log)
             elif section == "tuning":
                 variants = args.variants.split(";") if args.variants else None
                 results[section] = asyncio.run(tuning_section(server, workload, settings, log, variants))
             log(results[section])
             log(f"({section}: {time.monotonic() - section_started:.0f} s)")
             if args.write:
-                record(section, header(TITLES[section], load_before) + "\n" + results[section])
+                key = section if section != "scale" or args.sigma == 1.0 else f"scale-sigma{args.sigma:g}"
+                title = TITLES[section] + ("" if key == section else f" (harder synthetic catalog, sigma {args.sigma:g})")
+                record(key, header(title, load_before, activity) + "\n" + results[section])
     finally:
         if server is not None:
             server.stop()
@@ -680,6 +770,7 @@ TITLES = {
     "inprocess": "Served vs in-process (text search)",
     "scale": "Catalog scale: latency, recall and scorer memory",
     "tuning": "Tuning: encoder threads, instances and queue settings",
+    "locust": "Locust smoke run",
 }
 
 
