@@ -431,38 +431,51 @@ async def batching_section(server, workload: Workload, settings: Settings, log=p
 
 
 async def inprocess_section(server, workload: Workload, settings: Settings, log=print) -> tuple[str, dict]:
-    """Served text search at concurrency 16 vs the same models in this process at the served batch size."""
-    from loadtest.inprocess import TextSearchPipeline
+    """Served text search at concurrency 16 vs the same models in this process at the batch size
+    the server formed: with the served encoder's torch threads (only the server differs) and with
+    every core (the most a direct PyTorch caller gets here)."""
+    import torch
+
+    from loadtest.inprocess import TextSearchPipeline, config_parameters
 
     served = await run_load(server.grpc_url, workload, "text", 16, settings.compare_requests,
                             max_seconds=settings.compare_seconds)
     served_batch = served.batch.get("text_encoder", 16.0)
     log(f"served: {served.throughput:.1f} req/s, batches {batch_text(served)}")
-    threads = os.cpu_count() or 1  # in-process gets the whole machine, as a direct PyTorch caller would
-    pipeline = TextSearchPipeline(server.repository, server.generation, threads)
+    served_threads = int(config_parameters(server.repository, "text_encoder")["parameters"].get(
+        "torch_threads", {}).get("string_value", "1"))
+    cores = os.cpu_count() or 1
+    pipeline = TextSearchPipeline(server.repository, server.generation, served_threads)
     rng = random.Random(0)
     texts = [workload.query("text", rng)[0] for _ in range(1000)]
     batch = max(1, round(served_batch))
-    local = pipeline.throughput(texts, batch, seconds=settings.compare_seconds / 2)
-    local16 = pipeline.throughput(texts, 16, seconds=settings.compare_seconds / 2)
-    local1 = pipeline.throughput(texts, 1, seconds=settings.compare_seconds / 4)
+    runs = []  # (threads, batch, result)
+    for threads, size, share in ((served_threads, batch, 2), (cores, batch, 2), (cores, 16, 2), (cores, 1, 4)):
+        torch.set_num_threads(threads)
+        runs.append((threads, size, pipeline.throughput(texts, size, seconds=settings.compare_seconds / share)))
     served_again = await run_load(server.grpc_url, workload, "text", 16, settings.compare_requests,
                                   max_seconds=settings.compare_seconds)
-    served_mean = np.mean([served.throughput, served_again.throughput])
-    ratio = served_mean / local["throughput"]
-    log(f"in-process batch {batch}: {local['throughput']:.1f} q/s; served mean {served_mean:.1f} req/s; ratio {ratio:.2f}")
-    lines = ["| path | batch size | queries | throughput queries/s | notes |", "|---|---:|---:|---:|---|",
-             f"| served, concurrency 16 | {served_batch:.1f} (mean formed) | {served.requests} | {served.throughput:.1f} | batches formed: {batch_text(served)} |",
-             f"| in-process | {batch} | {local['queries']} | {local['throughput']:.1f} | {local['batch_ms']:.1f} ms per batch, torch threads {threads} |",
-             f"| in-process | 16 | {local16['queries']} | {local16['throughput']:.1f} | {local16['batch_ms']:.1f} ms per batch |",
-             f"| in-process | 1 | {local1['queries']} | {local1['throughput']:.1f} | {local1['batch_ms']:.1f} ms per query |",
-             f"| served again, concurrency 16 | {served_again.batch.get('text_encoder', float('nan')):.1f} | {served_again.requests} | {served_again.throughput:.1f} | |",
-             "", f"**Served / in-process text search throughput at concurrency 16: {ratio:.2f}** (target >= 0.70; "
-             f"served = mean of the two served runs, in-process at the batch size the server formed, {batch}; "
-             f"vs in-process at batch 16: {served_mean / local16['throughput']:.2f}). In-process = the same "
-             "text tower, fusion and ScorerModel (same catalog, same parameters) called in one Python process, "
-             "batch after batch, no gRPC, no server."]
-    return "\n".join(lines), {"ratio": ratio}
+    served_mean = float(np.mean([served.throughput, served_again.throughput]))
+    same = served_mean / runs[0][2]["throughput"]
+    machine = served_mean / runs[1][2]["throughput"]
+    log(f"served mean {served_mean:.1f} req/s; in-process batch {batch}: {runs[0][2]['throughput']:.1f} q/s with "
+        f"{served_threads} thread(s), {runs[1][2]['throughput']:.1f} with {cores}; ratios {same:.2f}, {machine:.2f}")
+    lines = ["| path | batch size | torch threads (encoder) | queries | throughput queries/s | notes |",
+             "|---|---:|---:|---:|---:|---|",
+             f"| served, concurrency 16 | {served_batch:.1f} (mean formed) | {served_threads} | {served.requests} | "
+             f"{served.throughput:.1f} | batches formed: {batch_text(served)} |"]
+    for threads, size, result in runs:
+        lines.append(f"| in-process | {size} | {threads} | {result['queries']} | {result['throughput']:.1f} | "
+                     f"{result['batch_ms']:.1f} ms per batch |")
+    lines += [f"| served again, concurrency 16 | {served_again.batch.get('text_encoder', float('nan')):.1f} | {served_threads} | "
+              f"{served_again.requests} | {served_again.throughput:.1f} | |", "",
+              f"**Served / in-process text search throughput at concurrency 16: {same:.2f}** against the same models "
+              f"with the served encoder's settings ({served_threads} torch thread) at the batch size the server formed "
+              f"({batch}) -- what serving costs; **{machine:.2f}** against in-process on all {cores} cores at that batch "
+              f"size (target >= 0.70; served = mean of the two served runs; vs in-process on {cores} cores at batch 16: "
+              f"{served_mean / runs[2][2]['throughput']:.2f}). In-process = the same text tower, fusion and ScorerModel "
+              "(same catalog, same parameters) called in one Python process, batch after batch, no gRPC, no server."]
+    return "\n".join(lines), {"ratio": same, "ratio_all_cores": machine}
 
 
 async def scale_section(server, workload: Workload, settings: Settings, log=print, sigma: float = 1.0) -> tuple[str, dict]:
