@@ -532,8 +532,8 @@ async def scale_section(server, workload: Workload, settings: Settings, log=prin
     lines = ["| products | scorer search | scorer RSS MB | raw fp32 MB | RSS / raw | p50 ms c=1 | p99 ms c=1 | p50 ms c=16 | "
              "p99 ms c=16 | throughput c=16 req/s | recall@10 vs exact, text / image queries | scorer load s | index build s | errors |",
              "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|", *rows, "",
-             f"Text search end to end (encoder + fusion + scorer). Catalogs: noisy copies of the demo catalog's "
-             f"{len(base)} fused embeddings (loadtest/synthetic.py, sigma {sigma:g}), {base.embeddings.shape[1]}-d. Recall@10: "
+             f"Text search end to end (encoder + fusion + scorer). Catalogs: synthetic, each product a mix of two of the demo catalog's "
+             f"{len(base)} fused embeddings plus noise (loadtest/synthetic.py, sigma {sigma:g}), {base.embeddings.shape[1]}-d. Recall@10: "
              f"{len(queries['text'][0])} text and {len(queries['image'][0])} image queries, the served top-10 ids vs "
              "exact fp32 top-10 over the same matrix (query embeddings from the served encoders, fused as the server "
              "does). RSS: VmRSS of the scorer's "
