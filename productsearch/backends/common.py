@@ -78,6 +78,10 @@ class RequestError(ValueError):
     """A problem with one request; it gets INVALID_ARGUMENT, the rest of the batch goes on."""
 
 
+class RequestFailure(RuntimeError):
+    """An unexpected error (a bug) while parsing one request: it gets INTERNAL, the batch goes on."""
+
+
 def run_batched(requests, parse, compute, respond):
     """The one batching pattern every model here uses.
 
@@ -85,7 +89,9 @@ def run_batched(requests, parse, compute, respond):
     compute(all_rows) -> per-row results computed in ONE batched op: a sequence, or a dict of
         arrays whose first axis is the row;
     respond(results_of_its_rows) -> the InferenceResponse for one request.
-    Bad requests get their own error; good ones are computed together.
+    Bad requests get their own error; good ones are computed together. An unexpected exception
+    while parsing one request (a bug, not the client's fault) fails that request alone with
+    INTERNAL: an exception escaping execute() would fail every request of the batch.
     """
     parsed: list = []
     for request in requests:
@@ -93,12 +99,18 @@ def run_batched(requests, parse, compute, respond):
             parsed.append(parse(request))
         except RequestError as err:
             parsed.append(err)
-    rows = [row for item in parsed if not isinstance(item, RequestError) for row in item]
+        except Exception as err:  # noqa: BLE001 - isolate the failure to its own request
+            parsed.append(RequestFailure(f"could not read the request: {type(err).__name__}: {err}"))
+    failed = (RequestError, RequestFailure)
+    rows = [row for item in parsed if not isinstance(item, failed) for row in item]
     results = compute(rows) if rows else []
     responses, start = [], 0
     for item in parsed:
         if isinstance(item, RequestError):
             responses.append(invalid(str(item)))
+            continue
+        if isinstance(item, RequestFailure):
+            responses.append(internal(str(item)))
             continue
         stop = start + len(item)
         if isinstance(results, dict):

@@ -1,0 +1,174 @@
+"""Fuzzing the preprocessing that sees untrusted bytes (hypothesis, bounded: a few seconds).
+
+decode_image and the text decoding must answer any input with a value or their own error
+(InvalidImage / RequestError, which the models turn into INVALID_ARGUMENT for that request
+alone); anything else escaping would be a server-side failure. Examples are random on each run
+(no example database is written); a failure prints the input that reproduces it.
+"""
+from __future__ import annotations
+
+import io
+import sys
+import types
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from productsearch.backends.common import RequestError, run_batched
+from productsearch.backends.text_encoder import MAX_TEXT_BYTES, decode_texts
+from productsearch.imaging import ALLOWED_FORMATS, InvalidImage, decode_image
+
+FUZZ = settings(max_examples=400, deadline=None, database=None,
+                suppress_health_check=[HealthCheck.too_slow])
+
+
+def seed_images() -> list[bytes]:
+    """Small valid files of every accepted format (and some refused ones) to mutate."""
+    image = Image.new("RGB", (37, 23), (200, 30, 30))
+    image.paste((10, 10, 240), (5, 5, 20, 15))
+    seeds = []
+    for fmt in (*sorted(ALLOWED_FORMATS), "TIFF", "ICO", "PPM"):
+        buffer = io.BytesIO()
+        image.save(buffer, fmt)
+        seeds.append(buffer.getvalue())
+    return seeds
+
+
+SEEDS = seed_images()
+
+
+def check_decode(data: bytes) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PIL warns on some broken files; the result is what counts
+        try:
+            image = decode_image(data)
+        except InvalidImage as err:
+            assert str(err), "the error names the problem"
+            return
+    assert image.mode == "RGB" and image.width * image.height > 0
+
+
+@FUZZ
+@given(st.binary(max_size=4096))
+def test_decode_image_on_random_bytes_raises_only_invalid_image(data):
+    check_decode(data)
+
+
+@st.composite
+def mutated_images(draw) -> bytes:
+    """A valid file with bytes flipped, inserted or cut: deep into the decoders, not just the magic."""
+    data = bytearray(draw(st.sampled_from(SEEDS)))
+    for _ in range(draw(st.integers(0, 6))):
+        op = draw(st.sampled_from(["flip", "insert", "delete", "truncate"]))
+        position = draw(st.integers(0, max(len(data) - 1, 0)))
+        if op == "flip" and data:
+            data[position] = draw(st.integers(0, 255))
+        elif op == "insert":
+            data[position:position] = draw(st.binary(min_size=1, max_size=32))
+        elif op == "delete":
+            del data[position:position + draw(st.integers(1, 32))]
+        else:
+            del data[position:]
+    return bytes(data)
+
+
+@FUZZ
+@given(mutated_images())
+def test_decode_image_on_mutated_files_raises_only_invalid_image(data):
+    check_decode(data)
+
+
+@FUZZ
+@given(st.lists(st.binary(max_size=MAX_TEXT_BYTES + 64), min_size=1, max_size=4))
+def test_text_decoding_returns_strings_or_raises_request_error(values):
+    raw = np.array(values, dtype=object).reshape(-1, 1)
+    try:
+        texts = decode_texts(raw)
+    except RequestError as err:
+        assert "too long" in str(err) or "not valid UTF-8" in str(err)
+        return
+    assert len(texts) == len(values) and all(isinstance(t, str) for t in texts)
+
+
+@FUZZ
+@given(st.text(max_size=2000))
+def test_valid_utf8_under_the_limit_is_accepted(text):
+    data = text.encode("utf-8")
+    if len(data) > MAX_TEXT_BYTES:
+        with pytest.raises(RequestError, match="too long"):
+            decode_texts(np.array([[data]], dtype=object))
+    else:
+        assert decode_texts(np.array([[data]], dtype=object)) == [text.strip()]
+
+
+TEXT_MODEL = Path(__file__).resolve().parents[2] / "model_repository" / "text_encoder" / "1" / "text_model"
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    if not (TEXT_MODEL / "tokenizer.json").exists():
+        pytest.skip("demo text tower not built (make models)")
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(TEXT_MODEL), local_files_only=True)
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(texts=st.lists(st.text(max_size=600), min_size=1, max_size=4))
+def test_tokenizer_takes_any_unicode_and_cuts_at_max_tokens(tokenizer, texts):
+    """What text_encoder does with decoded strings (MAX_TOKENS 128): never raises, never longer."""
+    from productsearch.backends.text_encoder import MAX_TOKENS
+
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="np")
+    assert batch["input_ids"].shape[0] == len(texts) and batch["input_ids"].shape[1] <= MAX_TOKENS
+
+
+# ------------------------------------------------------------------ one bad request, one batch
+
+@pytest.fixture
+def fake_pb_utils(monkeypatch):
+    """A stand-in for the python backend's triton_python_backend_utils (only in the stub)."""
+    module = types.ModuleType("triton_python_backend_utils")
+
+    class TritonError:
+        INVALID_ARG, INTERNAL = "INVALID_ARG", "INTERNAL"
+
+        def __init__(self, message, code=None):
+            self.message, self.code = message, code
+
+    class InferenceResponse:
+        def __init__(self, output_tensors=None, error=None):
+            self.outputs, self.error = output_tensors or [], error
+
+    module.TritonError = TritonError
+    module.InferenceResponse = InferenceResponse
+    module.Tensor = lambda name, value: (name, value)
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", module)
+    return module
+
+
+def test_a_bad_or_crashing_request_fails_alone_and_the_rest_is_computed_in_one_op(fake_pb_utils):
+    calls = []
+
+    def parse(request):
+        if request == "bad":
+            raise RequestError("image is empty")
+        if request == "bug":
+            raise KeyError("unexpected")
+        return [request]
+
+    def compute(rows):
+        calls.append(list(rows))
+        return [row.upper() for row in rows]
+
+    responses = run_batched(["a", "bad", "b", "bug", "c"], parse, compute,
+                            lambda out: fake_pb_utils.InferenceResponse([("OUT", out)]))
+    assert calls == [["a", "b", "c"]], "one op over the good rows only"
+    assert [r.outputs for r in responses if r.error is None] == [[("OUT", ["A"])], [("OUT", ["B"])], [("OUT", ["C"])]]
+    assert responses[1].error.code == "INVALID_ARG" and "image is empty" in responses[1].error.message
+    assert responses[3].error.code == "INTERNAL" and "KeyError" in responses[3].error.message
