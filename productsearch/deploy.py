@@ -61,13 +61,15 @@ def pinned_ensemble_config(repository: Path, ensemble: str, generation: int) -> 
 class Deployer:
     """Generation control for one server; `log` receives one line per completed step."""
 
-    def __init__(self, url: str, repository: Path, headers: dict[str, str], log=print, timeout_s: float = 300):
+    def __init__(self, url: str, repository: Path, headers: dict[str, str], log=print, timeout_s: float = 300,
+                 client_options: dict | None = None):
         self.url = url
         self.repository = Path(repository)
         self.headers = headers
         self.log = log
         self.timeout_s = timeout_s
-        self.client = grpcclient.InferenceServerClient(url)
+        # client_options: tritonclient keyword arguments, e.g. TLS (TritonServer.client_options)
+        self.client = grpcclient.InferenceServerClient(url, **(client_options or {}))
 
     def close(self) -> None:
         self.client.close()

@@ -15,6 +15,12 @@ CLI (used by the Makefile):
     python -m productsearch.launcher start [--load MODEL ...]   # idempotent, background
     python -m productsearch.launcher stop
     python -m productsearch.launcher status
+
+`start` also starts the supervisor (productsearch/supervisor.py: reloads a model whose python
+stub process died) and removes python-backend shared-memory regions that crashed servers left in
+/dev/shm. Everything binds to 127.0.0.1 unless --host / TRITON_HOST says otherwise. gRPC TLS:
+--grpc-tls-cert/--grpc-tls-key (+ --grpc-tls-root, --grpc-tls-mutual; TRITON_GRPC_TLS_* env);
+with TLS on, HTTP and metrics (which Triton serves without TLS) stay on 127.0.0.1.
 """
 from __future__ import annotations
 
@@ -195,6 +201,51 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+@dataclass(frozen=True)
+class GrpcTls:
+    """gRPC over TLS. One CA (`root_cert`) signs the server's certificate and, for mutual TLS,
+    the clients' certificates; the local tools (restore, supervisor) trust it and, under mutual
+    TLS, present `client_cert`/`client_key`. The server certificate must name the address
+    clients dial (e.g. SAN IP:127.0.0.1 for the local tools)."""
+
+    server_cert: Path
+    server_key: Path
+    root_cert: Path | None = None
+    mutual: bool = False
+    client_cert: Path | None = None
+    client_key: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.mutual and self.root_cert is None:
+            raise LauncherError("mutual TLS needs --grpc-tls-root (the CA that signs client certificates)")
+        for path in (self.server_cert, self.server_key, self.root_cert, self.client_cert, self.client_key):
+            if path is not None and not Path(path).is_file():
+                raise LauncherError(f"TLS file not found: {path}")
+
+    def server_args(self) -> list[str]:
+        args = ["--grpc-use-ssl=true", f"--grpc-server-cert={Path(self.server_cert).resolve()}",
+                f"--grpc-server-key={Path(self.server_key).resolve()}"]
+        if self.root_cert is not None:
+            args.append(f"--grpc-root-cert={Path(self.root_cert).resolve()}")
+        if self.mutual:
+            args.append("--grpc-use-ssl-mutual=true")
+        return args
+
+    def client_options(self) -> dict:
+        """tritonclient InferenceServerClient keyword arguments for the local tools."""
+        return dict(ssl=True, root_certificates=str(self.root_cert) if self.root_cert else None,
+                    certificate_chain=str(self.client_cert) if self.client_cert else None,
+                    private_key=str(self.client_key) if self.client_key else None)
+
+    def supervisor_args(self) -> list[str]:
+        args = ["--ssl"]
+        for flag, path in (("--root-cert", self.root_cert), ("--client-cert", self.client_cert),
+                           ("--client-key", self.client_key)):
+            if path is not None:
+                args += [flag, str(Path(path).resolve())]
+        return args
+
+
 @dataclass
 class TritonServer:
     """One tritonserver process in explicit model-control mode, bound to `host`."""
@@ -209,8 +260,14 @@ class TritonServer:
     extra_args: list[str] = field(default_factory=list)
     admin_key: str | None = None  # None: admin_key() (env or run/admin_key)
     exit_timeout_s: int = 10
+    tls: GrpcTls | None = None  # gRPC over TLS (HTTP and metrics then stay on loopback)
     pid: int | None = None
     _process: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def http_host(self) -> str:
+        """HTTP and metrics: `host`, except loopback under gRPC TLS (Triton's HTTP has no TLS)."""
+        return "127.0.0.1" if self.tls is not None else self.host
 
     def command(self, install: TritonInstall) -> list[str]:
         cmd = [
@@ -219,11 +276,11 @@ class TritonServer:
             f"--backend-directory={install.backend_dir}",
             "--model-control-mode=explicit",
             "--strict-readiness=true",
-            f"--http-address={self.host}",
+            f"--http-address={self.http_host}",
             f"--http-port={self.http_port}",
             f"--grpc-address={self.host}",
             f"--grpc-port={self.grpc_port}",
-            f"--metrics-address={self.host}",
+            f"--metrics-address={self.http_host}",
             f"--metrics-port={self.metrics_port}",
             f"--exit-timeout-secs={self.exit_timeout_s}",
             "--log-verbose=0",
@@ -233,6 +290,8 @@ class TritonServer:
         ]
         if config_name(self.model_repository):  # GPU configs written by build_models --device gpu
             cmd.append(f"--model-config-name={config_name(self.model_repository)}")
+        if self.tls is not None:
+            cmd += self.tls.server_args()
         cmd += [f"--load-model={name}" for name in self.load_models]
         return cmd + list(self.extra_args)
 
@@ -251,8 +310,9 @@ class TritonServer:
         install = find_triton()
         busy = [
             f"{name} {port}"
-            for name, port in (("http", self.http_port), ("grpc", self.grpc_port), ("metrics", self.metrics_port))
-            if not port_is_free(port, self.host)
+            for name, port, host in (("http", self.http_port, self.http_host), ("grpc", self.grpc_port, self.host),
+                                     ("metrics", self.metrics_port, self.http_host))
+            if not port_is_free(port, host)
         ]
         if busy:
             raise LauncherError(
@@ -282,11 +342,17 @@ class TritonServer:
 
     @property
     def http_url(self) -> str:
-        return f"{self.host}:{self.http_port}"
+        return f"{self.http_host}:{self.http_port}"
 
     @property
     def grpc_url(self) -> str:
-        return f"{self.host}:{self.grpc_port}"
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return f"{host}:{self.grpc_port}"
+
+    @property
+    def client_options(self) -> dict:
+        """tritonclient keyword arguments to reach this server's gRPC (TLS when it has TLS)."""
+        return self.tls.client_options() if self.tls is not None else {}
 
     def is_ready(self) -> bool:
         try:
@@ -347,6 +413,49 @@ def stop_pid(pid: int, timeout_s: float = 60.0) -> None:
         pass
 
 
+SHM_DIR = Path("/dev/shm")
+SHM_PREFIX = "triton_python_backend_shm_region_"
+
+
+def clean_stale_shm(min_age_s: float = 60.0, shm_dir: Path = SHM_DIR) -> list[str]:
+    """Remove python-backend shared-memory regions no process maps any more (crashed servers and
+    stubs leave them; each holds 1 MB or more of RAM in /dev/shm). Nothing is removed if the
+    memory map of a Triton process cannot be read, nor a region younger than `min_age_s`."""
+    try:
+        regions = [p for p in shm_dir.iterdir() if p.name.startswith(SHM_PREFIX)]
+    except OSError:
+        return []
+    if not regions:
+        return []
+    mapped: set[str] = set()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/maps") as maps:
+                mapped.update(line.rsplit(None, 1)[-1].split("/")[-1] for line in maps if SHM_PREFIX in line)
+        except FileNotFoundError:
+            continue  # exited meanwhile
+        except OSError:
+            try:
+                with open(f"/proc/{entry.name}/cmdline", "rb") as cmdline:
+                    command = cmdline.read()
+            except OSError:
+                command = b"triton"  # unknown: assume it might be one
+            if b"triton" in command:
+                return []  # a Triton process we cannot inspect might map one: remove nothing
+    removed = []
+    now = time.time()
+    for region in regions:
+        try:
+            if region.name not in mapped and now - region.stat().st_mtime > min_age_s:
+                region.unlink()
+                removed.append(region.name)
+        except OSError:
+            continue
+    return removed
+
+
 # ---------------------------------------------------------------- background service (Makefile)
 
 def _state_file(run_dir: Path) -> Path:
@@ -362,18 +471,37 @@ def read_state(run_dir: Path = DEFAULT_RUN_DIR) -> dict | None:
     return state if pid_alive(int(state["pid"])) else None
 
 
-def start_background(server: TritonServer, run_dir: Path = DEFAULT_RUN_DIR) -> dict:
-    """Start `server` unless ours already runs; record PID and ports for `stop`/`status`."""
+def start_supervisor(server: TritonServer, run_dir: Path) -> int:
+    """The supervisor process for `server` (exits with it); its log is run/supervisor.log."""
+    args = [sys.executable, "-m", "productsearch.supervisor", "--url", server.grpc_url,
+            "--pid", str(server.pid), "--run-dir", str(run_dir)]
+    if server.tls is not None:
+        args += server.tls.supervisor_args()
+    env = dict(os.environ, PRODUCTSEARCH_ADMIN_KEY=server.key)  # not on the command line
+    with open(Path(run_dir) / "supervisor.log", "ab") as log:
+        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT,
+                                   start_new_session=True)
+    return process.pid
+
+
+def start_background(server: TritonServer, run_dir: Path = DEFAULT_RUN_DIR, supervise: bool = True) -> dict:
+    """Start `server` (and its supervisor) unless ours already runs; record PIDs and ports for
+    `stop`/`status`."""
     state = read_state(run_dir)
     if state is not None:
         return state
+    clean_stale_shm()
     server.start()
+    run_dir.mkdir(parents=True, exist_ok=True)
     state = {
         "pid": server.pid,
+        "supervisor_pid": start_supervisor(server, run_dir) if supervise else None,
         "host": server.host,
+        "grpc_url": server.grpc_url,
         "http_port": server.http_port,
         "grpc_port": server.grpc_port,
         "metrics_port": server.metrics_port,
+        "grpc_tls": None if server.tls is None else {k: str(v) for k, v in vars(server.tls).items() if v is not None},
         "log_file": str(server.log_file),
         "model_repository": str(Path(server.model_repository).resolve()),
     }
@@ -389,6 +517,8 @@ def stop_background(run_dir: Path = DEFAULT_RUN_DIR) -> bool:
     _state_file(run_dir).unlink(missing_ok=True)
     if state is None:
         return False
+    if state.get("supervisor_pid") and pid_alive(int(state["supervisor_pid"])):
+        stop_pid(int(state["supervisor_pid"]), timeout_s=10)  # first, or it would see dying stubs
     stop_pid(int(state["pid"]))
     return True
 
@@ -404,6 +534,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--load", action="append", default=[],
                         help="extra model to load at start (repeatable); the serving generation is restored anyway")
     parser.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR)
+    parser.add_argument("--no-supervisor", action="store_true", help="do not start the stub supervisor")
+    env = os.environ.get
+    tls = parser.add_argument_group("gRPC TLS (HTTP and metrics then stay on 127.0.0.1)")
+    tls.add_argument("--grpc-tls-cert", type=Path, default=env("TRITON_GRPC_TLS_CERT"), help="server certificate (PEM)")
+    tls.add_argument("--grpc-tls-key", type=Path, default=env("TRITON_GRPC_TLS_KEY"), help="server key (PEM)")
+    tls.add_argument("--grpc-tls-root", type=Path, default=env("TRITON_GRPC_TLS_ROOT"),
+                     help="CA certificate: signs client certificates (mutual) and is trusted by the local tools")
+    tls.add_argument("--grpc-tls-mutual", action="store_true", default=env("TRITON_GRPC_TLS_MUTUAL") == "1",
+                     help="require client certificates signed by --grpc-tls-root")
+    tls.add_argument("--grpc-tls-client-cert", type=Path, default=env("TRITON_GRPC_TLS_CLIENT_CERT"),
+                     help="mutual TLS: the certificate the local tools present")
+    tls.add_argument("--grpc-tls-client-key", type=Path, default=env("TRITON_GRPC_TLS_CLIENT_KEY"))
     args = parser.parse_args(argv)
 
     if args.action == "status":
@@ -413,24 +555,32 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "stop":
         print("stopped tritonserver" if stop_background(args.run_dir) else "tritonserver was not running")
         return 0
-    server = TritonServer(
-        model_repository=args.model_repository,
-        host=args.host,
-        http_port=args.http_port,
-        grpc_port=args.grpc_port,
-        metrics_port=args.metrics_port,
-        log_file=args.run_dir / "triton.log",
-        load_models=args.load,
-    )
     try:
-        state = start_background(server, args.run_dir)
+        grpc_tls = None
+        if args.grpc_tls_cert or args.grpc_tls_key:
+            if not (args.grpc_tls_cert and args.grpc_tls_key):
+                raise LauncherError("gRPC TLS needs both --grpc-tls-cert and --grpc-tls-key")
+            grpc_tls = GrpcTls(args.grpc_tls_cert, args.grpc_tls_key, args.grpc_tls_root, args.grpc_tls_mutual,
+                               args.grpc_tls_client_cert, args.grpc_tls_client_key)
+        server = TritonServer(
+            model_repository=args.model_repository,
+            host=args.host,
+            http_port=args.http_port,
+            grpc_port=args.grpc_port,
+            metrics_port=args.metrics_port,
+            log_file=args.run_dir / "triton.log",
+            load_models=args.load,
+            tls=grpc_tls,
+        )
+        state = start_background(server, args.run_dir, supervise=not args.no_supervisor)
     except LauncherError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     from productsearch.deploy import Deployer  # tritonclient, only needed here
 
-    url = f"{state['host']}:{state['grpc_port']}"
-    with Deployer(url, args.model_repository, admin_headers(admin_key(args.run_dir))) as deployer:
+    url = state.get("grpc_url") or f"{state['host']}:{state['grpc_port']}"
+    with Deployer(url, args.model_repository, admin_headers(admin_key(args.run_dir)),
+                  client_options=server.client_options) as deployer:
         generation = deployer.serving_generation() or deployer.restore()
     print(f"serving generation {generation}" if generation else
           "no indexed generation yet: `make demo` (or `make index`) indexes the catalog")
