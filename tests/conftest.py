@@ -23,10 +23,11 @@ def require_built() -> None:
         pytest.fail("demo models are not built: run `make models` (make test does it first)")
 
 
-def start_server(repository: Path, log_file: Path, load: list[str], extra_args: list[str] | None = None) -> TritonServer:
+def start_server(repository: Path, log_file: Path, load: list[str], extra_args: list[str] | None = None,
+                 tls=None) -> TritonServer:
     http, grpc, metrics = free_ports(3)
     return TritonServer(model_repository=repository, http_port=http, grpc_port=grpc, metrics_port=metrics,
-                        log_file=log_file, load_models=load, extra_args=extra_args or []).start()
+                        log_file=log_file, load_models=load, extra_args=extra_args or [], tls=tls).start()
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +45,31 @@ def triton(tmp_path_factory):
         yield server
     finally:
         server.stop()
+
+
+SMALL_CATALOG_SIZE = 300
+
+
+@pytest.fixture(scope="session")
+def small_catalog_repository(triton, tmp_path_factory) -> Path:
+    """A model repository (the demo generation 1, linked) whose scorer/1 holds a catalog of the
+    first SMALL_CATALOG_SIZE demo products, encoded through the session server. Tests that start
+    their own tritonserver link it (`link_repository(..., with_catalogs=True)`): nothing to index,
+    and a catalog smaller than TOP_K's limit."""
+    import json
+
+    from clients.index import index_catalog
+
+    root = tmp_path_factory.mktemp("small_catalog")
+    catalog = root / "catalog.jsonl"
+    with open(catalog, "w") as out:
+        for line in DEMO_CATALOG.read_text().splitlines()[:SMALL_CATALOG_SIZE]:
+            product = json.loads(line)
+            product["image"] = str(DEMO_CATALOG.parent / product["image"])
+            out.write(json.dumps(product) + "\n")
+    repository = link_repository(MODEL_REPOSITORY, root / "model_repository", generations=[1])
+    index_catalog(catalog, triton.grpc_url, repository, generation=1, log=lambda *a: None)
+    return repository
 
 
 @pytest.fixture(scope="session")

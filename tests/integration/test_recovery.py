@@ -1,0 +1,225 @@
+"""Faults in the service the launcher runs (`make serve` = `python -m productsearch.launcher
+start`), on a private run directory, repository and ports: a python stub killed mid-load, large
+uploads growing shared memory, tritonserver killed and started again."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from clients.search import DEAD_STUB, SearchClient, SearchError
+from productsearch.deploy import Deployer
+from productsearch.generations import read_serving, verify_generation
+from productsearch.launcher import admin_headers, admin_key, free_ports, pid_alive, read_state
+from productsearch.repository import link_repository
+from productsearch.supervisor import stub_processes
+from tests.conftest import ROOT, SMALL_CATALOG_SIZE
+from tests.process_memory import server_memory_mb
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Service:
+    repository: Path
+    run_dir: Path
+    ports: list[int]
+
+    def launcher(self, action: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "productsearch.launcher", action, "--run-dir", str(self.run_dir)]
+        if action == "start":
+            cmd += ["--model-repository", str(self.repository), "--http-port", str(self.ports[0]),
+                    "--grpc-port", str(self.ports[1]), "--metrics-port", str(self.ports[2])]
+        env = {k: v for k, v in os.environ.items() if k not in ("TRITON_HOST", "PRODUCTSEARCH_ADMIN_KEY")}
+        return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+    def state(self) -> dict:
+        state = read_state(self.run_dir)
+        assert state is not None, "the service is running"
+        return state
+
+    @property
+    def url(self) -> str:
+        return f"127.0.0.1:{self.ports[1]}"
+
+    def supervisor_log(self) -> str:
+        path = self.run_dir / "supervisor.log"
+        return path.read_text() if path.exists() else ""
+
+
+def wait_for(condition, timeout_s: float, what: str, every_s: float = 0.2):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every_s)
+    raise AssertionError(f"not within {timeout_s:.0f} s: {what}")
+
+
+@pytest.fixture(scope="module")
+def service(small_catalog_repository, tmp_path_factory):
+    root = tmp_path_factory.mktemp("service")
+    repository = link_repository(small_catalog_repository, root / "model_repository", generations=[1],
+                                 with_catalogs=True)
+    service = Service(repository, root / "run", free_ports(3))
+    started = service.launcher("start")
+    try:
+        assert started.returncode == 0, started.stderr + started.stdout
+        assert "serving generation 1" in started.stdout
+        yield service
+    finally:
+        service.launcher("stop")
+
+
+def test_top_k_above_the_catalog_size_returns_the_whole_catalog_ranked(service):
+    with SearchClient(service.url, timeout_s=30) as client:
+        result = client.search("red mug", top_k=1000)
+    assert len(result.ids) == len(set(result.ids)) == SMALL_CATALOG_SIZE
+    assert result.scores == sorted(result.scores, reverse=True)
+
+
+def test_start_runs_the_supervisor_beside_a_loopback_server(service):
+    state = service.state()
+    assert state["host"] == "127.0.0.1" and state["supervisor_pid"] and pid_alive(state["supervisor_pid"])
+    wait_for(lambda: "first check done" in service.supervisor_log(), 30, "the supervisor's first check")
+    command = Path(f"/proc/{state['pid']}/cmdline").read_bytes().decode().split("\0")
+    for flag in ("--grpc-address", "--http-address", "--metrics-address"):
+        assert f"{flag}=127.0.0.1" in command
+    assert not any(state_key in Path(f"/proc/{state['supervisor_pid']}/cmdline").read_text()
+                   for state_key in (admin_key(service.run_dir),)), "the admin key is not on its command line"
+
+
+def settled_stubs(server_pid: int) -> dict:
+    """The stubs once each model has one: loading the ensembles at start replaces instances, and
+    the replaced stubs exit a little later."""
+    def one_each():
+        stubs = stub_processes(server_pid)
+        models = [stub.model for stub in stubs.values()]
+        return len(models) == len(set(models)) == 4 and stubs
+    return wait_for(one_each, 60, "one stub per python-backend model")
+
+
+class Searchers:
+    """Clients searching in a loop; each answer or error kept with its send time."""
+
+    def __init__(self, url: str, count: int, **client_args):
+        self.url, self.client_args = url, client_args
+        self.events: list[tuple[float, str]] = []  # (sent, "ok" | error)
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self.run, args=(i,)) for i in range(count)]
+
+    def run(self, index: int) -> None:
+        with SearchClient(self.url, **self.client_args) as client:
+            while not self.stop.is_set():
+                sent = time.monotonic()
+                try:
+                    client.search(["red mug", "blue striped t-shirt", "black sneakers"][index % 3], top_k=5)
+                    self.events.append((sent, "ok"))
+                except SearchError as err:
+                    self.events.append((sent, f"{err.status}: {err.message}"))
+                    time.sleep(0.05)
+
+    def __enter__(self):
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for thread in self.threads:
+            thread.join()
+
+
+def test_a_killed_stub_is_reloaded_and_clients_with_retries_see_no_error(service):
+    """SIGKILL the text_encoder's stub while clients search: the supervisor reloads it (the
+    python backend of Triton 2.51 never restarts a stub), with no manual step. Clients without
+    retries see the dead-stub error until then; clients with retries and a deadline see none."""
+    state = service.state()
+    with SearchClient(service.url, timeout_s=30) as client:
+        expected = client.search("red mug", top_k=5)
+    victim = next(pid for pid, stub in settled_stubs(state["pid"]).items() if stub.model == "text_encoder")
+    with Searchers(service.url, 3, timeout_s=60, retries=50, backoff_s=0.1) as patient, \
+            Searchers(service.url, 1, timeout_s=10, retries=0) as impatient:
+        time.sleep(1)
+        killed = time.monotonic()
+        os.kill(victim, signal.SIGKILL)
+        # recovered: the first answer to a request without retries sent after the kill
+        recovered_sent = wait_for(lambda: next((sent for sent, what in list(impatient.events)
+                                                if sent > killed and what == "ok"), None),
+                                  120, "searches answered again after the stub was killed")
+        time.sleep(2)
+    print(f"stub killed: answered again {recovered_sent - killed:.1f} s later; supervisor log:\n"
+          f"{service.supervisor_log()}")
+    errors = [what for sent, what in impatient.events if sent > killed and what != "ok"]
+    assert errors and all(DEAD_STUB.search(what) for what in errors), errors[:3]
+    assert not [what for _, what in patient.events if what != "ok"], "retries with a deadline covered the outage"
+    assert [what for sent, what in patient.events if sent > recovered_sent] and \
+        all(what == "ok" for sent, what in impatient.events if sent > recovered_sent + 0.5)
+    assert "text_encoder has a dead stub process" in service.supervisor_log()
+    assert victim not in stub_processes(state["pid"])
+    with SearchClient(service.url, timeout_s=30) as client:
+        again = client.search("red mug", top_k=5)
+    assert again.ids == expected.ids and again.generation == 1
+    with Deployer(service.url, service.repository, admin_headers(admin_key(service.run_dir)),
+                  log=lambda *a: None) as deployer:
+        assert deployer.serving_generation() == 1, "the ensembles kept their pinned generation"
+
+
+def test_the_memory_guard_gives_back_what_large_uploads_took(service):
+    """Each 50 MB upload is refused, but passes through the python backend's shared memory,
+    which grows and never shrinks (Triton 2.51): the supervisor reloads the image encoder once
+    its region holds more than 256 MB, and the memory comes back."""
+    pid = service.state()["pid"]
+    settled_stubs(pid)
+    before = server_memory_mb(pid)
+    huge = os.urandom(50 * 2**20)
+    with SearchClient(service.url, timeout_s=60) as client:
+        for _ in range(7):
+            with pytest.raises(SearchError, match="image is too large"):
+                client.search(image=huge)
+    peak = server_memory_mb(pid)
+    wait_for(lambda: "image_encoder's shared memory holds" in service.supervisor_log(), 60, "the memory guard")
+    wait_for(lambda: "reloaded image_encoder" in service.supervisor_log().split("image_encoder's shared memory")[-1],
+             120, "the image encoder reloaded")
+    # the old instance finishes what it has in flight and exits: its memory goes with it
+    after = wait_for(lambda: (m := server_memory_mb(pid))["pss"] < before["pss"] + 100 and m, 90,
+                     f"memory back near {before} after the reload (last: {server_memory_mb(pid)})", every_s=1)
+    print(f"memory MB before {before}, after 7 uploads of 50 MB {peak}, after the guard's reload {after}")
+    assert peak["shm"] > 256 and after["shm"] < 16
+    with SearchClient(service.url, timeout_s=30) as client:
+        assert client.search("red mug", top_k=3).generation == 1
+
+
+def test_a_killed_tritonserver_restarts_with_the_same_generation(service):
+    state = service.state()
+    with SearchClient(service.url, timeout_s=30) as client:
+        expected = client.search("blue striped t-shirt", top_k=10)
+    os.kill(state["pid"], signal.SIGKILL)
+    wait_for(lambda: not pid_alive(state["pid"]), 30, "tritonserver gone")
+    wait_for(lambda: not pid_alive(state["supervisor_pid"]), 30, "the supervisor exits with its server")
+    status = service.launcher("status")
+    assert status.returncode == 3 and "not running" in status.stdout
+    # nothing on disk was lost: the generation verifies (checksums) and is recorded as serving
+    verify_generation(service.repository, 1)
+    assert read_serving(service.repository)["generation"] == 1
+    with SearchClient(service.url, timeout_s=1, retries=0) as client:
+        with pytest.raises(SearchError) as caught:
+            client.search("blue striped t-shirt")
+    assert caught.value.status == "StatusCode.UNAVAILABLE"
+
+    started = service.launcher("start")
+    assert started.returncode == 0, started.stderr + started.stdout
+    assert "serving generation 1" in started.stdout
+    restarted = service.state()
+    assert restarted["pid"] != state["pid"] and pid_alive(restarted["supervisor_pid"])
+    with SearchClient(service.url, timeout_s=30) as client:
+        again = client.search("blue striped t-shirt", top_k=10)
+    assert again.ids == expected.ids and again.generation == 1

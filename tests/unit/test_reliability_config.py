@@ -1,0 +1,132 @@
+"""Reliability and security settings that need no server: queue bounds, retry policy, loopback
+binding, TLS flags, the supervisor's probes, stale shared memory, no secret in git."""
+from __future__ import annotations
+
+import mmap
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from clients.search import is_retryable
+from productsearch.launcher import SHM_PREFIX, GrpcTls, LauncherError, TritonInstall, TritonServer, clean_stale_shm
+from productsearch.supervisor import probe_inputs
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON_MODELS = ("text_encoder", "image_encoder", "fusion", "scorer")
+
+
+@pytest.mark.parametrize("model", PYTHON_MODELS)
+def test_every_model_queue_is_bounded_in_time_without_max_queue_size(model):
+    config = text_format.Parse((ROOT / "model_repository" / model / "config.pbtxt").read_text(),
+                               model_config_pb2.ModelConfig())
+    policy = config.dynamic_batching.default_queue_policy
+    assert policy.timeout_action == model_config_pb2.ModelQueuePolicy.REJECT
+    assert 0 < policy.default_timeout_microseconds <= 10_000_000
+    assert policy.allow_timeout_override, "a client's deadline may shorten the wait"
+    # max_queue_size crashes Triton 2.51 when a composing model of an ensemble refuses (measured)
+    assert policy.max_queue_size == 0
+
+
+@pytest.mark.parametrize("status, message, retry", [
+    ("StatusCode.UNAVAILABLE", "failed to connect to all addresses", True),
+    ("StatusCode.UNAVAILABLE", "in ensemble 'search', Request timeout expired", True),
+    ("StatusCode.INTERNAL", "in ensemble 'search', Stub process 'text_encoder_0_0' is not healthy.", True),
+    ("StatusCode.INTERNAL", "in ensemble 'search', something else broke", False),
+    ("StatusCode.INVALID_ARGUMENT", "in ensemble 'search', query is empty", False),
+    ("StatusCode.DEADLINE_EXCEEDED", "Deadline Exceeded", False),
+    ("StatusCode.RESOURCE_EXHAUSTED", "Received message larger than max", False),
+    ("StatusCode.NOT_FOUND", "Request for unknown model: 'search' is not found", False),
+])
+def test_retry_policy(status, message, retry):
+    assert is_retryable(status, message) is retry
+
+
+INSTALL = TritonInstall(binary=Path("/bin/tritonserver"), backend_dir=Path("/backends"))
+
+
+def flag(cmd: list[str], name: str) -> str:
+    values = [arg.split("=", 1)[1] for arg in cmd if arg.startswith(f"--{name}=")]
+    assert len(values) == 1, name
+    return values[0]
+
+
+def test_the_server_binds_to_loopback_by_default():
+    cmd = TritonServer(admin_key="k").command(INSTALL)
+    for name in ("grpc-address", "http-address", "metrics-address"):
+        assert flag(cmd, name) == "127.0.0.1"
+    assert flag(cmd, "grpc-restricted-protocol") == "model-repository:admin-key=k"
+    assert flag(cmd, "http-restricted-api") == "model-repository:admin-key=k"
+
+
+def test_the_launcher_cli_defaults_to_loopback(monkeypatch):
+    from productsearch import launcher
+
+    monkeypatch.delenv("TRITON_HOST", raising=False)
+    seen = {}
+    monkeypatch.setattr(launcher, "start_background", lambda server, run_dir, supervise=True: seen.setdefault(
+        "server", server) and (_ for _ in ()).throw(LauncherError("stop here")))
+    assert launcher.main(["start", "--run-dir", "/nonexistent-run-dir"]) == 1
+    assert seen["server"].host == "127.0.0.1" and seen["server"].http_host == "127.0.0.1"
+
+
+def test_tls_flags_and_http_kept_on_loopback(tmp_path):
+    for name in ("server.crt", "server.key", "ca.crt", "client.crt", "client.key"):
+        (tmp_path / name).write_text("pem")
+    tls = GrpcTls(tmp_path / "server.crt", tmp_path / "server.key", tmp_path / "ca.crt", mutual=True,
+                  client_cert=tmp_path / "client.crt", client_key=tmp_path / "client.key")
+    server = TritonServer(host="0.0.0.0", admin_key="k", tls=tls)
+    cmd = server.command(INSTALL)
+    assert flag(cmd, "grpc-use-ssl") == "true" and flag(cmd, "grpc-use-ssl-mutual") == "true"
+    assert flag(cmd, "grpc-server-cert") == str(tmp_path / "server.crt")
+    assert flag(cmd, "grpc-root-cert") == str(tmp_path / "ca.crt")
+    assert flag(cmd, "grpc-address") == "0.0.0.0"
+    assert flag(cmd, "http-address") == flag(cmd, "metrics-address") == "127.0.0.1", "HTTP has no TLS"
+    assert server.client_options == dict(ssl=True, root_certificates=str(tmp_path / "ca.crt"),
+                                         certificate_chain=str(tmp_path / "client.crt"),
+                                         private_key=str(tmp_path / "client.key"))
+    with pytest.raises(LauncherError, match="mutual TLS needs"):
+        GrpcTls(tmp_path / "server.crt", tmp_path / "server.key", mutual=True)
+    with pytest.raises(LauncherError, match="not found"):
+        GrpcTls(tmp_path / "missing.crt", tmp_path / "server.key")
+
+
+def test_supervisor_probe_is_the_smallest_valid_request():
+    import tritonclient.grpc as grpcclient
+
+    config = {"max_batch_size": 64, "input": [
+        {"name": "QUERY_EMBEDDING", "data_type": "TYPE_FP32", "dims": ["-1"]},
+        {"name": "TOP_K", "data_type": "TYPE_INT32", "dims": ["1"]},
+        {"name": "TEXT", "data_type": "TYPE_STRING", "dims": ["1"]},
+        {"name": "TEXT_WEIGHT", "data_type": "TYPE_FP32", "dims": ["1"], "optional": True}]}
+    inputs = probe_inputs(config, grpcclient)
+    assert [(t.name(), t.shape(), t.datatype()) for t in inputs] == [
+        ("QUERY_EMBEDDING", [1, 1], "FP32"), ("TOP_K", [1, 1], "INT32"), ("TEXT", [1, 1], "BYTES")]
+
+
+def test_stale_shared_memory_regions_are_removed_and_live_ones_kept(tmp_path):
+    stale, fresh, live = (tmp_path / f"{SHM_PREFIX}{name}" for name in ("stale", "fresh", "live"))
+    for path in (stale, fresh, live):
+        path.write_bytes(b"\0" * 4096)
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    os.utime(live, (old, old))
+    with open(live, "r+b") as handle, mmap.mmap(handle.fileno(), 4096):  # mapped: in use
+        removed = clean_stale_shm(min_age_s=60, shm_dir=tmp_path)
+    assert removed == [stale.name]
+    assert fresh.exists() and live.exists() and not stale.exists()
+
+
+def test_no_secret_is_tracked_by_git():
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    assert not [f for f in files if f.startswith("run/") or f.endswith((".key", ".pem"))]
+    for name in files:
+        path = ROOT / name
+        if path.is_file() and path.stat().st_size < 2_000_000:
+            assert b"PRIVATE KEY-----" not in path.read_bytes(), name
+    ignored = subprocess.run(["git", "check-ignore", "run/admin_key"], cwd=ROOT, capture_output=True, text=True)
+    assert ignored.returncode == 0, "run/ (the admin key) is git-ignored"
