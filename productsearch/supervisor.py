@@ -221,6 +221,7 @@ class Supervisor:
         known = set(stub_processes(self.server_pid)) if self.server_pid else set()
         pending = True  # check once at start
         last_check = 0.0
+        last_failure, last_failure_logged = None, 0.0  # log a repeated failure once a minute
         while not stop.wait(self.interval_s):
             if self.server_pid is not None and not pid_alive(self.server_pid):
                 self.log(f"supervisor: tritonserver (pid {self.server_pid}) has exited; stopping")
@@ -236,9 +237,14 @@ class Supervisor:
                     self.check()
                     pending = False
                 self.guard_memory(stubs)
-            except Exception as err:  # noqa: BLE001 - server busy/restarting: try again next time
-                self.log(f"supervisor: check failed ({type(err).__name__}: {err}); retrying")
+            except Exception as err:  # noqa: BLE001 - server starting/busy: try again next time
+                message = f"{type(err).__name__}: {err}"
+                if message != last_failure or time.monotonic() - last_failure_logged >= 60:
+                    self.log(f"supervisor: check failed ({message}); retrying every {self.interval_s:g} s")
+                    last_failure, last_failure_logged = message, time.monotonic()
                 pending = True
+                continue
+            last_failure = None
 
     def start_thread(self) -> tuple[threading.Thread, threading.Event]:
         stop = threading.Event()
