@@ -7,7 +7,8 @@
 Thin by design: tritonclient's gRPC client and numpy, nothing else. Sane defaults for a hot
 path (see `SearchClient`):
 - every call has a deadline (10 s); the time left is also sent as the request's Triton timeout,
-  so a request the client gave up on is dropped from the model queues instead of computed;
+  so a request the client gave up on is dropped from the model queues instead of computed (the
+  queue's "Request timeout expired" then arrives as DEADLINE_EXCEEDED, like the client's own);
 - retried, with jittered exponential backoff inside the same deadline, only what a retry can
   fix: UNAVAILABLE (server restarting or unreachable, a model queue's wait bound exceeded under
   overload) and the INTERNAL "Stub process ... is not healthy" of a crashed model process (the
@@ -35,6 +36,8 @@ from tritonclient.utils import InferenceServerException
 
 DEFAULT_URL = "localhost:8001"
 RETRYABLE = {"StatusCode.UNAVAILABLE"}
+# What a model queue answers (UNAVAILABLE) once a request waited longer than its timeout.
+QUEUE_TIMEOUT = "Request timeout expired"
 # A python-backend model whose process died answers INTERNAL with this until it is reloaded.
 DEAD_STUB = re.compile(r"Stub process '[^']*' is not healthy")
 # Reconnect quickly once the server is back (gRPC's default backoff grows to 120 s), with
@@ -136,6 +139,8 @@ class SearchClient:
                                          timeout=max(int(remaining * 1e6), 1))
             except InferenceServerException as err:
                 status, message = str(err.status()), err.message() or ""
+                if status == "StatusCode.UNAVAILABLE" and QUEUE_TIMEOUT in message and time.monotonic() >= deadline:
+                    status = "StatusCode.DEADLINE_EXCEEDED"  # the server gave up on our deadline first
                 attempt += 1
                 pause = min(self.backoff_s * (2 ** (attempt - 1)), self.max_backoff_s) * (0.5 + random.random())
                 if (not is_retryable(status, message) or attempt > self.retries

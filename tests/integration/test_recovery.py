@@ -189,11 +189,23 @@ def test_the_memory_guard_gives_back_what_large_uploads_took(service):
     wait_for(lambda: "image_encoder's shared memory holds" in service.supervisor_log(), 60, "the memory guard")
     wait_for(lambda: "reloaded image_encoder" in service.supervisor_log().split("image_encoder's shared memory")[-1],
              120, "the image encoder reloaded")
-    # the old instance finishes what it has in flight and exits: its memory goes with it
-    after = wait_for(lambda: (m := server_memory_mb(pid))["pss"] < before["pss"] + 100 and m, 90,
-                     f"memory back near {before} after the reload (last: {server_memory_mb(pid)})", every_s=1)
-    print(f"memory MB before {before}, after 7 uploads of 50 MB {peak}, after the guard's reload {after}")
-    assert peak["shm"] > 256 and after["shm"] < 16
+    # the old instance finishes what it has in flight and exits: its region goes with it
+    def released():
+        stubs = stub_processes(pid)
+        return (all(stub.shm_bytes() < 16 * 2**20 for stub in stubs.values())
+                and len([s for s in stubs.values() if s.model == "image_encoder"]) == 1)
+    try:
+        wait_for(released, 120, "every stub's shared memory back under 16 MB", every_s=1)
+        time.sleep(2)
+        after = server_memory_mb(pid)
+        print(f"memory MB before {before}, after 7 uploads of 50 MB {peak}, after the guard's reload {after}")
+        assert peak["shm"] > 256
+        # tritonserver's own heap keeps some of what the uploads took (glibc); the regions go back
+        assert after["pss"] - before["pss"] < 0.5 * (peak["pss"] - before["pss"])
+    except AssertionError as err:
+        stubs = {p: (s.model, s.shm_bytes() >> 20) for p, s in stub_processes(pid).items()}
+        raise AssertionError(f"{err}; now {server_memory_mb(pid)}, before {before}, peak {peak}, stubs (model, "
+                             f"shm MB) {stubs}, supervisor log:\n{service.supervisor_log()}") from None
     with SearchClient(service.url, timeout_s=30) as client:
         assert client.search("red mug", top_k=3).generation == 1
 

@@ -101,9 +101,9 @@ def test_decompression_bomb_and_50_mb_upload_are_refused(triton, search_client, 
     # A bomb is refused from its header: nothing is decoded.
     assert after_bombs["pss"] - before["pss"] < 50
     # The upload itself passes through gRPC and the python backend's shared memory before the
-    # encoder refuses it (Triton has no request-size limit): bounded by a few copies of it. The
-    # supervisor's memory guard gives the growth back (tests/integration/test_recovery.py).
-    assert after_upload["pss"] - before["pss"] < 4 * 50
+    # encoder refuses it (Triton has no request-size limit): a few copies of it (measured +185 MB
+    # PSS for one). The supervisor's memory guard gives the growth back (test_recovery.py).
+    assert after_upload["pss"] - before["pss"] < 6 * 50
     assert len(search_client.search(image=photo, top_k=3).ids) == 3
 
 
