@@ -25,6 +25,14 @@ The supervisor runs beside tritonserver (`make serve` starts it; it exits with t
   region exceeds `max_shm_mb` (default 256) is reloaded the same way - new instances with a
   fresh 1 MB region take over, in-flight requests finish on the old ones - at most once per
   `cooldown_s` per model.
+- wedge watchdog: every `liveness_every_s` it sends one probe to a python-backend model. The
+  model queues are bounded in time (5 s), so a live server answers - even overloaded, with
+  "Request timeout expired". No answer at all within `wedge_timeout_s`, `wedge_strikes` times
+  in a row, means tritonserver has stopped serving (seen once here: a deadlock in Triton 2.51
+  between its gRPC handler and the ensemble scheduler when an ensemble step fails, all models
+  stuck, health still "ready"). The supervisor then kills it (SIGKILL), so that what runs it -
+  compose's restart policy, systemd, `make serve` - starts it again, instead of a server that
+  accepts requests and never answers.
 
     python -m productsearch.supervisor --url 127.0.0.1:8001 --pid <tritonserver pid> [--run-dir run]
 """
@@ -34,6 +42,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -112,7 +121,8 @@ class Supervisor:
 
     def __init__(self, url: str, headers: dict[str, str], server_pid: int | None = None,
                  interval_s: float = 1.0, probe_every_s: float = 60.0, probe_timeout_s: float = 30.0,
-                 max_shm_mb: float = 256.0, cooldown_s: float = 60.0,
+                 max_shm_mb: float = 256.0, cooldown_s: float = 60.0, liveness_every_s: float = 30.0,
+                 wedge_timeout_s: float = 30.0, wedge_strikes: int = 2,
                  client_options: dict | None = None, log=print):
         import tritonclient.grpc as grpcclient
 
@@ -129,17 +139,24 @@ class Supervisor:
         self._last_guard_reload: dict[str, float] = {}
         self._checked_once = False
         self.client = grpcclient.InferenceServerClient(url, **(client_options or {}))
+        self.liveness_client = grpcclient.InferenceServerClient(url, **(client_options or {}))
+        self.liveness_every_s = liveness_every_s
+        self.wedge_timeout_s = wedge_timeout_s
+        self.wedge_strikes = wedge_strikes
         self.reloads: list[tuple[float, str]] = []  # (time, model) of every reload done
         self._backends: dict[str, str] = {}
 
     def close(self) -> None:
         self.client.close()
+        self.liveness_client.close()
 
     # ------------------------------------------------------------------ what is loaded
 
-    def loaded_python_models(self) -> dict[str, list[int]]:
+    def loaded_python_models(self, client=None, timeout_s: float | None = None) -> dict[str, list[int]]:
         """{model: READY versions} of the python-backend models in the server."""
-        index = self.client.get_model_repository_index(headers=self.headers, as_json=True).get("models", [])
+        client = client or self.client
+        index = client.get_model_repository_index(headers=self.headers, as_json=True,
+                                                  client_timeout=timeout_s).get("models", [])
         ready: dict[str, list[int]] = {}
         for entry in index:
             if entry.get("state") == "READY" and entry.get("version"):
@@ -147,7 +164,7 @@ class Supervisor:
         python = {}
         for model, versions in ready.items():
             if model not in self._backends:
-                config = self.client.get_model_config(model, as_json=True)["config"]
+                config = client.get_model_config(model, as_json=True, client_timeout=timeout_s)["config"]
                 self._backends[model] = config.get("backend") or config.get("platform", "")
             if self._backends[model] == "python":
                 python[model] = sorted(versions)
@@ -218,6 +235,8 @@ class Supervisor:
         """Until `stop` is set or the server exits: check when a stub disappears, and every
         probe_every_s; a failed check or reload is retried at the next interval."""
         stop = stop or threading.Event()
+        watchdog = threading.Thread(target=self.watch_liveness, args=(stop,), name="triton-watchdog", daemon=True)
+        watchdog.start()
         known = set(stub_processes(self.server_pid)) if self.server_pid else set()
         pending = True  # check once at start
         last_check = 0.0
@@ -246,6 +265,59 @@ class Supervisor:
                 continue
             last_failure = None
 
+    def answers(self, model: str, version: int) -> bool:
+        """Whether the server answers a probe of `model` at all (an error is an answer) within
+        wedge_timeout_s."""
+        from tritonclient.utils import InferenceServerException
+
+        client = self.liveness_client
+        config = client.get_model_config(model, str(version), as_json=True,
+                                         client_timeout=self.wedge_timeout_s)["config"]
+        try:
+            client.infer(model, probe_inputs(config, self.grpc), model_version=str(version),
+                         client_timeout=self.wedge_timeout_s)
+        except InferenceServerException as err:
+            return "DEADLINE_EXCEEDED" not in str(err.status())
+        return True
+
+    def watch_liveness(self, stop: threading.Event) -> None:
+        """The wedge watchdog (see the module docstring); runs beside run()'s loop."""
+        from tritonclient.utils import InferenceServerException
+
+        strikes = 0
+        while not stop.wait(self.liveness_every_s):
+            if self.server_pid is not None and not pid_alive(self.server_pid):
+                return
+            try:
+                python = self.loaded_python_models(self.liveness_client, self.wedge_timeout_s)
+                candidates = sorted((m, v) for m, versions in python.items() for v in versions)
+                if not candidates:
+                    strikes = 0
+                    continue
+                model, version = next((c for c in candidates if c[0] == "fusion"), candidates[0])
+                answered = self.answers(model, version)
+            except InferenceServerException as err:
+                answered = "DEADLINE_EXCEEDED" not in str(err.status())
+            except Exception:  # noqa: BLE001 - anything else is not a wedge
+                answered = True
+            strikes = 0 if answered else strikes + 1
+            if strikes and strikes < self.wedge_strikes:
+                self.log(f"supervisor: no answer from tritonserver within {self.wedge_timeout_s:g} s "
+                         f"({strikes}/{self.wedge_strikes})")
+            if strikes >= self.wedge_strikes:
+                if self.server_pid is None:
+                    self.log("supervisor: tritonserver has stopped answering; restart it")
+                    strikes = 0
+                    continue
+                self.log(f"supervisor: tritonserver (pid {self.server_pid}) has stopped answering "
+                         f"({strikes} probes without an answer in {self.wedge_timeout_s:g} s); killing it "
+                         "so that it can be started again")
+                try:
+                    os.kill(self.server_pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                return
+
     def start_thread(self) -> tuple[threading.Thread, threading.Event]:
         stop = threading.Event()
         thread = threading.Thread(target=self.run, args=(stop,), name="triton-supervisor", daemon=True)
@@ -260,6 +332,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR, help="where the admin key is")
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--probe-every", type=float, default=60.0)
+    parser.add_argument("--liveness-every", type=float, default=float(os.environ.get("PRODUCTSEARCH_LIVENESS_EVERY_S", 30)),
+                        help="seconds between wedge-watchdog probes")
+    parser.add_argument("--wedge-timeout", type=float, default=float(os.environ.get("PRODUCTSEARCH_WEDGE_TIMEOUT_S", 30)),
+                        help="a probe without an answer after this long is a strike (2 strikes: kill)")
     parser.add_argument("--max-shm-mb", type=float, default=float(os.environ.get("PRODUCTSEARCH_MAX_SHM_MB", 256)),
                         help="reload a model whose stub's shared-memory region holds more (MB)")
     parser.add_argument("--ssl", action="store_true", help="gRPC over TLS (implied by the options below)")
@@ -276,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}", flush=True)
 
     supervisor = Supervisor(args.url, admin_headers(admin_key(args.run_dir)), args.pid, args.interval,
-                            args.probe_every, max_shm_mb=args.max_shm_mb, client_options=tls, log=log)
+                            args.probe_every, max_shm_mb=args.max_shm_mb, liveness_every_s=args.liveness_every,
+                            wedge_timeout_s=args.wedge_timeout, client_options=tls, log=log)
     log(f"supervisor: watching tritonserver {args.url} (pid {args.pid})")
     try:
         supervisor.run()

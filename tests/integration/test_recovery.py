@@ -38,6 +38,7 @@ class Service:
             cmd += ["--model-repository", str(self.repository), "--http-port", str(self.ports[0]),
                     "--grpc-port", str(self.ports[1]), "--metrics-port", str(self.ports[2])]
         env = {k: v for k, v in os.environ.items() if k not in ("TRITON_HOST", "PRODUCTSEARCH_ADMIN_KEY")}
+        env.update(PRODUCTSEARCH_LIVENESS_EVERY_S="2", PRODUCTSEARCH_WEDGE_TIMEOUT_S="5")  # a fast watchdog
         return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
     def state(self) -> dict:
@@ -206,6 +207,25 @@ def test_the_memory_guard_gives_back_what_large_uploads_took(service):
         stubs = {p: (s.model, s.shm_bytes() >> 20) for p, s in stub_processes(pid).items()}
         raise AssertionError(f"{err}; now {server_memory_mb(pid)}, before {before}, peak {peak}, stubs (model, "
                              f"shm MB) {stubs}, supervisor log:\n{service.supervisor_log()}") from None
+    with SearchClient(service.url, timeout_s=30) as client:
+        assert client.search("red mug", top_k=3).generation == 1
+
+
+def test_a_wedged_tritonserver_is_killed_by_the_watchdog_and_started_again(service):
+    """A server that takes requests and never answers (SIGSTOP here; a Triton deadlock did it for
+    real) is killed by the supervisor's watchdog, so what runs it can start it again."""
+    state = service.state()
+    os.kill(state["pid"], signal.SIGSTOP)
+    try:
+        wait_for(lambda: not pid_alive(state["pid"]), 60, "the watchdog kills the wedged server")
+    finally:
+        if pid_alive(state["pid"]):
+            os.kill(state["pid"], signal.SIGKILL)
+    assert "has stopped answering" in service.supervisor_log()
+    wait_for(lambda: not pid_alive(state["supervisor_pid"]), 30, "the supervisor exits with its server")
+    started = service.launcher("start")
+    assert started.returncode == 0, started.stderr + started.stdout
+    assert "serving generation 1" in started.stdout
     with SearchClient(service.url, timeout_s=30) as client:
         assert client.search("red mug", top_k=3).generation == 1
 

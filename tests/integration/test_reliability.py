@@ -43,7 +43,7 @@ def search_inputs(text: bytes = b"", image: bytes = b"", top_k: int = 5, module=
 def raw_search(url: str, inputs: list) -> tuple[str, str]:
     with grpcclient.InferenceServerClient(url) as client:
         try:
-            result = client.infer("search", inputs)
+            result = client.infer("search", inputs, client_timeout=60)
         except InferenceServerException as err:
             return str(err.status()), err.message()
     return "OK", str(result.as_numpy("PRODUCT_IDS").shape)
@@ -188,7 +188,7 @@ def test_a_bad_request_inside_a_dynamic_batch_fails_alone(triton, demo_catalog):
            (dict(), "query is empty"),
            (dict(text=b"red mug", top_k=0), "TOP_K must be between")]
     with grpcclient.InferenceServerClient(triton.grpc_url) as client:
-        expected = [client.infer("search", search_inputs(**query)) for query in good]
+        expected = [client.infer("search", search_inputs(**query), client_timeout=60) for query in good]
         expected = [(r.as_numpy("PRODUCT_IDS").reshape(-1).tolist(), r.as_numpy("SCORES").reshape(-1)) for r in expected]
         before = {m: counts(client, m) for m in ("text_encoder", "image_encoder")}
 
