@@ -113,12 +113,21 @@ class Deployer:
                 raise DeployError(f"{model} version {version} is not READY")
 
     def load_generation_models(self, versions: list[int], models=GENERATION_MODELS) -> None:
-        """Each generation-numbered model loaded with exactly `versions`, all READY."""
-        for model in models:
+        """Each generation-numbered model loaded with exactly `versions`, all READY. The models
+        load concurrently (Triton loads them in parallel); any failure raises after all finish."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def load_one(model: str) -> None:
             started = time.monotonic()
             self._load(model, versions_config(self.repository, model, versions))
             self._require_ready(model, versions)
             self.log(f"  {model}: versions {versions} READY ({time.monotonic() - started:.1f} s)")
+
+        with ThreadPoolExecutor(len(models)) as pool:
+            futures = [pool.submit(load_one, model) for model in models]
+        errors = [str(f.exception()) for f in futures if f.exception() is not None]
+        if errors:
+            raise DeployError("; ".join(errors))
 
     def pin_ensembles(self, generation: int, ensembles=ENSEMBLES) -> None:
         for ensemble in ensembles:

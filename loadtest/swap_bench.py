@@ -1,0 +1,145 @@
+"""How long a generation swap takes and what it does to search latency, under load.
+
+    python -m loadtest.swap_bench --write
+
+A private Triton serves generation 1; generation 2 shares its encoders (linked) with a
+different catalog, so every answer shows which generation served it. 16 client threads search
+continuously: steady state first, then `swap 2`, then `rollback`. Reported: time from the swap
+command to the last answer from the old generation (after which every answer is new), the
+swap's own duration, and p50/p99 latency in steady state vs during the swap.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from clients.index import index_and_serve
+from clients.search import SearchClient
+from loadtest.bench import machine_line, record
+from loadtest.workload import DEMO_CATALOG, ROOT
+from productsearch.deploy import Deployer
+from productsearch.generations import clone_encoders
+from productsearch.launcher import TritonServer, free_ports
+from productsearch.repository import link_repository
+
+QUERIES = ["red mug", "blue striped t-shirt", "black sneakers", "green hat", "pink polka-dot dress"]
+
+
+class Load:
+    """`clients` threads searching until stopped; (sent, received, generation) per answer."""
+
+    def __init__(self, url: str, clients: int):
+        self.url, self.answers, self.failures = url, [], []
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self.run, args=(i,)) for i in range(clients)]
+
+    def run(self, index: int) -> None:
+        with SearchClient(self.url, timeout_s=60, retries=0) as client:
+            while not self.stop.is_set():
+                sent = time.monotonic()
+                try:
+                    result = client.search(QUERIES[index % len(QUERIES)], top_k=10)
+                except Exception as err:
+                    self.failures.append(repr(err))
+                    continue
+                self.answers.append((sent, time.monotonic(), result.generation))
+
+    def __enter__(self):
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for thread in self.threads:
+            thread.join()
+
+
+def catalog_variant(path: Path, prefix: str, count: int) -> Path:
+    with open(path, "w") as out:
+        for line in DEMO_CATALOG.read_text().splitlines()[:count]:
+            product = json.loads(line)
+            product["id"] = prefix + product["id"]
+            product["image"] = str(DEMO_CATALOG.parent / product["image"])
+            out.write(json.dumps(product) + "\n")
+    return path
+
+
+def latencies(answers, start: float, end: float) -> list[float]:
+    return [(received - sent) * 1000 for sent, received, _ in answers if start <= sent and received <= end]
+
+
+def measure(clients: int, steady_s: float, products: int, log=print) -> str:
+    with tempfile.TemporaryDirectory(prefix="swap-bench-") as tmp:
+        tmp = Path(tmp)
+        repository = link_repository(ROOT / "model_repository", tmp / "model_repository", generations=[1])
+        clone_encoders(repository, 2, 1)
+        http, grpc, metrics = free_ports(3)
+        server = TritonServer(model_repository=repository, http_port=http, grpc_port=grpc, metrics_port=metrics,
+                              log_file=tmp / "triton.log").start()
+        try:
+            for generation in (2, 1):
+                catalog = catalog_variant(tmp / f"catalog{generation}.jsonl", f"G{generation}-", products)
+                index_and_serve(catalog, server.grpc_url, repository, generation, server.admin_headers,
+                                serve=generation == 1, log=lambda *a: None)
+            rows = []
+            t0 = time.monotonic()
+            with Load(server.grpc_url, clients) as load, \
+                    Deployer(server.grpc_url, repository, server.admin_headers,
+                             log=lambda line: log(f"  [{time.monotonic() - t0:6.1f}s] {line}")) as deployer:
+                for target in (2, 1):
+                    time.sleep(steady_s)
+                    steady = (time.monotonic() - steady_s, time.monotonic())
+                    started = time.monotonic()
+                    log(f"  [{started - t0:6.1f}s] swap to {target}")
+                    deployer.swap(target)
+                    finished = time.monotonic()
+                    time.sleep(2)
+                    old = [received for sent, received, g in load.answers if g != target and sent >= started]
+                    new = [received for sent, received, g in load.answers if g == target and sent >= started]
+                    log(f"  last old answer at {max(old, default=started) - t0:.1f}s, first new at {min(new) - t0:.1f}s")
+                    last_old = max(old, default=started)
+                    steady_ms, swap_ms = latencies(load.answers, *steady), latencies(load.answers, started, finished)
+                    rows.append((f"{3 - target} -> {target}", finished - started, last_old - started,
+                                 np.percentile(steady_ms, 50), np.percentile(steady_ms, 99),
+                                 np.percentile(swap_ms, 50), np.percentile(swap_ms, 99), len(swap_ms)))
+                    log(f"swap {rows[-1][0]}: {rows[-1][1]:.1f} s")
+            failures = len(load.failures)
+        finally:
+            server.stop()
+    table = ["| swap | swap command s | until all answers new s | steady p50 ms | steady p99 ms | "
+             "during swap p50 ms | during swap p99 ms | answers during swap |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    table += [f"| {r[0]} | {r[1]:.1f} | {r[2]:.1f} | {r[3]:.1f} | {r[4]:.1f} | {r[5]:.1f} | {r[6]:.1f} | {r[7]} |" for r in rows]
+    table.append(f"\nfailed requests during the whole run: {failures}")
+    return "\n".join(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.swap_bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--steady-s", type=float, default=15.0)
+    parser.add_argument("--products", type=int, default=2000, help="catalog size of each generation")
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args(argv)
+    table = measure(args.clients, args.steady_s, args.products)
+    command = "python -m loadtest.swap_bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    report = (f"## Generation swap under load ({args.clients} clients)\n\n- machine: {machine_line()}\n"
+              f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n- command: `{command.strip()}`\n"
+              f"- generations share encoders (catalog-only change: {args.products} products each); "
+              "'until all answers new' is from the swap command to the last answer served by the old generation\n\n"
+              + table)
+    print(report)
+    if args.write:
+        record("swap", report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
