@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 CATALOG := data/demo_catalog/catalog.jsonl
 BUILT := model_repository/image_encoder/1/image_tower/config.json
 
-.PHONY: demo test install models serve stop status index clean loadtest bench
+.PHONY: demo test install models serve stop status index clean loadtest bench evaluate
 
 demo: models  ## build (once), serve, index (once), run example searches
 	$(PY) -m clients.demo
@@ -52,3 +52,9 @@ loadtest: serve  ## headless Locust against the background server (UI=1: web UI 
 BENCH_ARGS ?=
 bench: models  ## latency/throughput harness on a private server (~10 min; BENCH_ARGS=--quick); records BENCHMARKS.md
 	$(PY) -m loadtest.bench --write $(BENCH_ARGS)
+
+QUERIES ?= data/demo_queries.jsonl
+EVAL_ARGS ?=
+evaluate: serve  ## Recall/nDCG/MRR@10 of the served search on a query set (default: demo held-out); report in run/evaluate/
+	$(PY) -m clients.evaluate --make-demo-queries data/demo_queries.jsonl
+	$(PY) -m clients.evaluate $(QUERIES) --url 127.0.0.1:$(or $(TRITON_GRPC_PORT),8001) $(EVAL_ARGS)
