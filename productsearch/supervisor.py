@@ -294,7 +294,8 @@ class Supervisor:
                 if not candidates:
                     strikes = 0
                     continue
-                model, version = next((c for c in candidates if c[0] == "fusion"), candidates[0])
+                cheap = ("query_gate", "fusion")  # probes that cost nothing
+                model, version = next((c for c in candidates if c[0] in cheap), candidates[0])
                 answered = self.answers(model, version)
             except InferenceServerException as err:
                 answered = "DEADLINE_EXCEEDED" not in str(err.status())

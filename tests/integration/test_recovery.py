@@ -4,6 +4,7 @@ uploads growing shared memory, tritonserver killed and started again."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -104,7 +105,7 @@ def settled_stubs(server_pid: int) -> dict:
     def one_each():
         stubs = stub_processes(server_pid)
         models = [stub.model for stub in stubs.values()]
-        return len(models) == len(set(models)) == 4 and stubs
+        return len(models) == len(set(models)) == 5 and stubs
     return wait_for(one_each, 60, "one stub per python-backend model")
 
 
@@ -176,8 +177,8 @@ def test_a_killed_stub_is_reloaded_and_clients_with_retries_see_no_error(service
 
 def test_the_memory_guard_gives_back_what_large_uploads_took(service):
     """Each 50 MB upload is refused, but passes through the python backend's shared memory,
-    which grows and never shrinks (Triton 2.51): the supervisor reloads the image encoder once
-    its region holds more than 256 MB, and the memory comes back."""
+    which grows and never shrinks (Triton 2.51): the supervisor reloads the model holding it
+    once its region holds more than 256 MB, and the memory comes back."""
     pid = service.state()["pid"]
     settled_stubs(pid)
     before = server_memory_mb(pid)
@@ -187,14 +188,16 @@ def test_the_memory_guard_gives_back_what_large_uploads_took(service):
             with pytest.raises(SearchError, match="image is too large"):
                 client.search(image=huge)
     peak = server_memory_mb(pid)
-    wait_for(lambda: "image_encoder's shared memory holds" in service.supervisor_log(), 60, "the memory guard")
-    wait_for(lambda: "reloaded image_encoder" in service.supervisor_log().split("image_encoder's shared memory")[-1],
-             120, "the image encoder reloaded")
+    # the first model the upload reaches holds it: the query gate, which refuses it
+    guarded = wait_for(lambda: re.search(r"(\w+)'s shared memory holds", service.supervisor_log()), 60,
+                       "the memory guard").group(1)
+    wait_for(lambda: f"reloaded {guarded}" in service.supervisor_log().split("shared memory holds")[-1],
+             120, f"{guarded} reloaded")
     # the old instance finishes what it has in flight and exits: its region goes with it
     def released():
         stubs = stub_processes(pid)
         return (all(stub.shm_bytes() < 16 * 2**20 for stub in stubs.values())
-                and len([s for s in stubs.values() if s.model == "image_encoder"]) == 1)
+                and len([s for s in stubs.values() if s.model == guarded]) == 1)
     try:
         wait_for(released, 120, "every stub's shared memory back under 16 MB", every_s=1)
         time.sleep(2)

@@ -8,6 +8,7 @@ alone); anything else escaping would be a server-side failure. Examples are rand
 from __future__ import annotations
 
 import io
+import re
 import sys
 import types
 import warnings
@@ -172,3 +173,16 @@ def test_a_bad_or_crashing_request_fails_alone_and_the_rest_is_computed_in_one_o
     assert [r.outputs for r in responses if r.error is None] == [[("OUT", ["A"])], [("OUT", ["B"])], [("OUT", ["C"])]]
     assert responses[1].error.code == "INVALID_ARG" and "image is empty" in responses[1].error.message
     assert responses[3].error.code == "INTERNAL" and "KeyError" in responses[3].error.message
+
+
+@FUZZ
+@given(st.lists(st.tuples(st.binary(max_size=MAX_TEXT_BYTES + 64), st.binary(max_size=256)), min_size=1, max_size=4))
+def test_query_gate_passes_or_raises_request_error(rows):
+    from productsearch.backends.query_gate import check_rows
+
+    texts = np.array([[t] for t, _ in rows], dtype=object)
+    images = np.array([[i] for _, i in rows], dtype=object)
+    try:
+        check_rows(texts, images)
+    except RequestError as err:
+        assert re.search("too long|not valid UTF-8|query is empty|too large", str(err)), err

@@ -18,7 +18,7 @@ from productsearch.launcher import SHM_PREFIX, GrpcTls, LauncherError, TritonIns
 from productsearch.supervisor import probe_inputs
 
 ROOT = Path(__file__).resolve().parents[2]
-PYTHON_MODELS = ("text_encoder", "image_encoder", "fusion", "scorer")
+PYTHON_MODELS = ("query_gate", "text_encoder", "image_encoder", "fusion", "scorer")
 
 
 @pytest.mark.parametrize("model", PYTHON_MODELS)
@@ -132,3 +132,34 @@ def test_no_secret_is_tracked_by_git():
             assert not pem_key.search(path.read_bytes()), name
     ignored = subprocess.run(["git", "check-ignore", "run/admin_key"], cwd=ROOT, capture_output=True, text=True)
     assert ignored.returncode == 0, "run/ (the admin key) is git-ignored"
+
+
+@pytest.mark.parametrize("text, image, message", [
+    (b"", b"", "query is empty"),
+    (b"x" * 16385, b"", "text is too long"),
+    (b"\xff", b"", "not valid UTF-8"),
+    (b"red", b"\0" * (10 * 2**20 + 1), "image is too large"),
+])
+def test_the_query_gate_refuses_before_any_encoder(text, image, message):
+    import numpy as np
+
+    from productsearch.backends.common import RequestError
+    from productsearch.backends.query_gate import check_rows
+
+    with pytest.raises(RequestError, match=message):
+        check_rows(np.array([[text]], dtype=object), np.array([[image]], dtype=object))
+    check_rows(np.array([[b"red mug"], [b""]], dtype=object), np.array([[b""], [b"\x89PNG..."]], dtype=object))
+
+
+@pytest.mark.parametrize("ensemble", ["search", "encode_product"])
+def test_the_query_gate_is_the_only_first_step_of_each_ensemble(ensemble):
+    """Triton 2.51 can deadlock when a step of a multi-step first pass fails fast (query_gate.py)."""
+    config = text_format.Parse((ROOT / "model_repository" / ensemble / "config.pbtxt").read_text(),
+                               model_config_pb2.ModelConfig())
+    inputs = {i.name for i in config.input}
+    first = [s.model_name for s in config.ensemble_scheduling.step if set(s.input_map.values()) <= inputs]
+    assert first == ["query_gate"]
+    gate = next(s for s in config.ensemble_scheduling.step if s.model_name == "query_gate")
+    for step in config.ensemble_scheduling.step:
+        if step.model_name in ("text_encoder", "image_encoder"):
+            assert set(step.input_map.values()) <= set(gate.output_map.values())
