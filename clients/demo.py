@@ -21,16 +21,13 @@ from productsearch.repository import latest_generation
 DEFAULT_CATALOG = Path(__file__).resolve().parent.parent / "data" / "demo_catalog" / "catalog.jsonl"
 
 
-def pick_example_products(catalog_path: Path) -> tuple[dict, dict]:
-    """A held-out product (photo query) and another one to modify with words."""
+def pick_example_product(catalog_path: Path) -> dict:
+    """A product of a held-out combination (never seen in training) for the photo queries."""
     products = [json.loads(line) for line in catalog_path.read_text().splitlines() if line]
-    heldout = [p for p in products if p.get("heldout")] or products
-    photo = heldout[0]
-    other = next(p for p in products if p["category"] == photo["category"] and p["color"] != photo["color"])
-    for product in (photo, other):
-        image = Path(product["image"])
-        product["image"] = str(image if image.is_absolute() else catalog_path.parent / image)
-    return photo, other
+    photo = next((p for p in products if p.get("heldout")), products[0])
+    image = Path(photo["image"])
+    photo["image"] = str(image if image.is_absolute() else catalog_path.parent / image)
+    return photo
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,12 +49,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"generation {generation} is built, indexed and serving; reusing it")
 
-    photo, other = pick_example_products(args.catalog)
+    photo = pick_example_product(args.catalog)
     examples = [
         ("text", dict(text="red striped t-shirt")),
         (f"image of {photo['id']} ({photo['title']}, a held-out combination)", dict(image=photo["image"])),
-        (f"image of {other['id']} ({other['title']}) + the words '{photo['color']}'",
-         dict(text=photo["color"], image=other["image"])),
+        (f"image of {photo['id']} + the words '{photo['color']} {photo['pattern']} {photo['category']}'",
+         dict(text=f"{photo['color']} {photo['pattern']} {photo['category']}", image=photo["image"])),
     ]
     with SearchClient(url) as client:
         for label, query in examples:
