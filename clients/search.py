@@ -11,8 +11,10 @@ path (see `SearchClient`):
   queue's "Request timeout expired" then arrives as DEADLINE_EXCEEDED, like the client's own);
 - retried, with jittered exponential backoff inside the same deadline, only what a retry can
   fix: UNAVAILABLE (server restarting or unreachable, a model queue's wait bound exceeded under
-  overload) and the INTERNAL "Stub process ... is not healthy" of a crashed model process (the
-  supervisor reloads it; a search is read-only, so a retry is safe);
+  overload), the INTERNAL "Stub process ... is not healthy" of a crashed model process (the
+  supervisor reloads it; a search is read-only, so a retry is safe) and NOT_FOUND "unknown
+  model" (a restarted server opens its port before the supervisor has loaded the serving
+  generation, ~10-20 s; on a server that was never indexed this fails at the deadline);
 - never retried: INVALID_ARGUMENT (the request itself is wrong), DEADLINE_EXCEEDED (the time is
   spent), RESOURCE_EXHAUSTED (gRPC's message-size limits: the same request fails again), and
   every other status. All of them raise `SearchError` with the gRPC status and the server's message.
@@ -40,6 +42,8 @@ RETRYABLE = {"StatusCode.UNAVAILABLE"}
 QUEUE_TIMEOUT = "Request timeout expired"
 # A python-backend model whose process died answers INTERNAL with this until it is reloaded.
 DEAD_STUB = re.compile(r"Stub process '[^']*' is not healthy")
+# What a server answers for a model that is not loaded (yet).
+NOT_LOADED = re.compile(r"Request for unknown model: '[^']*' (is not found|has no available versions)")
 # Reconnect quickly once the server is back (gRPC's default backoff grows to 120 s), with
 # tritonclient's own defaults otherwise.
 CHANNEL_ARGS = [
@@ -57,7 +61,8 @@ CHANNEL_ARGS = [
 
 def is_retryable(status: str, message: str) -> bool:
     """Whether a retry of the same (read-only) request can succeed: see the module docstring."""
-    return status in RETRYABLE or (status == "StatusCode.INTERNAL" and bool(DEAD_STUB.search(message)))
+    return (status in RETRYABLE or (status == "StatusCode.INTERNAL" and bool(DEAD_STUB.search(message)))
+            or (status == "StatusCode.NOT_FOUND" and bool(NOT_LOADED.search(message))))
 
 
 class SearchError(RuntimeError):

@@ -271,7 +271,12 @@ def prepare_repository(work: Path, log=print) -> tuple[Path, int]:
     generation = latest_generation(source)
     repository = Path(work) / "model_repository"
     mine = read_generation_manifest(repository, generation).get("encoders")
-    if repository.exists() and (mine is None or mine != read_generation_manifest(source, generation).get("encoders")):
+
+    def models(root: Path) -> set[str]:
+        return {p.parent.name for p in root.glob("*/config.pbtxt")}
+
+    if repository.exists() and (mine is None or mine != read_generation_manifest(source, generation).get("encoders")
+                                or models(repository) != models(source)):  # a model added or removed
         shutil.rmtree(repository)
     if not repository.exists():
         link_repository(source, repository, generations=[generation], with_catalogs=True)

@@ -33,21 +33,25 @@ QUERIES = ["red mug", "blue striped t-shirt", "black sneakers", "green hat", "pi
 
 
 class Load:
-    """`clients` threads searching until stopped; (sent, received, generation) per answer."""
+    """`clients` threads searching until stopped; (sent, received, generation) per answer and
+    (time, error) per failure. A failed client waits `pause_on_failure_s` before it tries again
+    (a server that is down refuses at once: without a pause the clients would spin)."""
 
-    def __init__(self, url: str, clients: int):
+    def __init__(self, url: str, clients: int, timeout_s: float = 60, pause_on_failure_s: float = 0.0):
         self.url, self.answers, self.failures = url, [], []
+        self.timeout_s, self.pause_on_failure_s = timeout_s, pause_on_failure_s
         self.stop = threading.Event()
         self.threads = [threading.Thread(target=self.run, args=(i,)) for i in range(clients)]
 
     def run(self, index: int) -> None:
-        with SearchClient(self.url, timeout_s=60, retries=0) as client:
+        with SearchClient(self.url, timeout_s=self.timeout_s, retries=0) as client:
             while not self.stop.is_set():
                 sent = time.monotonic()
                 try:
                     result = client.search(QUERIES[index % len(QUERIES)], top_k=10)
                 except Exception as err:
-                    self.failures.append(repr(err))
+                    self.failures.append((time.monotonic(), repr(err)))
+                    self.stop.wait(self.pause_on_failure_s)
                     continue
                 self.answers.append((sent, time.monotonic(), result.generation))
 

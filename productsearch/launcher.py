@@ -17,8 +17,9 @@ CLI (used by the Makefile):
     python -m productsearch.launcher status
 
 `start` also starts the supervisor (productsearch/supervisor.py: reloads a model whose python
-stub process died) and removes python-backend shared-memory regions that crashed servers left in
-/dev/shm. Everything binds to 127.0.0.1 unless --host / TRITON_HOST says otherwise. gRPC TLS:
+stub process died, starts tritonserver again if it dies) and removes python-backend
+shared-memory regions that crashed servers left in /dev/shm. run/triton.json records the
+server (PID, ports, repository, restarts) for `stop`, `status` and the supervisor's restarts. Everything binds to 127.0.0.1 unless --host / TRITON_HOST says otherwise. gRPC TLS:
 --grpc-tls-cert/--grpc-tls-key (+ --grpc-tls-root, --grpc-tls-mutual; TRITON_GRPC_TLS_* env);
 with TLS on, HTTP and metrics (which Triton serves without TLS) stay on 127.0.0.1.
 """
@@ -472,9 +473,10 @@ def read_state(run_dir: Path = DEFAULT_RUN_DIR) -> dict | None:
 
 
 def start_supervisor(server: TritonServer, run_dir: Path) -> int:
-    """The supervisor process for `server` (exits with it); its log is run/supervisor.log."""
+    """The supervisor process for `server`; its log is run/supervisor.log. It restarts the server
+    if it dies (`restart_background`) and exits when `stop_background` stops it."""
     args = [sys.executable, "-m", "productsearch.supervisor", "--url", server.grpc_url,
-            "--pid", str(server.pid), "--run-dir", str(run_dir)]
+            "--pid", str(server.pid), "--run-dir", str(run_dir), "--restart"]
     if server.tls is not None:
         args += server.tls.supervisor_args()
     env = dict(os.environ, PRODUCTSEARCH_ADMIN_KEY=server.key)  # not on the command line
@@ -484,41 +486,135 @@ def start_supervisor(server: TritonServer, run_dir: Path) -> int:
     return process.pid
 
 
-def start_background(server: TritonServer, run_dir: Path = DEFAULT_RUN_DIR, supervise: bool = True) -> dict:
-    """Start `server` (and its supervisor) unless ours already runs; record PIDs and ports for
-    `stop`/`status`."""
-    state = read_state(run_dir)
-    if state is not None:
-        return state
-    clean_stale_shm()
-    server.start()
+def _write_state(run_dir: Path, state: dict) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
-    state = {
+    tmp = _state_file(run_dir).with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=1))
+    os.replace(tmp, _state_file(run_dir))
+
+
+def server_state(server: TritonServer) -> dict:
+    """What `status` shows and what `server_from_state` needs to start the same server again."""
+    return {
         "pid": server.pid,
-        "supervisor_pid": start_supervisor(server, run_dir) if supervise else None,
         "host": server.host,
         "grpc_url": server.grpc_url,
         "http_port": server.http_port,
         "grpc_port": server.grpc_port,
         "metrics_port": server.metrics_port,
-        "grpc_tls": None if server.tls is None else {k: str(v) for k, v in vars(server.tls).items() if v is not None},
+        "grpc_tls": None if server.tls is None else {
+            k: (v if isinstance(v, bool) else str(v)) for k, v in vars(server.tls).items() if v is not None},
         "log_file": str(server.log_file),
         "model_repository": str(Path(server.model_repository).resolve()),
+        "load_models": list(server.load_models),
+        "extra_args": list(server.extra_args),
+        "exit_timeout_s": server.exit_timeout_s,
     }
+
+
+def server_from_state(state: dict) -> TritonServer:
+    """The TritonServer that `state` (run/triton.json) describes: same ports, repository, TLS."""
+    tls = state.get("grpc_tls")
+    return TritonServer(
+        model_repository=Path(state["model_repository"]), host=state["host"], http_port=state["http_port"],
+        grpc_port=state["grpc_port"], metrics_port=state["metrics_port"], log_file=Path(state["log_file"]),
+        load_models=state.get("load_models", []), extra_args=state.get("extra_args", []),
+        exit_timeout_s=state.get("exit_timeout_s", 10),
+        tls=None if tls is None else GrpcTls(**{k: (v if isinstance(v, bool) else Path(v)) for k, v in tls.items()}),
+    )
+
+
+def restore_serving(server: TritonServer) -> int | None:
+    """Load the generation recorded as serving (serving.json) into a freshly started server."""
+    from productsearch.deploy import Deployer  # tritonclient, only needed here
+
+    with Deployer(server.grpc_url, server.model_repository, server.admin_headers,
+                  client_options=server.client_options) as deployer:
+        return deployer.serving_generation() or deployer.restore()
+
+
+def start_background(server: TritonServer, run_dir: Path = DEFAULT_RUN_DIR, supervise: bool = True) -> dict:
+    """Start `server` (and its supervisor) unless ours already runs; record PIDs and ports for
+    `stop`/`status`."""
+    state = read_state(run_dir) or _restarting(run_dir)
+    if state is not None:
+        return state
+    clean_stale_shm()
+    server.start()
     run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = _state_file(run_dir).with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=1))
-    os.replace(tmp, _state_file(run_dir))
+    state = server_state(server)
+    state.update(supervisor_pid=start_supervisor(server, run_dir) if supervise else None, restarts=0)
+    _write_state(run_dir, state)
     return state
 
 
+def _restarting(run_dir: Path, timeout_s: float = 300.0) -> dict | None:
+    """If the supervisor is starting a dead server again, wait for it and return the new state."""
+    try:
+        state = json.loads(_state_file(run_dir).read_text())
+    except (OSError, ValueError):
+        return None
+    supervisor = state.get("supervisor_pid")
+    deadline = time.monotonic() + timeout_s
+    while supervisor and pid_alive(int(supervisor)) and time.monotonic() < deadline:
+        if read_state(run_dir) is not None:
+            return read_state(run_dir)
+        time.sleep(0.5)
+    return read_state(run_dir)
+
+
+def restart_background(run_dir: Path = DEFAULT_RUN_DIR, log=print) -> TritonServer | None:
+    """Start the recorded server again after it died (crash, or killed by the wedge watchdog):
+    same ports and repository, the serving generation restored, run/triton.json updated. Called by
+    the supervisor (whose child the new server is). None when the service was stopped meanwhile
+    (`stop_background` removes run/triton.json first)."""
+    try:
+        state = json.loads(_state_file(run_dir).read_text())
+    except (OSError, ValueError):
+        return None
+    old_pid = int(state["pid"])
+    if pid_alive(old_pid):
+        raise LauncherError(f"tritonserver (pid {old_pid}) is still running")
+    try:  # python stubs a crashed server leaves behind, and their shared memory
+        os.killpg(old_pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    clean_stale_shm(min_age_s=0)
+    server = server_from_state(state)
+    try:
+        server.start()
+        generation = restore_serving(server)
+        if not _state_file(run_dir).exists():  # stopped while we were starting
+            server.stop()
+            return None
+        state.update(server_state(server), restarts=int(state.get("restarts", 0)) + 1,
+                     last_restart=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        _write_state(run_dir, state)
+    except BaseException:
+        server.stop()
+        raise
+    log(f"supervisor: tritonserver started again (pid {server.pid}), serving generation {generation}")
+    return server
+
+
 def stop_background(run_dir: Path = DEFAULT_RUN_DIR) -> bool:
-    state = read_state(run_dir)
+    """Stop the supervisor (so that it does not restart the server), then the server."""
+    try:
+        state = json.loads(_state_file(run_dir).read_text())
+    except (OSError, ValueError):
+        state = None
     _state_file(run_dir).unlink(missing_ok=True)
     if state is None:
         return False
     if state.get("supervisor_pid") and pid_alive(int(state["supervisor_pid"])):
-        stop_pid(int(state["supervisor_pid"]), timeout_s=10)  # first, or it would see dying stubs
+        stop_pid(int(state["supervisor_pid"]), timeout_s=30)  # first, or it would restart the server
+    try:  # the supervisor may have restarted the server meanwhile
+        state = json.loads(_state_file(run_dir).read_text()) if _state_file(run_dir).exists() else state
+    except (OSError, ValueError):
+        pass
+    _state_file(run_dir).unlink(missing_ok=True)
+    if not pid_alive(int(state["pid"])):
+        return False
     stop_pid(int(state["pid"]))
     return True
 
@@ -576,12 +672,7 @@ def main(argv: list[str] | None = None) -> int:
     except LauncherError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    from productsearch.deploy import Deployer  # tritonclient, only needed here
-
-    url = state.get("grpc_url") or f"{state['host']}:{state['grpc_port']}"
-    with Deployer(url, args.model_repository, admin_headers(admin_key(args.run_dir)),
-                  client_options=server.client_options) as deployer:
-        generation = deployer.serving_generation() or deployer.restore()
+    generation = restore_serving(server_from_state(state) if server.pid is None else server)
     print(f"serving generation {generation}" if generation else
           "no indexed generation yet: `make demo` (or `make index`) indexes the catalog")
     print(f"tritonserver running (pid {state['pid']}): gRPC {state['host']}:{state['grpc_port']}, "

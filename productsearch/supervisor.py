@@ -31,8 +31,16 @@ The supervisor runs beside tritonserver (`make serve` starts it; it exits with t
   in a row, means tritonserver has stopped serving (seen once here: a deadlock in Triton 2.51
   between its gRPC handler and the ensemble scheduler when an ensemble step fails, all models
   stuck, health still "ready"). The supervisor then kills it (SIGKILL), so that what runs it -
-  compose's restart policy, systemd, `make serve` - starts it again, instead of a server that
-  accepts requests and never answers.
+  compose's restart policy, systemd, or the supervisor itself - starts it again, instead of a
+  server that accepts requests and never answers.
+- restart (`--restart`, what `make serve` runs): when tritonserver dies - killed by the watchdog,
+  or crashed: Triton 2.51 segfaults now and then when gRPC clients cancel requests, e.g. on
+  deadlines of a few milliseconds (server issue #7368, fixed in later releases by PRs #7840,
+  #8078, #8220; reproduced here, see the README) - the supervisor starts it again with the same
+  ports and repository, restores the serving generation and records the new PID in
+  run/triton.json (`launcher.restart_background`). Restarts that come quicker than one a minute
+  wait longer and longer, up to `max_backoff_s`, so a server that crashes at start-up does not
+  spin. Under compose, the container's restart policy does this instead.
 
     python -m productsearch.supervisor --url 127.0.0.1:8001 --pid <tritonserver pid> [--run-dir run]
 """
@@ -243,7 +251,7 @@ class Supervisor:
         last_failure, last_failure_logged = None, 0.0  # log a repeated failure once a minute
         while not stop.wait(self.interval_s):
             if self.server_pid is not None and not pid_alive(self.server_pid):
-                self.log(f"supervisor: tritonserver (pid {self.server_pid}) has exited; stopping")
+                self.log(f"supervisor: tritonserver (pid {self.server_pid}) has exited")
                 return
             stubs = stub_processes(self.server_pid) if self.server_pid is not None else {}
             if self.server_pid is not None:
@@ -339,6 +347,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="a probe without an answer after this long is a strike (2 strikes: kill)")
     parser.add_argument("--max-shm-mb", type=float, default=float(os.environ.get("PRODUCTSEARCH_MAX_SHM_MB", 256)),
                         help="reload a model whose stub's shared-memory region holds more (MB)")
+    parser.add_argument("--restart", action="store_true",
+                        help="start tritonserver again when it dies (needs run-dir/triton.json: `make serve`)")
+    parser.add_argument("--max-backoff", type=float, default=60.0, help="longest wait between restarts (s)")
     parser.add_argument("--ssl", action="store_true", help="gRPC over TLS (implied by the options below)")
     parser.add_argument("--root-cert", help="gRPC TLS: CA of the server's certificate")
     parser.add_argument("--client-cert", help="gRPC mutual TLS: client certificate")
@@ -356,13 +367,81 @@ def main(argv: list[str] | None = None) -> int:
                             args.probe_every, max_shm_mb=args.max_shm_mb, liveness_every_s=args.liveness_every,
                             wedge_timeout_s=args.wedge_timeout, client_options=tls, log=log)
     log(f"supervisor: watching tritonserver {args.url} (pid {args.pid})")
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # `make stop`: leave run() (or a restart) at once
+    restarts, child = Backoff(max_s=args.max_backoff), None
     try:
-        supervisor.run()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        supervisor.close()
-    return 0
+        while True:
+            try:
+                supervisor.run()
+            finally:
+                supervisor.close()
+            if child is not None:  # one we started: reap it (and stubs it left)
+                child.stop()
+            if not args.restart or args.pid is None:
+                return 0
+            log(f"supervisor: {exit_reason(args.run_dir)}; starting it again"
+                f"{f' in {restarts.delay_s():.0f} s' if restarts.delay_s() else ''}")
+            time.sleep(restarts.next())
+            server = restart_with_retries(args.run_dir, log, restarts)
+            if server is None:
+                log("supervisor: the service was stopped; exiting")
+                return 0
+            args.pid, child = server.pid, server
+            supervisor = Supervisor(server.grpc_url, server.admin_headers, server.pid, args.interval,
+                                    args.probe_every, max_shm_mb=args.max_shm_mb,
+                                    liveness_every_s=args.liveness_every, wedge_timeout_s=args.wedge_timeout,
+                                    client_options=server.client_options, log=log)
+    except (KeyboardInterrupt, SystemExit):
+        return 0
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(0)
+
+
+class Backoff:
+    """Seconds to wait before the next restart: none after a calm spell of `calm_s`, then 2, 4,
+    8 ... up to `max_s` while restarts keep coming sooner than that."""
+
+    def __init__(self, max_s: float = 60.0, calm_s: float = 60.0):
+        self.max_s, self.calm_s = max_s, calm_s
+        self._streak, self._last = 0, -1e9
+
+    def delay_s(self) -> float:
+        streak = self._streak + 1 if time.monotonic() - self._last < self.calm_s else 0
+        return 0.0 if streak == 0 else min(self.max_s, 2.0 ** streak)
+
+    def next(self) -> float:
+        """The delay for this restart; counts it."""
+        delay = self.delay_s()
+        self._streak = self._streak + 1 if delay else 0
+        self._last = time.monotonic()
+        return delay
+
+
+def restart_with_retries(run_dir: Path, log, backoff: Backoff):
+    """launcher.restart_background until it succeeds (a port still held, a slow start) or the
+    service is stopped."""
+    from productsearch.launcher import restart_background
+
+    while True:
+        try:
+            return restart_background(run_dir, log)
+        except Exception as err:  # noqa: BLE001 - logged; tried again after the backoff
+            delay = backoff.next() or 2.0
+            log(f"supervisor: starting tritonserver failed ({type(err).__name__}: {err}); again in {delay:.0f} s")
+            time.sleep(delay)
+
+
+def exit_reason(run_dir: Path) -> str:
+    """How the server went, from the end of its log (Triton logs "Signal (11) received.")."""
+    try:
+        state = json.loads((Path(run_dir) / "triton.json").read_text())
+        tail = Path(state["log_file"]).read_text(errors="replace").splitlines()[-200:]
+    except (OSError, ValueError, KeyError):
+        tail = []
+    signals = [line.strip() for line in tail if re.match(r"\s*Signal \(\d+\) received", line)]
+    return f"tritonserver died ({signals[-1]} in its log)" if signals else "tritonserver died"
 
 
 if __name__ == "__main__":

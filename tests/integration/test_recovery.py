@@ -214,9 +214,23 @@ def test_the_memory_guard_gives_back_what_large_uploads_took(service):
         assert client.search("red mug", top_k=3).generation == 1
 
 
+def restarted(service, old: dict, timeout_s: float = 240) -> dict:
+    """The state once the supervisor has started a new server in place of `old`'s."""
+    def new_state():
+        state = read_state(service.run_dir)
+        return state if state and state["pid"] != old["pid"] else None
+    try:
+        state = wait_for(new_state, timeout_s, "the supervisor starts tritonserver again", every_s=0.5)
+    except AssertionError as err:
+        raise AssertionError(f"{err}; supervisor log:\n{service.supervisor_log()}") from None
+    assert state["supervisor_pid"] == old["supervisor_pid"] and pid_alive(state["supervisor_pid"])
+    assert state["grpc_port"] == old["grpc_port"] and state["restarts"] == old["restarts"] + 1
+    return state
+
+
 def test_a_wedged_tritonserver_is_killed_by_the_watchdog_and_started_again(service):
     """A server that takes requests and never answers (SIGSTOP here; a Triton deadlock did it for
-    real) is killed by the supervisor's watchdog, so what runs it can start it again."""
+    real) is killed by the supervisor's watchdog and started again, with the same generation."""
     state = service.state()
     os.kill(state["pid"], signal.SIGSTOP)
     try:
@@ -225,36 +239,56 @@ def test_a_wedged_tritonserver_is_killed_by_the_watchdog_and_started_again(servi
         if pid_alive(state["pid"]):
             os.kill(state["pid"], signal.SIGKILL)
     assert "has stopped answering" in service.supervisor_log()
-    wait_for(lambda: not pid_alive(state["supervisor_pid"]), 30, "the supervisor exits with its server")
-    started = service.launcher("start")
-    assert started.returncode == 0, started.stderr + started.stdout
-    assert "serving generation 1" in started.stdout
+    restarted(service, state)
     with SearchClient(service.url, timeout_s=30) as client:
         assert client.search("red mug", top_k=3).generation == 1
 
 
-def test_a_killed_tritonserver_restarts_with_the_same_generation(service):
+def test_a_crashed_tritonserver_is_started_again_with_the_same_generation(service):
+    """SIGSEGV goes through Triton's own handler ("Signal (11) received."), as its real crashes do."""
     state = service.state()
     with SearchClient(service.url, timeout_s=30) as client:
         expected = client.search("blue striped t-shirt", top_k=10)
-    os.kill(state["pid"], signal.SIGKILL)
+    os.kill(state["pid"], signal.SIGSEGV)
     wait_for(lambda: not pid_alive(state["pid"]), 30, "tritonserver gone")
-    wait_for(lambda: not pid_alive(state["supervisor_pid"]), 30, "the supervisor exits with its server")
-    status = service.launcher("status")
-    assert status.returncode == 3 and "not running" in status.stdout
     # nothing on disk was lost: the generation verifies (checksums) and is recorded as serving
     verify_generation(service.repository, 1)
     assert read_serving(service.repository)["generation"] == 1
-    with SearchClient(service.url, timeout_s=1, retries=0) as client:
-        with pytest.raises(SearchError) as caught:
-            client.search("blue striped t-shirt")
-    assert caught.value.status == "StatusCode.UNAVAILABLE"
-
-    started = service.launcher("start")
-    assert started.returncode == 0, started.stderr + started.stdout
-    assert "serving generation 1" in started.stdout
-    restarted = service.state()
-    assert restarted["pid"] != state["pid"] and pid_alive(restarted["supervisor_pid"])
+    new = restarted(service, state)
+    assert "tritonserver died (Signal (11) received. in its log)" in service.supervisor_log()
+    assert service.launcher("status").returncode == 0
     with SearchClient(service.url, timeout_s=30) as client:
         again = client.search("blue striped t-shirt", top_k=10)
     assert again.ids == expected.ids and again.generation == 1
+    assert stub_processes(new["pid"]), "the new server's python models run"
+
+
+def test_short_deadlines_are_deadline_exceeded_and_the_service_outlives_them(service):
+    """Requests cancelled by a deadline of a few ms fail with DEADLINE_EXCEEDED, unretried. Triton
+    2.51 itself sometimes segfaults on such cancellations (server issue #7368; it happened in
+    about one run of this test in three, after ~100-400 requests); the supervisor then starts it
+    again. Either way the service answers afterwards, with the same generation."""
+    photo = (ROOT / "data" / "demo_catalog" / "images" / "P00001.png").read_bytes()
+    before = service.state()
+    with SearchClient(service.url, timeout_s=0.003, retries=5) as client:
+        for _ in range(100):
+            with pytest.raises(SearchError) as caught:
+                client.search("red striped t-shirt", image=photo, top_k=1000)
+            assert caught.value.status in ("StatusCode.DEADLINE_EXCEEDED", "StatusCode.UNAVAILABLE")
+            if caught.value.status == "StatusCode.DEADLINE_EXCEEDED":
+                assert caught.value.attempts == 1, "a deadline that has passed is not retried"
+    # UNAVAILABLE (retried) while a crashed server starts again; the client's deadline covers it
+    with SearchClient(service.url, timeout_s=240, retries=1000, backoff_s=0.5) as client:
+        assert client.search("red striped t-shirt", image=photo, top_k=5).generation == 1
+    after = service.state()
+    assert after["pid"] == before["pid"] or after["restarts"] > before["restarts"]
+
+
+def test_stop_stops_the_supervisor_first_so_nothing_restarts(service):
+    state = service.state()
+    stopped = service.launcher("stop")
+    assert stopped.returncode == 0 and "stopped tritonserver" in stopped.stdout
+    assert not pid_alive(state["pid"]) and not pid_alive(state["supervisor_pid"])
+    time.sleep(3)
+    assert read_state(service.run_dir) is None and service.launcher("status").returncode == 3
+    assert not stub_processes(state["pid"])

@@ -268,18 +268,6 @@ def test_a_flood_far_beyond_capacity_is_refused_fast_and_the_service_recovers(tr
             assert len(client.search("green backpack", top_k=3).ids) == 3
 
 
-def test_a_deadline_shorter_than_the_work_is_deadline_exceeded_and_harmless(triton, photo):
-    with SearchClient(triton.grpc_url, timeout_s=0.003, retries=5) as client:
-        for _ in range(10):
-            with pytest.raises(SearchError) as caught:
-                client.search("red striped t-shirt", image=photo, top_k=1000)
-            assert caught.value.status == "StatusCode.DEADLINE_EXCEEDED" and caught.value.attempts == 1
-    with SearchClient(triton.grpc_url, timeout_s=30) as client:
-        assert len(client.search("red striped t-shirt", image=photo, top_k=5).ids) == 5
-    with grpcclient.InferenceServerClient(triton.grpc_url) as client:
-        assert client.is_server_live() and client.is_model_ready("search")
-
-
 # ------------------------------------------------------------------ the client's retry policy
 
 def test_invalid_argument_is_never_retried(triton):

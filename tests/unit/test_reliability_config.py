@@ -1,5 +1,5 @@
 """Reliability and security settings that need no server: queue bounds, retry policy, loopback
-binding, TLS flags, the supervisor's probes, stale shared memory, no secret in git."""
+binding, TLS flags, the supervisor's probes and restarts, stale shared memory, no secret in git."""
 from __future__ import annotations
 
 import mmap
@@ -14,8 +14,9 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from clients.search import is_retryable
-from productsearch.launcher import SHM_PREFIX, GrpcTls, LauncherError, TritonInstall, TritonServer, clean_stale_shm
-from productsearch.supervisor import probe_inputs
+from productsearch.launcher import (SHM_PREFIX, GrpcTls, LauncherError, TritonInstall, TritonServer, server_state,
+                                    clean_stale_shm, server_from_state)
+from productsearch.supervisor import Backoff, exit_reason, probe_inputs
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON_MODELS = ("query_gate", "text_encoder", "image_encoder", "fusion", "scorer")
@@ -41,7 +42,9 @@ def test_every_model_queue_is_bounded_in_time_without_max_queue_size(model):
     ("StatusCode.INVALID_ARGUMENT", "in ensemble 'search', query is empty", False),
     ("StatusCode.DEADLINE_EXCEEDED", "Deadline Exceeded", False),
     ("StatusCode.RESOURCE_EXHAUSTED", "Received message larger than max", False),
-    ("StatusCode.NOT_FOUND", "Request for unknown model: 'search' is not found", False),
+    ("StatusCode.NOT_FOUND", "Request for unknown model: 'search' is not found", True),  # restarting
+    ("StatusCode.NOT_FOUND", "Request for unknown model: 'search' has no available versions", True),
+    ("StatusCode.NOT_FOUND", "something else", False),
 ])
 def test_retry_policy(status, message, retry):
     assert is_retryable(status, message) is retry
@@ -98,6 +101,41 @@ def test_tls_flags_and_http_kept_on_loopback(tmp_path):
         GrpcTls(tmp_path / "server.crt", tmp_path / "server.key", mutual=True)
     with pytest.raises(LauncherError, match="not found"):
         GrpcTls(tmp_path / "missing.crt", tmp_path / "server.key")
+
+
+def test_a_restarted_server_is_started_exactly_as_the_recorded_one(tmp_path):
+    """run/triton.json holds what the supervisor needs to start the same server after a crash."""
+    import json
+
+    for name in ("server.crt", "server.key", "ca.crt"):
+        (tmp_path / name).write_text("pem")
+    tls = GrpcTls(tmp_path / "server.crt", tmp_path / "server.key", tmp_path / "ca.crt", mutual=True)
+    server = TritonServer(model_repository=tmp_path / "repo", host="0.0.0.0", http_port=18000, grpc_port=18001,
+                          metrics_port=18002, log_file=tmp_path / "run" / "triton.log", load_models=["scorer"],
+                          extra_args=["--log-info=true"], admin_key="k", tls=tls)
+    again = server_from_state(json.loads(json.dumps(server_state(server))))
+    again.admin_key = "k"
+    assert again.command(INSTALL) == server.command(INSTALL)
+
+
+def test_restarts_back_off_while_they_come_quickly(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    backoff = Backoff(max_s=10, calm_s=60)
+    assert [backoff.next() for _ in range(5)] == [0, 2, 4, 8, 10]
+    now[0] += 61  # a calm minute: the next restart is immediate again
+    assert backoff.next() == 0 and backoff.next() == 2
+
+
+def test_the_supervisor_reads_the_crash_signal_from_the_server_log(tmp_path):
+    import json
+
+    log = tmp_path / "triton.log"
+    log.write_text("I1127 loading: scorer:1\nSignal (11) received.\n 0# 0x00 in tritonserver\n")
+    (tmp_path / "triton.json").write_text(json.dumps({"log_file": str(log)}))
+    assert exit_reason(tmp_path) == "tritonserver died (Signal (11) received. in its log)"
+    log.write_text("I1127 loading: scorer:1\n")
+    assert exit_reason(tmp_path) == "tritonserver died"
 
 
 def test_supervisor_probe_is_the_smallest_valid_request():
