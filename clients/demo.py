@@ -2,8 +2,8 @@
 
 Starts Triton in the background (or reuses the running one), brings back the generation that
 served last; if the newest built generation is not serving yet, indexes the demo catalog through
-its `encode_product` and swaps `search` to it; then runs a text, an
-image and a text+image query and prints the top products. Triton keeps serving afterwards.
+its `encode_product` and swaps `search` to it; then runs a text, an image, a text+image and a
+filtered query and a "more like this", and prints the top products. Triton keeps serving.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from clients.index import DEFAULT_REPOSITORY, index_and_serve
-from clients.search import SearchClient, format_result
+from clients.search import Filters, SearchClient, format_result
 from productsearch.launcher import TritonServer, admin_headers, start_background
 from productsearch.deploy import Deployer
 from productsearch.repository import latest_generation
@@ -56,10 +56,14 @@ def main(argv: list[str] | None = None) -> int:
         (f"image of {photo['id']} + the words '{photo['color']} {photo['pattern']} {photo['category']}'",
          dict(text=f"{photo['color']} {photo['pattern']} {photo['category']}", image=photo["image"])),
     ]
+    examples.append(("text, only dresses up to 30.00", dict(text="striped summer outfit",
+                                                           filters=Filters(categories=["dress"], price_max=30.0))))
     with SearchClient(url) as client:
         for label, query in examples:
             print(f"\n== {label}")
             print(format_result(client.search(top_k=args.top_k, **query)))
+        print(f"\n== recommend: more like {photo['id']} ({photo['title']})")
+        print(format_result(client.recommend([photo["id"]], top_k=args.top_k)))
     print(f"\nTriton keeps serving on {url}: try `.venv/bin/python -m clients.search \"blue mug\"`; "
           "stop it with `make stop`.")
     return 0

@@ -11,8 +11,10 @@ A query set is a JSONL file, one query a line:
 
 `text` and/or `image` (a path, relative to the query file's folder unless absolute); `relevant`:
 the product ids that count as hits (binary relevance); `exclude` (optional): ids removed from
-the ranking before scoring (e.g. the product whose own photo is the query). The query kind is
-text, image or text+image from which fields are present.
+the ranking before scoring (e.g. the product whose own photo is the query); `text_weight`
+(optional): the request's TEXT_WEIGHT; `filters` (optional): {"categories": [...], "price_min":
+.., "price_max": .., "exclude_ids": [...]} sent as the request's filters. The query kind is
+text, image or text+image from which fields are present, unless `kind` names one of KINDS.
 
 Metrics per query, averaged per kind and overall (every query weighs the same):
 Recall@K = relevant ids in the top K / all relevant ids; nDCG@K with binary gains
@@ -37,14 +39,16 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from clients.search import DEFAULT_URL, SearchClient, SearchError
+from clients.search import DEFAULT_URL, Filters, SearchClient, SearchError
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CATALOG = ROOT / "data" / "demo_catalog" / "catalog.jsonl"
 DEFAULT_OUT = ROOT / "run" / "evaluate"
-KINDS = ("text", "image", "text+image")
+KINDS = ("text", "image", "text+image", "modifier")
+MODIFIER_TEXT_WEIGHT = 0.8  # demo "like this, but in <colour>" queries: the words must outweigh the photo
 PLOT_MAX_K = 50
-KIND_COLORS = {"text": (31, 119, 180), "image": (255, 127, 14), "text+image": (44, 160, 44), "overall": (60, 60, 60)}
+KIND_COLORS = {"text": (31, 119, 180), "image": (255, 127, 14), "text+image": (44, 160, 44),
+               "modifier": (214, 39, 40), "overall": (60, 60, 60)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -76,6 +80,10 @@ def reciprocal_rank(ranked: list[str], relevant: set[str]) -> float:
 
 
 def query_kind(query: dict) -> str:
+    if query.get("kind") is not None:
+        if query["kind"] not in KINDS:
+            raise ValueError(f"query {query.get('id')!r}: kind must be one of {', '.join(KINDS)}")
+        return query["kind"]
     has_text, has_image = bool(query.get("text")), bool(query.get("image"))
     if has_text and has_image:
         return "text+image"
@@ -143,7 +151,10 @@ def make_demo_queries(catalog_path: Path, out_path: Path, seed: int = 0) -> list
       combination, and the query product itself is excluded from the ranking (finding its own
       photo proves nothing);
     - text+image: "colour category" words plus that same photo; relevant = every product of the
-      combination (the query product included: the words alone do not name the pattern).
+      combination (the query product included: the words alone do not name the pattern);
+    - modifier: the photo of a product of the same category and pattern in ANOTHER colour plus
+      "like this, but in <colour>", with TEXT_WEIGHT MODIFIER_TEXT_WEIGHT; relevant = every
+      product of the combination (the photo's product excluded).
     Image paths are written relative to the query file's folder."""
     from productsearch.catalog import canonical_query, combo_of
 
@@ -170,6 +181,15 @@ def make_demo_queries(catalog_path: Path, out_path: Path, seed: int = 0) -> list
                         "relevant": [i for i in ids if i != pick["id"]], "exclude": [pick["id"]]})
         queries.append({"id": f"text+image:{slug}", "text": f"{color} {category}", "image": image_rel,
                         "query_product": pick["id"], "relevant": ids})
+        # the photo of the same kind of product in another colour, and words asking for this colour
+        others = sorted((p for p in products if combo_of(p)[0] == category and combo_of(p)[2] == pattern
+                         and combo_of(p)[1] != color), key=lambda p: p["id"])
+        if others:
+            other = random.Random(f"evaluate-modifier:{seed}:{'|'.join(combo)}").choice(others)
+            other_rel = os.path.relpath((catalog_path.parent / other["image"]).resolve(), out_path.parent.resolve())
+            queries.append({"id": f"modifier:{slug}", "kind": "modifier", "text": f"like this, but in {color}",
+                            "image": other_rel, "text_weight": MODIFIER_TEXT_WEIGHT, "query_product": other["id"],
+                            "relevant": ids, "exclude": [other["id"]]})
     out_path.write_text("".join(json.dumps(q) + "\n" for q in queries))
     return queries
 
@@ -186,7 +206,9 @@ def run_queries(client: SearchClient, queries: list[dict], k: int, log=print) ->
     for number, query in enumerate(queries, 1):
         exclude = set(query.get("exclude") or [])
         image = Path(query["image_path"]).read_bytes() if query.get("image_path") else None
-        result = client.search(text=query.get("text") or None, image=image, top_k=depth + len(exclude))
+        filters = Filters(**query["filters"]) if query.get("filters") else None
+        result = client.search(text=query.get("text") or None, image=image, top_k=depth + len(exclude),
+                               text_weight=query.get("text_weight"), filters=filters)
         generation = result.generation
         ranked = [(pid, score) for pid, score in zip(result.ids, result.scores) if pid not in exclude][:depth]
         ids = [pid for pid, _ in ranked]

@@ -3,6 +3,8 @@
     python -m clients.search "red striped t-shirt" --top-k 5
     python -m clients.search --image photo.jpg
     python -m clients.search "like this but in red" --image photo.jpg --url localhost:8001
+    python -m clients.search "summer dress" --category dress --price-max 40 --page 1
+    python -m clients.search --like P00042                          # more like this product
 
 Thin by design: tritonclient's gRPC client and numpy, nothing else. Sane defaults for a hot
 path (see `SearchClient`):
@@ -94,6 +96,42 @@ def bytes_input(name: str, value: bytes) -> grpcclient.InferInput:
     return tensor
 
 
+def list_input(name: str, values: list[str]) -> grpcclient.InferInput:
+    tensor = grpcclient.InferInput(name, [1, len(values)], "BYTES")
+    tensor.set_data_from_numpy(np.array([[str(v).encode("utf-8") for v in values]], dtype=object))
+    return tensor
+
+
+def number_input(name: str, value: float, datatype: str = "FP32") -> grpcclient.InferInput:
+    tensor = grpcclient.InferInput(name, [1, 1], datatype)
+    tensor.set_data_from_numpy(np.array([[value]], dtype=np.float32 if datatype == "FP32" else np.int32))
+    return tensor
+
+
+@dataclass
+class Filters:
+    """Which products may appear, applied before ranking. Empty fields filter nothing.
+    categories: any of these; price_min/price_max: inclusive (products without a price pass
+    no price filter); exclude_ids: never returned (ids not in the catalog are ignored)."""
+
+    categories: list[str] | None = None
+    price_min: float | None = None
+    price_max: float | None = None
+    exclude_ids: list[str] | None = None
+
+    def inputs(self) -> list[grpcclient.InferInput]:
+        inputs = []
+        if self.categories:
+            inputs.append(list_input("CATEGORIES", self.categories))
+        if self.price_min is not None:
+            inputs.append(number_input("PRICE_MIN", self.price_min))
+        if self.price_max is not None:
+            inputs.append(number_input("PRICE_MAX", self.price_max))
+        if self.exclude_ids:
+            inputs.append(list_input("EXCLUDE_IDS", self.exclude_ids))
+        return inputs
+
+
 def read_image(image: bytes | str | Path | None) -> bytes:
     if image is None:
         return b""
@@ -153,12 +191,34 @@ class SearchClient:
                     raise SearchError(status, message, attempt) from None
                 time.sleep(pause)
 
-    def search(self, text: str | None = None, image: bytes | str | Path | None = None, top_k: int = 10) -> SearchResult:
-        """Best products for a text and/or image query (image: encoded bytes or a file path)."""
-        top = grpcclient.InferInput("TOP_K", [1, 1], "INT32")
-        top.set_data_from_numpy(np.array([[top_k]], dtype=np.int32))
-        inputs = [bytes_input("QUERY_TEXT", (text or "").encode("utf-8")), bytes_input("QUERY_IMAGE", read_image(image)), top]
-        result = self.infer("search", inputs, ["PRODUCT_IDS", "SCORES", "TITLES", "GENERATION"])
+    def search(self, text: str | None = None, image: bytes | str | Path | None = None, top_k: int = 10,
+               offset: int = 0, text_weight: float | None = None, filters: Filters | None = None) -> SearchResult:
+        """Best products for a text and/or image query (image: encoded bytes or a file path).
+        offset: skip that many (pages: offset = page * top_k); text_weight: text vs image in
+        the fused query, 0..1 (None: the server's default, 0.5); filters: see `Filters`."""
+        inputs = [bytes_input("QUERY_TEXT", (text or "").encode("utf-8")), bytes_input("QUERY_IMAGE", read_image(image)),
+                  number_input("TOP_K", top_k, "INT32")]
+        if text_weight is not None:
+            inputs.append(number_input("TEXT_WEIGHT", text_weight))
+        return self._ranked("search", inputs, offset, filters)
+
+    def recommend(self, item_ids: list[str], top_k: int = 10, weights: list[float] | None = None, offset: int = 0,
+                  filters: Filters | None = None) -> SearchResult:
+        """Products like `item_ids` (one id: "more like this"; a shopper's recently viewed ids,
+        most recent first: "for this shopper"), never the items themselves. weights: one per id
+        (None: recency weights 0.8**i). An unknown id raises INVALID_ARGUMENT."""
+        inputs = [list_input("ITEM_IDS", list(item_ids)), number_input("TOP_K", top_k, "INT32")]
+        if weights is not None:
+            tensor = grpcclient.InferInput("ITEM_WEIGHTS", [1, len(weights)], "FP32")
+            tensor.set_data_from_numpy(np.array([weights], dtype=np.float32))
+            inputs.append(tensor)
+        return self._ranked("recommend", inputs, offset, filters)
+
+    def _ranked(self, model: str, inputs: list, offset: int, filters: Filters | None) -> SearchResult:
+        if offset:
+            inputs.append(number_input("OFFSET", offset, "INT32"))
+        inputs += (filters or Filters()).inputs()
+        result = self.infer(model, inputs, ["PRODUCT_IDS", "SCORES", "TITLES", "GENERATION"])
         return SearchResult(
             ids=[v.decode() for v in result.as_numpy("PRODUCT_IDS").reshape(-1)],
             scores=[float(v) for v in result.as_numpy("SCORES").reshape(-1)],
@@ -179,6 +239,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("text", nargs="?", default=None, help="query words")
     parser.add_argument("--image", type=Path, help="query photo (JPEG/PNG)")
     parser.add_argument("--top-k", type=int, default=10)
+    parser.add_argument("--page", type=int, default=0, help="page number (0 = first), top-k results a page")
+    parser.add_argument("--text-weight", type=float, default=None, help="text vs image, 0..1 (default 0.5)")
+    parser.add_argument("--category", action="append", default=None, help="only this category (repeatable: any of)")
+    parser.add_argument("--price-min", type=float, default=None)
+    parser.add_argument("--price-max", type=float, default=None)
+    parser.add_argument("--exclude", action="append", default=None, help="never this product id (repeatable)")
+    parser.add_argument("--like", action="append", default=None, metavar="PRODUCT_ID",
+                        help="recommend instead: products like this id (repeatable: recently viewed, most recent first)")
     parser.add_argument("--url", default=DEFAULT_URL, help="Triton gRPC address")
     parser.add_argument("--timeout", type=float, default=10.0, help="deadline in seconds")
     parser.add_argument("--ssl", action="store_true", help="gRPC over TLS (implied by --root-cert)")
@@ -190,7 +258,12 @@ def main(argv: list[str] | None = None) -> int:
                certificate_chain=args.client_cert, private_key=args.client_key)
     with SearchClient(args.url, timeout_s=args.timeout, **tls) as client:
         try:
-            result = client.search(args.text, args.image, args.top_k)
+            filters = Filters(args.category, args.price_min, args.price_max, args.exclude)
+            if args.like:
+                result = client.recommend(args.like, args.top_k, offset=args.page * args.top_k, filters=filters)
+            else:
+                result = client.search(args.text, args.image, args.top_k, offset=args.page * args.top_k,
+                                       text_weight=args.text_weight, filters=filters)
         except SearchError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2

@@ -92,30 +92,29 @@ def measure(deadlines_ms: list[float], storm_clients: int, steady_clients: int, 
     repository, generation = prepare_repository(ROOT / "run" / "bench", log)  # shared with loadtest.bench
     run_dir, ports = ROOT / "run" / "cancel_bench", free_ports(3)  # its logs stay for a post-mortem
     shutil.rmtree(run_dir, ignore_errors=True)
-    if True:
+    url = f"127.0.0.1:{ports[1]}"
+    try:
         started = launcher("start", run_dir, repository, ports)
-        url = f"127.0.0.1:{ports[1]}"
-        try:
-            if "no indexed generation yet" in started:
-                log("indexing the demo catalog (first run only)")
-                index_and_serve(DEMO_CATALOG, url, repository, generation, admin_headers(admin_key(run_dir)),
-                                log=lambda *a: None)
-            for deadline_ms in deadlines_ms:
-                before = read_state(run_dir)
-                with Load(url, steady_clients, timeout_s=10, pause_on_failure_s=0.1) as steady:
-                    start = time.monotonic()
-                    outcomes = storm(url, deadline_ms / 1000, storm_clients, storm_s)
-                    wait_serving(url)  # a crash near the end: count its downtime too
-                    end = time.monotonic()
-                after = read_state(run_dir) or {}
-                crashes = after.get("restarts", 0) - before.get("restarts", 0)
-                rows.append((deadline_ms, sum(outcomes.values()), outcomes, crashes, len(steady.answers),
-                             len(steady.failures), longest_gap(steady.answers, start, end)))
-                log(f"deadline {deadline_ms:g} ms: {dict(outcomes)}, crashes {crashes}, steady answers "
-                    f"{len(steady.answers)}, failures {len(steady.failures)}, longest gap {rows[-1][-1]:.1f} s")
-            supervisor_log = (run_dir / "supervisor.log").read_text()
-        finally:
-            launcher("stop", run_dir)
+        if "no indexed generation yet" in started:
+            log("indexing the demo catalog (first run only)")
+            index_and_serve(DEMO_CATALOG, url, repository, generation, admin_headers(admin_key(run_dir)),
+                            log=lambda *a: None)
+        for deadline_ms in deadlines_ms:
+            before = read_state(run_dir)
+            with Load(url, steady_clients, timeout_s=10, pause_on_failure_s=0.1) as steady:
+                start = time.monotonic()
+                outcomes = storm(url, deadline_ms / 1000, storm_clients, storm_s)
+                wait_serving(url)  # a crash near the end: count its downtime too
+                end = time.monotonic()
+            after = read_state(run_dir) or {}
+            crashes = after.get("restarts", 0) - before.get("restarts", 0)
+            rows.append((deadline_ms, sum(outcomes.values()), outcomes, crashes, len(steady.answers),
+                         len(steady.failures), longest_gap(steady.answers, start, end)))
+            log(f"deadline {deadline_ms:g} ms: {dict(outcomes)}, crashes {crashes}, steady answers "
+                f"{len(steady.answers)}, failures {len(steady.failures)}, longest gap {rows[-1][-1]:.1f} s")
+        supervisor_log = (run_dir / "supervisor.log").read_text()
+    finally:
+        launcher("stop", run_dir)
     restarts = [line for line in supervisor_log.splitlines() if "died" in line or "started again" in line]
     table = ["| deadline ms | storm requests | DEADLINE_EXCEEDED | OK | UNAVAILABLE / NOT_FOUND (server down or starting) "
              "| other | server crashes | steady answers | steady failures | longest steady gap s |",

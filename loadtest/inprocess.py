@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from productsearch.backends.scorer import RowQuery
 from productsearch.fusion import DEFAULT_TEXT_WEIGHT, fuse
 
 
@@ -66,7 +67,7 @@ class TextSearchPipeline:
         text = self.tower.encode(texts, max_length=self.max_tokens)
         present = np.ones(len(texts), dtype=bool)
         fused = fuse(text, np.zeros_like(text), present, ~present, self.weight)
-        results = self.scorer.compute([(row, top_k) for row in fused])
+        results = self.scorer.compute([RowQuery(row, top_k) for row in fused])
         return [(self.scorer.ids.take(index), self.scorer.titles.take(index), scores) for index, scores in results]
 
     def throughput(self, texts: list[str], batch_size: int, seconds: float = 10.0, max_queries: int = 100_000) -> dict:

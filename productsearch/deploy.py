@@ -4,7 +4,8 @@ Over gRPC's model-repository API (needs the admin header):
 1. check generation N on disk (manifest, checksums) - refuse before anything is touched;
 2. load N beside the serving generation M: each of text_encoder, image_encoder, scorer is
    loaded with a config whose version policy names [M, N], and every version is checked READY;
-3. reload the ensembles `search` and `encode_product` with configs that pin every step to N.
+3. reload the ensembles `encode_product`, `search` and `recommend` with configs that pin every
+   step to N (in that order: for the milliseconds between the two, `recommend` answers from M).
    Only now do new requests go to N; requests in flight finish on M's pinned versions;
 4. unload M (version policy [N]) and record N as serving (M as previous, for rollback).
 Triton unloads a serving ensemble whose reload fails (e.g. it pins a version that is not
@@ -26,7 +27,7 @@ from productsearch.generations import GenerationError, read_serving, verify_gene
 from productsearch.repository import ENCODERS, built_generations, config_path
 
 GENERATION_MODELS = (*ENCODERS, "scorer")
-ENSEMBLES = ("encode_product", "search")
+ENSEMBLES = ("encode_product", "search", "recommend")
 
 
 class DeployError(RuntimeError):

@@ -19,8 +19,8 @@ pytestmark = pytest.mark.integration
 def report(triton, tmp_path_factory):
     work = tmp_path_factory.mktemp("evaluate")
     queries = make_demo_queries(DEMO_CATALOG, work / "queries.jsonl")
-    # 4 held-out combinations x (text, image, text+image) = 12 queries
-    (work / "small.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries[:12]))
+    # 4 held-out combinations x (text, image, text+image, modifier) = 16 queries
+    (work / "small.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries[:16]))
     return evaluate(work / "small.jsonl", triton.grpc_url, k=10, out_dir=work / "out", log=lambda *a: None), work
 
 
@@ -28,7 +28,7 @@ def test_metrics_in_range_per_kind(report):
     result, _ = report
     summary = result["summary"]
     assert set(summary) == {*KINDS, "overall"}
-    assert summary["overall"]["queries"] == 12
+    assert summary["overall"]["queries"] == 16
     for name, values in summary.items():
         for metric in ("recall@10", "ndcg@10", "mrr"):
             assert 0.0 <= values[metric] <= 1.0, (name, metric, values[metric])
@@ -48,7 +48,7 @@ def test_report_files(report):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["k"] == 10 and metrics["generation"] >= 1
     rankings = [json.loads(line) for line in (out / "rankings.jsonl").read_text().splitlines()]
-    assert len(rankings) == 12
+    assert len(rankings) == 16
     image_query = next(r for r in rankings if r["kind"] == "image")
     query_product = image_query["image"].rsplit("/", 1)[-1].removesuffix(".png")
     assert query_product not in image_query["ranking"]  # excluded from the ranking it is scored on

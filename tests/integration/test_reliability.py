@@ -156,7 +156,9 @@ def top_k_tensor(rows=1, dtype=np.int32, wire="INT32"):
      r"unexpected shape for input 'QUERY_TEXT' for model 'search'. Expected \[-1,1\], got \[1,2\]"),
     ([text_tensor(), image_tensor()], r"missing required input\(s\) \['TOP_K'\]"),
     ([text_tensor(), image_tensor(), top_k_tensor(), tensor("EXTRA", [1, 1], "BYTES", np.array([[b"x"]], dtype=object))],
-     "expected 3 inputs but got 4 inputs"),
+     "unexpected inference input 'EXTRA' for model 'search'"),
+    ([text_tensor(), image_tensor(), top_k_tensor(), tensor("OFFSET", [1, 1], "FP32", np.zeros((1, 1), np.float32))],
+     "input 'OFFSET' data-type is 'FP32', but model 'search' expects 'INT32'"),
     ([text_tensor(rows=65), image_tensor(65), top_k_tensor(65)], "batch-size must be <= 64"),
     ([text_tensor(rows=2), image_tensor(2), top_k_tensor(1)], "batch size does not match other inputs"),
 ])

@@ -186,7 +186,7 @@ def test_triton_runs_tritonserver_in_explicit_mode(compose):
     assert f"--model-repository={MODEL_REPOSITORY}" in command
     assert "--model-control-mode=explicit" in command
     assert "--load-model=encode_product" in command
-    assert "--load-model=search" in command  # once a catalog is indexed
+    assert "--load-model=search --load-model=recommend" in command  # once a catalog is indexed
     assert "--grpc-restricted-protocol=model-repository:" in command
 
 

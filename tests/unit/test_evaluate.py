@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from clients.evaluate import (load_queries, make_demo_queries, ndcg_at_k, recall_at_k, reciprocal_rank,
+from clients.evaluate import (MODIFIER_TEXT_WEIGHT, load_queries, make_demo_queries, ndcg_at_k, recall_at_k, reciprocal_rank,
                               summarize)
 
 
@@ -54,21 +54,25 @@ def test_demo_queries_exclude_the_query_product(tmp_path):
     catalog = tmp_path / "catalog" / "catalog.jsonl"
     (catalog.parent / "images").mkdir(parents=True)
     products = []
-    for i in range(6):
-        combo = ("hat", "red", "striped") if i < 3 else ("bag", "blue", "plain")
+    for i in range(7):
+        combo = ("hat", "red", "striped") if i < 3 else ("bag", "blue", "plain") if i < 6 else ("hat", "blue", "striped")
         (catalog.parent / "images" / f"P{i}.png").write_bytes(b"png")
         products.append({"id": f"P{i}", "category": combo[0], "color": combo[1], "pattern": combo[2],
                          "image": f"images/P{i}.png", "heldout": i < 3})
     catalog.write_text("".join(json.dumps(p) + "\n" for p in products))
     out = tmp_path / "queries" / "demo.jsonl"
     queries = make_demo_queries(catalog, out)
-    assert [q["id"].split(":")[0] for q in queries] == ["text", "image", "text+image"]
-    text, image, both = load_queries(out)
+    assert [q["id"].split(":")[0] for q in queries] == ["text", "image", "text+image", "modifier"]
+    text, image, both, modifier = load_queries(out)
     assert text["text"] == "red striped hat" and text["relevant"] == ["P0", "P1", "P2"]
     assert image["kind"] == "image" and image["exclude"] == [image["query_product"]]
     assert image["query_product"] not in image["relevant"] and len(image["relevant"]) == 2
     assert both["kind"] == "text+image" and both["text"] == "red hat" and both["relevant"] == ["P0", "P1", "P2"]
     assert image["image_path"].endswith(f"{image['query_product']}.png")
+    # the blue striped hat's photo, asked for in red: the red striped hats are relevant
+    assert modifier["kind"] == "modifier" and modifier["text"] == "like this, but in red"
+    assert modifier["query_product"] == "P6" and modifier["exclude"] == ["P6"] and modifier["relevant"] == ["P0", "P1", "P2"]
+    assert modifier["text_weight"] == MODIFIER_TEXT_WEIGHT
 
 
 def test_load_queries_rejects_bad_sets(tmp_path):

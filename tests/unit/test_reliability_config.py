@@ -205,3 +205,9 @@ def test_the_query_gate_is_the_only_first_step_of_each_ensemble(ensemble):
     for step in config.ensemble_scheduling.step:
         if step.model_name in ("text_encoder", "image_encoder"):
             assert set(step.input_map.values()) <= set(gate.output_map.values())
+
+
+def test_recommend_is_one_step_so_it_cannot_deadlock_either():
+    config = text_format.Parse((ROOT / "model_repository" / "recommend" / "config.pbtxt").read_text(),
+                               model_config_pb2.ModelConfig())
+    assert [s.model_name for s in config.ensemble_scheduling.step] == ["scorer"]

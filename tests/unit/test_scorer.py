@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from productsearch.backends.common import RequestError
-from productsearch.backends.scorer import ScorerModel, check_top_k
+from productsearch.backends.scorer import RowQuery, ScorerModel, check_top_k
 from productsearch.catalog_store import CatalogError, load_catalog, write_catalog
 from productsearch.fusion import normalize
 
@@ -30,7 +30,7 @@ def test_batched_top_k_equals_brute_force(scorer):
     rng = np.random.default_rng(8)
     queries = normalize(rng.standard_normal((7, 768)))
     ks = [1, 5, 10, 10, 50, 3, 500]
-    results = model.compute(list(zip(queries, ks)))
+    results = model.compute([RowQuery(q, k) for q, k in zip(queries, ks)])
     for query, k, (index, scores) in zip(queries, ks, results):
         brute = embeddings @ query
         expected = np.argsort(-brute, kind="stable")[:k]
@@ -42,7 +42,7 @@ def test_batched_top_k_equals_brute_force(scorer):
 
 def test_top_k_larger_than_catalog_returns_whole_catalog_ranked(scorer):
     model, embeddings = scorer
-    (index, scores), = model.compute([(embeddings[0], 1000)])
+    (index, scores), = model.compute([RowQuery(embeddings[0], 1000)])
     assert len(index) == 500 and index[0] == 0 and scores[0] == pytest.approx(1.0, abs=1e-5)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from productsearch.backends import scorer as scorer_module
-from productsearch.backends.scorer import ScorerModel
+from productsearch.backends.scorer import RowQuery, ScorerModel
 from productsearch.catalog_store import IndexSpec, StringColumn, index_path, open_catalog, write_catalog
 from productsearch.fusion import normalize
 
@@ -46,7 +46,7 @@ def test_indexed_search_recall_against_brute_force_and_persisted_index(catalog, 
     assert model.searcher.method == "ivf" and not hasattr(model.searcher, "matrix")
     assert index_path(open_catalog(root / "scorer" / "2").root, IndexSpec(), COUNT).exists()
 
-    results = model.compute([(q, 10) for q in queries])
+    results = model.compute([RowQuery(q, 10) for q in queries])
     exact = np.argsort(-(queries @ embeddings.T), axis=1)[:, :10]
     recall = np.mean([len(set(index) & set(truth)) / 10 for (index, _), truth in zip(results, exact)])
     assert recall >= 0.95
@@ -59,13 +59,13 @@ def test_indexed_search_recall_against_brute_force_and_persisted_index(catalog, 
 
     monkeypatch.setattr(scorer_module, "build_index", no_rebuild)
     again = make_scorer(root, exact_max_products=10_000, nprobe=12)
-    assert [list(i) for i, _ in again.compute([(q, 10) for q in queries[:5]])] == [list(i) for i, _ in results[:5]]
+    assert [list(i) for i, _ in again.compute([RowQuery(q, 10) for q in queries[:5]])] == [list(i) for i, _ in results[:5]]
 
 
 def test_short_probed_lists_still_give_k_results(catalog):
     root, embeddings, queries = catalog
     model = make_scorer(root, exact_max_products=10_000, nprobe=1)
-    (index, scores), = model.compute([(queries[0], 1000)])
+    (index, scores), = model.compute([RowQuery(queries[0], 1000)])
     assert len(index) == 1000 and len(set(index.tolist())) == 1000 and index.min() >= 0
     assert model.searcher.index.nprobe == 1
 
