@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEMO_CATALOG = ROOT / "data" / "demo_catalog" / "catalog.jsonl"
 DEFAULT_OUT = ROOT / "run" / "evaluate"
 KINDS = ("text", "image", "text+image", "modifier")
-MODIFIER_TEXT_WEIGHT = 0.8  # demo "like this, but in <colour>" queries: the words must outweigh the photo
+MODIFIER_TEXT_WEIGHT = 0.9  # demo "like this, but in <colour>" queries: best of 0.5-1.0 (BENCHMARKS.md)
 PLOT_MAX_K = 50
 KIND_COLORS = {"text": (31, 119, 180), "image": (255, 127, 14), "text+image": (44, 160, 44),
                "modifier": (214, 39, 40), "overall": (60, 60, 60)}

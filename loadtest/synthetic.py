@@ -7,7 +7,7 @@ colours, near-duplicates) that real queries match against -- uniform random vect
 neighbours -- while filling the space between products, so that a query's top 10 come from many
 sources and straddle IVF cells (noisy copies of single products alone made recall trivially
 high: a query's neighbours were all copies of one product, in one cell). Ids are
-``S0000000``...; a title is its main source's title.
+``S0000000``...; title, category and price are its main source's (for the filter benchmark).
 Catalogs are cached (catalog_store layout, checksummed) in run/bench/catalogs, with any index
 the scorer or the bench builds beside them, so only the first run pays for generation.
 """
@@ -24,7 +24,7 @@ CHUNK = 65536
 
 
 def synthetic_dir(cache: Path, count: int, base_sha: str, seed: int, sigma: float) -> Path:
-    return Path(cache) / f"n{count}-base{base_sha[:12]}-s{seed}-mix-sigma{sigma:g}"
+    return Path(cache) / f"n{count}-base{base_sha[:12]}-s{seed}-mix-sigma{sigma:g}-meta"
 
 
 def synthetic_catalog(cache: Path, base: CatalogView, count: int, seed: int = 0, sigma: float = 1.0,
@@ -52,7 +52,11 @@ def synthetic_catalog(cache: Path, base: CatalogView, count: int, seed: int = 0,
                  + (sigma / np.sqrt(dim)) * rng.standard_normal((len(rows), dim), dtype=np.float32))
         out[start:start + len(rows)] = noisy / np.linalg.norm(noisy, axis=1, keepdims=True)
     out.flush()
-    products = [{"id": f"S{i:07d}", "title": base.titles[int(b)].decode()} for i, b in enumerate(origin)]
+    names = base.category_names
+    products = [{"id": f"S{i:07d}", "title": base.titles[int(b)].decode(),
+                 "category": names[base.categories[b]] if base.categories[b] >= 0 else None,
+                 "price": None if np.isnan(base.prices[b]) else round(float(base.prices[b]), 2)}
+                for i, b in enumerate(origin)]
     info = {"synthetic": {"base_embeddings_sha256": base_sha, "seed": seed, "sigma": sigma}}
     write_catalog(version_dir, out, products, info)
     del out

@@ -17,9 +17,10 @@ Optional inputs (all per query row; see the README's contract):
 - OFFSET: skip that many results (pagination). Results are ordered by score, then by catalog
   row, so pages of one query fit together; OFFSET + TOP_K <= 10,000.
 - CATEGORIES (any of), PRICE_MIN / PRICE_MAX (inclusive), EXCLUDE_IDS: filters applied BEFORE
-  ranking - the query is scored exactly against the products that pass (never "top-k, then
-  filter", which returns too few). Unknown categories are refused; unknown excluded ids are
-  ignored (they exclude nothing).
+  ranking (never "top-k, then filter", which returns too few): the query is scored exactly
+  against the products that pass - except on the IVF path when more than `exact_filter_max`
+  (50,000) pass: then the IVF scan itself skips the others (approximate, like every IVF query).
+  Unknown categories are refused; unknown excluded ids are ignored (they exclude nothing).
 - SEED_IDS (+ SEED_WEIGHTS) instead of QUERY_EMBEDDING: the query is the normalized weighted sum
   of those products' own embeddings ("more like this", "for this shopper"); the seeds are
   excluded from the results; unknown ids are refused. Without weights, recency weights
@@ -43,6 +44,7 @@ MAX_TOP_K = 1000
 MAX_DEPTH = 10_000  # OFFSET + TOP_K
 MAX_LIST = 1000  # ids or categories in one row of a list input
 RECENCY_DECAY = 0.8
+EXACT_FILTER_MAX = 50_000  # IVF path: more products than this pass a filter -> filtered IVF scan
 DEFAULT_NPROBE = 16
 NO_ROWS = np.zeros(0, dtype=np.int64)
 
@@ -173,6 +175,27 @@ class IvfSearch:
         self.index.nprobe = min(nprobe, self.index.nlist)
         self.count = count
 
+    def search_within(self, query: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k among the `allowed` catalog rows only: the IVF scan skips the others (faiss ID
+        selector over a bitmap). The nearest allowed products lie further out than the nearest
+        of all, so it probes nprobe / (share of products allowed) lists - as many allowed
+        products as an unfiltered query sees - and more while fewer than k were found."""
+        import faiss
+
+        bitmap = np.zeros(self.count, dtype=bool)
+        bitmap[allowed] = True
+        packed = np.packbits(bitmap, bitorder="little")
+        selector = faiss.IDSelectorBitmap(self.count, faiss.swig_ptr(packed))
+        share = max(len(allowed) / self.count, 1e-9)
+        nprobe = min(int(np.ceil(self.index.nprobe / share)), self.index.nlist)
+        while True:
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
+            scores, index = self.index.search(query[None], k, params=params)
+            if (index >= 0).all() or nprobe >= self.index.nlist:
+                keep = index[0] >= 0
+                return index[0][keep], scores[0][keep]
+            nprobe = min(nprobe * 4, self.index.nlist)
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         scores, index = self.index.search(queries, k)
         short = np.flatnonzero((index < 0).any(axis=1))
@@ -213,6 +236,7 @@ class ScorerModel:
         # the memory map (only the pages read are resident).
         on_cpu = isinstance(self.searcher, ExactSearch) and self.searcher.device == "cpu"
         self.vectors = self.searcher.matrix if on_cpu else catalog.embeddings
+        self.exact_filter_max = int(self.ctx.parameter("exact_filter_max", str(EXACT_FILTER_MAX)))
         self.generation = np.array([self.ctx.version], dtype=np.int64)
 
     # ------------------------------------------------------------------ reading a request
@@ -320,13 +344,25 @@ class ScorerModel:
                 keep = (index[j] >= 0) & ~np.isin(index[j], rows[i].exclude)
                 window = slice(rows[i].offset, rows[i].offset + rows[i].k)
                 results[i] = (index[j][keep][window], scores[j][keep][window])
-        for i, row in enumerate(rows):  # filtered: exact search over the products that pass
+        for i, row in enumerate(rows):  # filtered: search only the products that pass
             if results[i] is None:
-                candidates = self.allowed(row)
-                scores = np.asarray(self.vectors[candidates], dtype=np.float32) @ queries[i]
-                top = top_rows(scores, min(row.offset + row.k, len(scores)))[row.offset:]
-                results[i] = (candidates[top], scores[top])
+                results[i] = self.filtered_search(row, queries[i])
         return results
+
+    def filtered_search(self, row: RowQuery, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact over the products that pass; on the IVF path, when more than
+        `exact_filter_max` pass, the IVF scan restricted to them (reading that many rows from
+        the memory map would cost more than the unfiltered search)."""
+        candidates = self.allowed(row)
+        depth = min(row.offset + row.k, len(candidates))
+        if depth == 0:
+            return NO_ROWS, np.zeros(0, np.float32)
+        if isinstance(self.searcher, IvfSearch) and len(candidates) > self.exact_filter_max:
+            index, scores = self.searcher.search_within(query, depth, candidates)
+            return index[row.offset:], scores[row.offset:]
+        scores = np.asarray(self.vectors[candidates], dtype=np.float32) @ query
+        top = top_rows(scores, depth)[row.offset:]
+        return candidates[top], scores[top]
 
     def respond(self, results: list[tuple[np.ndarray, np.ndarray]]):
         width = max(len(index) for index, _ in results)

@@ -175,3 +175,31 @@ def test_unknown_excluded_ids_exclude_nothing(catalog, ask):
     query = normalize(np.ones(DIM))
     (ids, _), = ask(QUERY_EMBEDDING=[query], TOP_K=[[10]], EXCLUDE_IDS=[[b"GONE-1", b"GONE-2"]])
     assert ids == brute_force(embeddings, products, query, 10)[0]
+
+
+def test_the_ivf_path_filters_inside_the_scan_when_many_products_pass(catalog, monkeypatch):
+    """Above exact_filter_max passing products the IVF scan skips the others: every result
+    passes, and with every list probed it finds the filtered brute-force answer (up to the
+    fp16 coding of the index: near-ties may swap)."""
+    _, embeddings, products = catalog
+    monkeypatch.setattr(scorer_module, "input_array", lambda request, name: request.get(name))
+    model = ScorerModel()
+    model.initialize({"model_config": json.dumps({"parameters": {
+        "search": {"string_value": "ivf"}, "exact_filter_max": {"string_value": "100"},
+        "nprobe": {"string_value": "1000"}, "ivf_nlist": {"string_value": "16"}}}),
+        "model_version": "1", "model_name": "scorer", "model_instance_kind": "CPU",
+        "model_repository": str(catalog[0].ctx.version_dir.parent)})
+    assert model.searcher.method == "ivf"
+    by_id = {p["id"]: p for p in products}
+    rng = np.random.default_rng(15)
+    for _ in range(10):
+        query = normalize(rng.standard_normal(DIM))
+        chosen = list(rng.choice(CATEGORIES, size=2, replace=False))
+        rows = model.parse({"QUERY_EMBEDDING": np.asarray([query]), "TOP_K": np.asarray([[10]]),
+                            "CATEGORIES": np.asarray([[c.encode() for c in chosen]]), "OFFSET": np.asarray([[5]])})
+        (index, scores), = model.compute(rows)
+        ids = [f"P{i:05d}" for i in index]
+        expected, expected_scores = brute_force(embeddings, products, query, 10, offset=5, categories=chosen)
+        assert len(ids) == 10 and all(by_id[pid]["category"] in chosen for pid in ids)
+        assert len(set(ids) & set(expected)) >= 8
+        np.testing.assert_allclose(scores, expected_scores, atol=2e-3)
