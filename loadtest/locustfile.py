@@ -3,8 +3,9 @@
     locust -f loadtest/locustfile.py --host 127.0.0.1:8001            # web UI on :8089
     locust -f loadtest/locustfile.py --host 127.0.0.1:8001 --headless -u 16 -r 4 -t 60s
 
-Traffic is weighted like a shop's: mostly text search, some photo and photo+words search, and
-a trickle of product encoding (indexing). Queries come from the demo catalog's vocabulary and
+Traffic is weighted like a shop's: mostly text search, some photo and photo+words search,
+filtered search (a category and a price cap), "more like this" recommendations, and a trickle
+of product encoding (indexing). Queries come from the demo catalog's vocabulary and
 renders (loadtest.workload). Each call is reported to Locust with its latency and failure.
 """
 from __future__ import annotations
@@ -84,6 +85,23 @@ class TritonUser(User):
     @task(2)
     def text_image_search(self) -> None:
         self.search("search text+image", "text+image")
+
+    @task(2)
+    def filtered_search(self) -> None:
+        text, _ = WORKLOAD.query("text", self.rng)
+        top = grpcclient.InferInput("TOP_K", [1, 1], "INT32")
+        top.set_data_from_numpy(np.array([[self.top_k]], dtype=np.int32))
+        price = grpcclient.InferInput("PRICE_MAX", [1, 1], "FP32")
+        price.set_data_from_numpy(np.array([[50.0]], dtype=np.float32))
+        self.call("search filtered", "search", [
+            bytes_tensor("QUERY_TEXT", text.encode()), bytes_tensor("QUERY_IMAGE", b""), top,
+            bytes_tensor("CATEGORIES", self.rng.choice(WORKLOAD.categories).encode()), price])
+
+    @task(2)
+    def recommend(self) -> None:
+        top = grpcclient.InferInput("TOP_K", [1, 1], "INT32")
+        top.set_data_from_numpy(np.array([[self.top_k]], dtype=np.int32))
+        self.call("recommend", "recommend", [bytes_tensor("ITEM_IDS", self.rng.choice(WORKLOAD.ids).encode()), top])
 
     @task(1)
     def encode_product(self) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,6 +22,8 @@ class Workload:
     images: list[bytes]
     titles: list[str]
     seed: int = 0
+    ids: list[str] = field(default_factory=list)  # of the products whose photos are in `images`
+    categories: list[str] = field(default_factory=list)
 
     @classmethod
     def from_catalog(cls, catalog_path: Path = DEMO_CATALOG, images: int = 200, seed: int = 0) -> "Workload":
@@ -36,7 +38,8 @@ class Workload:
         for product in picked:
             path = Path(product["image"])
             photos.append((path if path.is_absolute() else Path(catalog_path).parent / path).read_bytes())
-        return cls(texts=texts, images=photos, titles=[p["title"] for p in picked], seed=seed)
+        return cls(texts=texts, images=photos, titles=[p["title"] for p in picked], seed=seed,
+                   ids=[p["id"] for p in picked], categories=sorted({p["category"] for p in products}))
 
     def query(self, kind: str, rng: random.Random) -> tuple[str, bytes]:
         """(text, image bytes) for one query of `kind`; the absent modality is empty."""

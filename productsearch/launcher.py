@@ -672,7 +672,12 @@ def main(argv: list[str] | None = None) -> int:
     except LauncherError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    generation = restore_serving(server_from_state(state) if server.pid is None else server)
+    try:
+        generation = restore_serving(server_from_state(state) if server.pid is None else server)
+    except Exception as err:  # noqa: BLE001 - DeployError, or the server refused: say so in one line
+        print(f"error: tritonserver runs (pid {state['pid']}, log {state['log_file']}) but the serving generation "
+              f"could not be restored: {err}", file=sys.stderr)
+        return 1
     print(f"serving generation {generation}" if generation else
           "no indexed generation yet: `make demo` (or `make index`) indexes the catalog")
     print(f"tritonserver running (pid {state['pid']}): gRPC {state['host']}:{state['grpc_port']}, "
