@@ -601,7 +601,7 @@ def locust_section(url: str, seconds: int = 20, users: int = 8, log=print) -> st
     lines += ["", f"`locust -f loadtest/locustfile.py --headless -u {users} -r {users} -t {seconds}s` (as many "
               f"users as the smoke test; `make loadtest` runs 16 users for 60 s): exit code {run.returncode}, "
               f"{wall:.0f} s from start to exit. Users wait 50-200 ms between calls; tasks weighted "
-              "text 10 : image 3 : text+image 2 : encode_product 1."]
+              "text 10 : image 3 : text+image 2 : filtered 2 : recommend 2 : encode_product 1."]
     return "\n".join(lines)
 
 
