@@ -230,11 +230,26 @@ def record(section: str, body: str, path: Path = BENCHMARKS) -> None:
     path.write_text(text)
 
 
-def header(title: str, load_before: str | None = None, activity: str | None = None) -> str:
-    command = "python -m loadtest.bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    load = f"before {load_before}, after {load_average()}" if load_before else load_average()
+def report_header(title: str, module: str, argv: list[str] | None = None) -> str:
+    """A BENCHMARKS.md section's title and its machine, date and command lines."""
+    command = f"python -m {module} " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     return (f"## {title}\n\n- machine: {machine_line()}\n- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
-            f"- command: `{command.strip()}`\n- load average (1/5/15 min): {load}\n"
+            f"- command: `{command.strip()}`\n")
+
+
+def publish(section: str, title: str, module: str, argv: list[str] | None, about: str, table: str,
+            write: bool) -> None:
+    """Print a standalone benchmark's report (header, what was run, its table); with --write,
+    record it as `section` of BENCHMARKS.md."""
+    report = report_header(title, module, argv) + f"- {about}\n\n" + table
+    print(report)
+    if write:
+        record(section, report)
+
+
+def header(title: str, load_before: str | None = None, activity: str | None = None) -> str:
+    load = f"before {load_before}, after {load_average()}" if load_before else load_average()
+    return (report_header(title, "loadtest.bench") + f"- load average (1/5/15 min): {load}\n"
             + (f"- also on the machine at the start: {activity}\n" if activity else ""))
 
 

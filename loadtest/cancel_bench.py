@@ -28,8 +28,8 @@ from pathlib import Path
 
 from clients.index import index_and_serve
 from clients.search import SearchClient, SearchError
-from loadtest.bench import machine_line, prepare_repository, record
-from loadtest.swap_bench import Load
+from loadtest.bench import prepare_repository, publish
+from loadtest.search_load import SearchLoad
 from loadtest.workload import DEMO_CATALOG, ROOT
 from productsearch.launcher import admin_headers, admin_key, free_ports, read_state
 
@@ -78,7 +78,7 @@ def storm(url: str, deadline_s: float, clients: int, seconds: float) -> collecti
 
 def longest_gap(answers: list, start: float, end: float) -> float:
     """Longest time in [start, end] without a steady answer arriving."""
-    times = sorted([start] + [received for _, received, _ in answers if start <= received <= end] + [end])
+    times = sorted([start] + [c.received for c in answers if start <= c.received <= end] + [end])
     return max(b - a for a, b in zip(times, times[1:]))
 
 
@@ -101,7 +101,7 @@ def measure(deadlines_ms: list[float], storm_clients: int, steady_clients: int, 
                             log=lambda *a: None)
         for deadline_ms in deadlines_ms:
             before = read_state(run_dir)
-            with Load(url, steady_clients, timeout_s=10, pause_on_failure_s=0.1) as steady:
+            with SearchLoad(url, steady_clients, pause_on_failure_s=0.1, timeout_s=10, retries=0) as steady:
                 start = time.monotonic()
                 outcomes = storm(url, deadline_ms / 1000, storm_clients, storm_s)
                 wait_serving(url)  # a crash near the end: count its downtime too
@@ -137,16 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args(argv)
     table = measure(args.deadlines_ms, args.storm_clients, args.steady_clients, args.storm_s)
-    command = "python -m loadtest.cancel_bench " + " ".join(argv if argv is not None else sys.argv[1:])
-    report = (f"## Client cancellations (short deadlines) against the supervised service\n\n"
-              f"- machine: {machine_line()}\n- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
-              f"- command: `{command.strip()}`\n- tritonserver 2.51 (nvidia-pytriton wheel); {args.storm_clients} "
-              f"storm clients (text+image, TOP_K 1000, no retries) for {args.storm_s:g} s per deadline, "
-              f"{args.steady_clients} steady clients (10 s deadline) throughout; a crash is a supervisor restart\n\n"
-              + table)
-    print(report)
-    if args.write:
-        record("cancel", report)
+    publish("cancel", "Client cancellations (short deadlines) against the supervised service",
+            "loadtest.cancel_bench", argv,
+            f"tritonserver 2.51 (nvidia-pytriton wheel); {args.storm_clients} storm clients (text+image, TOP_K 1000, "
+            f"no retries) for {args.storm_s:g} s per deadline, {args.steady_clients} steady clients (10 s deadline) "
+            "throughout; a crash is a supervisor restart", table, args.write)
     return 0
 
 

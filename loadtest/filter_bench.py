@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from loadtest.bench import WORK_DIR, machine_line, point_catalog, prepare_repository, record
+from loadtest.bench import WORK_DIR, point_catalog, prepare_repository, publish
 from loadtest.synthetic import synthetic_catalog
 from productsearch.backends.scorer import RowQuery, ScorerModel
 from productsearch.catalog_store import open_catalog
@@ -113,16 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args(argv)
     table = measure(args.counts, args.queries)
-    command = "python -m loadtest.filter_bench " + " ".join(argv if argv is not None else sys.argv[1:])
-    report = (f"## Filters and recommendations in the scorer\n\n- machine: {machine_line()}\n"
-              f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n- command: `{command.strip()}`\n"
-              f"- in process, one thread, one query per call, {args.queries} queries per cell (perturbed catalog "
-              "vectors); synthetic catalogs (loadtest/synthetic.py), 768-d; exact below 100,000 products, IVF "
-              "(nprobe 16) from there; filters leaving <= 50,000 products are searched exactly over them, "
-              "broader ones inside the IVF scan\n\n" + table)
-    print(report)
-    if args.write:
-        record("filters", report)
+    publish("filters", "Filters and recommendations in the scorer", "loadtest.filter_bench", argv,
+            f"in process, one thread, one query per call, {args.queries} queries per cell (perturbed catalog "
+            "vectors); synthetic catalogs (loadtest/synthetic.py), 768-d; exact below 100,000 products, IVF "
+            "(nprobe 16) from there; filters leaving <= 50,000 products are searched exactly over them, "
+            "broader ones inside the IVF scan", table, args.write)
     return 0
 
 

@@ -14,57 +14,19 @@ import argparse
 import json
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 from clients.index import index_and_serve
-from clients.search import SearchClient
-from loadtest.bench import machine_line, record
+from loadtest.bench import publish
+from loadtest.search_load import SearchLoad
 from loadtest.workload import DEMO_CATALOG, ROOT
 from productsearch.deploy import Deployer
 from productsearch.generations import clone_encoders
 from productsearch.launcher import TritonServer, free_ports
 from productsearch.repository import link_repository
-
-QUERIES = ["red mug", "blue striped t-shirt", "black sneakers", "green hat", "pink polka-dot dress"]
-
-
-class Load:
-    """`clients` threads searching until stopped; (sent, received, generation) per answer and
-    (time, error) per failure. A failed client waits `pause_on_failure_s` before it tries again
-    (a server that is down refuses at once: without a pause the clients would spin)."""
-
-    def __init__(self, url: str, clients: int, timeout_s: float = 60, pause_on_failure_s: float = 0.0):
-        self.url, self.answers, self.failures = url, [], []
-        self.timeout_s, self.pause_on_failure_s = timeout_s, pause_on_failure_s
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self.run, args=(i,)) for i in range(clients)]
-
-    def run(self, index: int) -> None:
-        with SearchClient(self.url, timeout_s=self.timeout_s, retries=0) as client:
-            while not self.stop.is_set():
-                sent = time.monotonic()
-                try:
-                    result = client.search(QUERIES[index % len(QUERIES)], top_k=10)
-                except Exception as err:
-                    self.failures.append((time.monotonic(), repr(err)))
-                    self.stop.wait(self.pause_on_failure_s)
-                    continue
-                self.answers.append((sent, time.monotonic(), result.generation))
-
-    def __enter__(self):
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for thread in self.threads:
-            thread.join()
-
 
 def catalog_variant(path: Path, prefix: str, count: int) -> Path:
     with open(path, "w") as out:
@@ -77,7 +39,7 @@ def catalog_variant(path: Path, prefix: str, count: int) -> Path:
 
 
 def latencies(answers, start: float, end: float) -> list[float]:
-    return [(received - sent) * 1000 for sent, received, _ in answers if start <= sent and received <= end]
+    return [(c.received - c.sent) * 1000 for c in answers if start <= c.sent and c.received <= end]
 
 
 def measure(clients: int, steady_s: float, products: int, log=print) -> str:
@@ -95,7 +57,7 @@ def measure(clients: int, steady_s: float, products: int, log=print) -> str:
                                 serve=generation == 1, log=lambda *a: None)
             rows = []
             t0 = time.monotonic()
-            with Load(server.grpc_url, clients) as load, \
+            with SearchLoad(server.grpc_url, clients, timeout_s=60, retries=0) as load, \
                     Deployer(server.grpc_url, repository, server.admin_headers,
                              log=lambda line: log(f"  [{time.monotonic() - t0:6.1f}s] {line}")) as deployer:
                 for target in (2, 1):
@@ -106,11 +68,12 @@ def measure(clients: int, steady_s: float, products: int, log=print) -> str:
                     deployer.swap(target)
                     finished = time.monotonic()
                     time.sleep(2)
-                    old = [received for sent, received, g in load.answers if g != target and sent >= started]
-                    new = [received for sent, received, g in load.answers if g == target and sent >= started]
+                    answers = load.answers
+                    old = [c.received for c in answers if c.result.generation != target and c.sent >= started]
+                    new = [c.received for c in answers if c.result.generation == target and c.sent >= started]
                     log(f"  last old answer at {max(old, default=started) - t0:.1f}s, first new at {min(new) - t0:.1f}s")
                     last_old = max(old, default=started)
-                    steady_ms, swap_ms = latencies(load.answers, *steady), latencies(load.answers, started, finished)
+                    steady_ms, swap_ms = latencies(answers, *steady), latencies(answers, started, finished)
                     rows.append((f"{3 - target} -> {target}", finished - started, last_old - started,
                                  np.percentile(steady_ms, 50), np.percentile(steady_ms, 99),
                                  np.percentile(swap_ms, 50), np.percentile(swap_ms, 99), len(swap_ms)))
@@ -133,15 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args(argv)
     table = measure(args.clients, args.steady_s, args.products)
-    command = "python -m loadtest.swap_bench " + " ".join(argv if argv is not None else sys.argv[1:])
-    report = (f"## Generation swap under load ({args.clients} clients)\n\n- machine: {machine_line()}\n"
-              f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n- command: `{command.strip()}`\n"
-              f"- generations share encoders (catalog-only change: {args.products} products each); "
-              "'until all answers new' is from the swap command to the last answer served by the old generation\n\n"
-              + table)
-    print(report)
-    if args.write:
-        record("swap", report)
+    publish("swap", f"Generation swap under load ({args.clients} clients)", "loadtest.swap_bench", argv,
+            f"generations share encoders (catalog-only change: {args.products} products each); 'until all answers "
+            "new' is from the swap command to the last answer served by the old generation", table, args.write)
     return 0
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import pytest
@@ -11,6 +10,7 @@ from tritonclient.utils import InferenceServerException
 
 from clients.index import index_and_serve
 from clients.search import SearchClient
+from loadtest.search_load import QUERIES, SearchLoad
 from productsearch.deploy import Deployer, DeployError
 from productsearch.generations import clone_encoders, record_encoders
 from productsearch.repository import link_repository
@@ -55,48 +55,16 @@ def swap_server(tmp_path_factory):
         server.stop()
 
 
-class Searchers:
-    """CLIENTS threads searching continuously; every answer kept with its send time."""
-
-    def __init__(self, url: str):
-        self.url = url
-        self.answers: list[tuple[float, int, list[str]]] = []
-        self.failures: list[str] = []
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self.run, args=(i,)) for i in range(CLIENTS)]
-
-    def run(self, index: int) -> None:
-        queries = ["red mug", "blue striped t-shirt", "black sneakers", "green hat"]
-        with SearchClient(self.url, timeout_s=60, retries=0) as client:
-            while not self.stop.is_set():
-                sent = time.monotonic()
-                try:
-                    result = client.search(queries[index % len(queries)], top_k=5)
-                except Exception as err:  # every failure is a defect here
-                    self.failures.append(repr(err))
-                    continue
-                self.answers.append((sent, result.generation, result.ids))
-
-    def __enter__(self) -> "Searchers":
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join()
-
-
 def check_consistent(answers) -> None:
-    for _, generation, ids in answers:
+    for call in answers:
+        generation, ids = call.result.generation, call.result.ids
         assert generation in (1, 2)
         assert all(i.startswith(f"G{generation}-") for i in ids), (generation, ids)
 
 
 def test_swap_and_rollback_under_load_fail_nothing_and_mix_nothing(swap_server):
     server, repository = swap_server
-    with Searchers(server.grpc_url) as searchers, \
+    with SearchLoad(server.grpc_url, CLIENTS, queries=QUERIES[:4], top_k=5, timeout_s=60, retries=0) as searchers, \
             Deployer(server.grpc_url, repository, server.admin_headers, log=lambda *a: None) as deployer:
         time.sleep(2)
         assert deployer.serving_generation() == 1
@@ -111,10 +79,10 @@ def test_swap_and_rollback_under_load_fail_nothing_and_mix_nothing(swap_server):
     assert not searchers.failures, searchers.failures[:5]
     assert len(answers) > 50
     check_consistent(answers)
-    assert {g for sent, g, _ in answers if sent < started} == {1}
-    after_swap = [g for sent, g, _ in answers if swapped < sent < swapped + 3]
+    assert {c.result.generation for c in answers if c.sent < started} == {1}
+    after_swap = [c.result.generation for c in answers if swapped < c.sent < swapped + 3]
     assert after_swap and set(after_swap) == {2}, "every request sent after the swap is served by 2"
-    after_rollback = [g for sent, g, _ in answers if sent > rolled_back]
+    after_rollback = [c.result.generation for c in answers if c.sent > rolled_back]
     assert after_rollback and set(after_rollback) == {1}
 
 

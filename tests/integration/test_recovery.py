@@ -8,7 +8,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from clients.search import DEAD_STUB, SearchClient, SearchError
+from loadtest.search_load import QUERIES, SearchLoad
 from productsearch.deploy import Deployer
 from productsearch.generations import read_serving, verify_generation
 from productsearch.launcher import admin_headers, admin_key, free_ports, pid_alive, read_state
@@ -109,37 +109,6 @@ def settled_stubs(server_pid: int) -> dict:
     return wait_for(one_each, 60, "one stub per python-backend model")
 
 
-class Searchers:
-    """Clients searching in a loop; each answer or error kept with its send time."""
-
-    def __init__(self, url: str, count: int, **client_args):
-        self.url, self.client_args = url, client_args
-        self.events: list[tuple[float, str]] = []  # (sent, "ok" | error)
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self.run, args=(i,)) for i in range(count)]
-
-    def run(self, index: int) -> None:
-        with SearchClient(self.url, **self.client_args) as client:
-            while not self.stop.is_set():
-                sent = time.monotonic()
-                try:
-                    client.search(["red mug", "blue striped t-shirt", "black sneakers"][index % 3], top_k=5)
-                    self.events.append((sent, "ok"))
-                except SearchError as err:
-                    self.events.append((sent, f"{err.status}: {err.message}"))
-                    time.sleep(0.05)
-
-    def __enter__(self):
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for thread in self.threads:
-            thread.join()
-
-
 def test_a_killed_stub_is_reloaded_and_clients_with_retries_see_no_error(service):
     """SIGKILL the text_encoder's stub while clients search: the supervisor reloads it (the
     python backend of Triton 2.51 never restarts a stub), with no manual step. Clients without
@@ -148,23 +117,23 @@ def test_a_killed_stub_is_reloaded_and_clients_with_retries_see_no_error(service
     with SearchClient(service.url, timeout_s=30) as client:
         expected = client.search("red mug", top_k=5)
     victim = next(pid for pid, stub in settled_stubs(state["pid"]).items() if stub.model == "text_encoder")
-    with Searchers(service.url, 3, timeout_s=60, retries=50, backoff_s=0.1) as patient, \
-            Searchers(service.url, 1, timeout_s=10, retries=0) as impatient:
+    queries, pause = QUERIES[:3], 0.05
+    with SearchLoad(service.url, 3, queries, 5, pause, timeout_s=60, retries=50, backoff_s=0.1) as patient, \
+            SearchLoad(service.url, 1, queries, 5, pause, timeout_s=10, retries=0) as impatient:
         time.sleep(1)
         killed = time.monotonic()
         os.kill(victim, signal.SIGKILL)
         # recovered: the first answer to a request without retries sent after the kill
-        recovered_sent = wait_for(lambda: next((sent for sent, what in list(impatient.events)
-                                                if sent > killed and what == "ok"), None),
+        recovered_sent = wait_for(lambda: next((c.sent for c in impatient.answers if c.sent > killed), None),
                                   120, "searches answered again after the stub was killed")
         time.sleep(2)
     print(f"stub killed: answered again {recovered_sent - killed:.1f} s later; supervisor log:\n"
           f"{service.supervisor_log()}")
-    errors = [what for sent, what in impatient.events if sent > killed and what != "ok"]
+    errors = [c.error for c in impatient.failures if c.sent > killed]
     assert errors and all(DEAD_STUB.search(what) for what in errors), errors[:3]
-    assert not [what for _, what in patient.events if what != "ok"], "retries with a deadline covered the outage"
-    assert [what for sent, what in patient.events if sent > recovered_sent] and \
-        all(what == "ok" for sent, what in impatient.events if sent > recovered_sent + 0.5)
+    assert not patient.failures, "retries with a deadline covered the outage"
+    assert [c for c in patient.calls if c.sent > recovered_sent] and \
+        all(c.ok for c in impatient.calls if c.sent > recovered_sent + 0.5)
     assert "text_encoder has a dead stub process" in service.supervisor_log()
     assert victim not in stub_processes(state["pid"])
     with SearchClient(service.url, timeout_s=30) as client:
