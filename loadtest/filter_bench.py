@@ -54,7 +54,7 @@ def cases(model: ScorerModel) -> dict[str, dict]:
 
 def exact_filtered(model: ScorerModel, query: np.ndarray, fields: dict, k: int = 10) -> set[int]:
     row = RowQuery(query, k, **fields)
-    allowed = model.allowed(row)
+    allowed = np.flatnonzero(model.passing(row))
     scores = np.empty(len(allowed), dtype=np.float32)
     for start in range(0, len(allowed), 262144):
         chunk = allowed[start:start + 262144]
@@ -95,7 +95,7 @@ def measure(counts: list[int], queries_n: int, log=print) -> str:
                     times.append((time.perf_counter() - started) * 1000)
                     if fields is not None:
                         recalls.append(len(set(index.tolist()) & exact_filtered(model, query, fields)) / 10)
-                passing = len(model.allowed(RowQuery(queries[0], 10, **(fields or {}))))
+                passing = int(model.passing(RowQuery(queries[0], 10, **(fields or {}))).sum())
                 recall = f"{np.mean(recalls):.3f}" if recalls else "-"
                 line = (f"| {count:,} | {model.searcher.method} | {name} | {passing:,} | {np.percentile(times, 50):.1f} | "
                         f"{np.percentile(times, 90):.1f} | {recall} |")

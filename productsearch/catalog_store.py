@@ -189,10 +189,10 @@ class CatalogView:
     titles: StringColumn
     embeddings: np.ndarray
     manifest: dict
-    categories: np.ndarray = None
-    category_names: list = None
-    prices: np.ndarray = None
-    lookup: IdLookup = None
+    categories: np.ndarray
+    category_names: list[str]
+    prices: np.ndarray
+    lookup: IdLookup
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -176,17 +176,15 @@ class IvfSearch:
         self.count = count
 
     def search_within(self, query: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k among the `allowed` catalog rows only: the IVF scan skips the others (faiss ID
+        """Top-k among the catalog rows set in the mask `allowed`: the IVF scan skips the others (faiss ID
         selector over a bitmap). The nearest allowed products lie further out than the nearest
         of all, so it probes nprobe / (share of products allowed) lists - as many allowed
         products as an unfiltered query sees - and more while fewer than k were found."""
         import faiss
 
-        bitmap = np.zeros(self.count, dtype=bool)
-        bitmap[allowed] = True
-        packed = np.packbits(bitmap, bitorder="little")
+        packed = np.packbits(allowed, bitorder="little")
         selector = faiss.IDSelectorBitmap(self.count, faiss.swig_ptr(packed))
-        share = max(len(allowed) / self.count, 1e-9)
+        share = max(int(allowed.sum()) / self.count, 1e-9)
         nprobe = min(int(np.ceil(self.index.nprobe / share)), self.index.nlist)
         while True:
             params = faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
@@ -321,8 +319,8 @@ class ScorerModel:
         mean = (np.asarray(self.vectors[row.seeds], dtype=np.float32) * row.seed_weights[:, None]).sum(axis=0)
         return mean / max(float(np.linalg.norm(mean)), 1e-12)
 
-    def allowed(self, row: RowQuery) -> np.ndarray:
-        """Catalog rows that pass the row's filters (and are not excluded)."""
+    def passing(self, row: RowQuery) -> np.ndarray:
+        """A mask over the catalog: the products that pass the row's filters (and are not excluded)."""
         mask = np.ones(self.count, dtype=bool)
         if row.categories is not None:
             mask &= np.isin(self.categories, row.categories)
@@ -331,7 +329,7 @@ class ScorerModel:
         if row.price_max is not None:
             mask &= self.prices <= row.price_max
         mask[row.exclude] = False
-        return np.flatnonzero(mask)
+        return mask
 
     def compute(self, rows: list[RowQuery]) -> list[tuple[np.ndarray, np.ndarray]]:
         queries = np.stack([self.seed_query(r) if r.query is None else r.query for r in rows]).astype(np.float32)
@@ -353,13 +351,15 @@ class ScorerModel:
         """Exact over the products that pass; on the IVF path, when more than
         `exact_filter_max` pass, the IVF scan restricted to them (reading that many rows from
         the memory map would cost more than the unfiltered search)."""
-        candidates = self.allowed(row)
-        depth = min(row.offset + row.k, len(candidates))
+        mask = self.passing(row)
+        passing = int(mask.sum())
+        depth = min(row.offset + row.k, passing)
         if depth == 0:
             return NO_ROWS, np.zeros(0, np.float32)
-        if isinstance(self.searcher, IvfSearch) and len(candidates) > self.exact_filter_max:
-            index, scores = self.searcher.search_within(query, depth, candidates)
+        if isinstance(self.searcher, IvfSearch) and passing > self.exact_filter_max:
+            index, scores = self.searcher.search_within(query, depth, mask)
             return index[row.offset:], scores[row.offset:]
+        candidates = np.flatnonzero(mask)
         scores = np.asarray(self.vectors[candidates], dtype=np.float32) @ query
         top = top_rows(scores, depth)[row.offset:]
         return candidates[top], scores[top]
