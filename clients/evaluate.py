@@ -451,10 +451,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--k must be at least 1")
     try:
         evaluate(args.queries, args.url, args.k, args.out, args.catalog, args.sheet_queries, args.limit, args.timeout)
-    except SearchError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except ValueError as err:
+    except (SearchError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -557,8 +557,9 @@ def _restarting(run_dir: Path, timeout_s: float = 300.0) -> dict | None:
     supervisor = state.get("supervisor_pid")
     deadline = time.monotonic() + timeout_s
     while supervisor and pid_alive(int(supervisor)) and time.monotonic() < deadline:
-        if read_state(run_dir) is not None:
-            return read_state(run_dir)
+        state = read_state(run_dir)
+        if state is not None:
+            return state
         time.sleep(0.5)
     return read_state(run_dir)
 

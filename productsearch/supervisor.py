@@ -363,9 +363,12 @@ def main(argv: list[str] | None = None) -> int:
     def log(line: str) -> None:
         print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}", flush=True)
 
-    supervisor = Supervisor(args.url, admin_headers(admin_key(args.run_dir)), args.pid, args.interval,
-                            args.probe_every, max_shm_mb=args.max_shm_mb, liveness_every_s=args.liveness_every,
-                            wedge_timeout_s=args.wedge_timeout, client_options=tls, log=log)
+    def watch(url: str, headers: dict[str, str], pid: int | None, client_options: dict) -> Supervisor:
+        return Supervisor(url, headers, pid, args.interval, args.probe_every, max_shm_mb=args.max_shm_mb,
+                          liveness_every_s=args.liveness_every, wedge_timeout_s=args.wedge_timeout,
+                          client_options=client_options, log=log)
+
+    supervisor = watch(args.url, admin_headers(admin_key(args.run_dir)), args.pid, tls)
     log(f"supervisor: watching tritonserver {args.url} (pid {args.pid})")
     signal.signal(signal.SIGTERM, _exit_on_sigterm)  # `make stop`: leave run() (or a restart) at once
     restarts, child = Backoff(max_s=args.max_backoff), None
@@ -379,18 +382,15 @@ def main(argv: list[str] | None = None) -> int:
                 child.stop()
             if not args.restart or args.pid is None:
                 return 0
-            log(f"supervisor: {exit_reason(args.run_dir)}; starting it again"
-                f"{f' in {restarts.delay_s():.0f} s' if restarts.delay_s() else ''}")
-            time.sleep(restarts.next())
+            delay = restarts.next()
+            log(f"supervisor: {exit_reason(args.run_dir)}; starting it again{f' in {delay:.0f} s' if delay else ''}")
+            time.sleep(delay)
             server = restart_with_retries(args.run_dir, log, restarts)
             if server is None:
                 log("supervisor: the service was stopped; exiting")
                 return 0
             args.pid, child = server.pid, server
-            supervisor = Supervisor(server.grpc_url, server.admin_headers, server.pid, args.interval,
-                                    args.probe_every, max_shm_mb=args.max_shm_mb,
-                                    liveness_every_s=args.liveness_every, wedge_timeout_s=args.wedge_timeout,
-                                    client_options=server.client_options, log=log)
+            supervisor = watch(server.grpc_url, server.admin_headers, server.pid, server.client_options)
     except (KeyboardInterrupt, SystemExit):
         return 0
 
@@ -407,16 +407,11 @@ class Backoff:
         self.max_s, self.calm_s = max_s, calm_s
         self._streak, self._last = 0, -1e9
 
-    def delay_s(self) -> float:
-        streak = self._streak + 1 if time.monotonic() - self._last < self.calm_s else 0
-        return 0.0 if streak == 0 else min(self.max_s, 2.0 ** streak)
-
     def next(self) -> float:
         """The delay for this restart; counts it."""
-        delay = self.delay_s()
-        self._streak = self._streak + 1 if delay else 0
+        self._streak = self._streak + 1 if time.monotonic() - self._last < self.calm_s else 0
         self._last = time.monotonic()
-        return delay
+        return 0.0 if self._streak == 0 else min(self.max_s, 2.0 ** self._streak)
 
 
 def restart_with_retries(run_dir: Path, log, backoff: Backoff):
