@@ -57,7 +57,7 @@ assert numpy.__version__.startswith('1.'), numpy.__version__"
 WORKDIR /workspace
 
 # The package first (editable, no deps): model.py files and the clients `import productsearch`.
-# Editable in compat mode like the Makefile, so productsearch.launcher's REPO_ROOT is
+# Editable in compat mode like the Makefile, so productsearch.control.paths' REPO_ROOT is
 # /workspace: its default model repository and run/ (admin key) are the compose volumes.
 COPY pyproject.toml ./
 COPY productsearch/ productsearch/

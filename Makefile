@@ -9,7 +9,7 @@ BUILT := model_repository/image_encoder/1/image_tower/config.json
 .PHONY: demo test install models serve stop status index clean loadtest bench evaluate
 
 demo: models  ## build (once), serve, index (once), run example searches
-	$(PY) -m clients.demo
+	$(PY) -m productsearch.control.demo
 
 test: models  ## unit + integration tests against a real tritonserver
 	$(PY) -m pytest -q
@@ -29,23 +29,23 @@ $(BUILT): $(INSTALLED)
 	$(PY) build_models.py --preset demo
 
 serve: models  ## start Triton in the background if it is not up (idempotent)
-	$(PY) -m productsearch.launcher start
+	$(PY) -m productsearch.control.launcher start
 
 stop:  ## stop the background Triton (by PID) and wait for it to exit
-	$(PY) -m productsearch.launcher stop
+	$(PY) -m productsearch.control.launcher stop
 
 status:
-	$(PY) -m productsearch.launcher status
+	$(PY) -m productsearch.control.launcher status
 
 index: serve  ## (re-)index the demo catalog into the latest generation
-	$(PY) -m clients.index $(CATALOG)
+	$(PY) -m productsearch.control.indexer $(CATALOG) --url $(shell $(PY) -m productsearch.control.launcher url)
 
 clean: stop
 	rm -rf run data model_repository/*/[0-9]*/text_model model_repository/*/[0-9]*/image_tower model_repository/scorer/[0-9]*/catalog*
 
 USERS ?= 16
 DURATION ?= 60s
-LOCUST_HOST ?= 127.0.0.1:$(or $(TRITON_GRPC_PORT),8001)
+LOCUST_HOST ?= $(shell $(PY) -m productsearch.control.launcher url)
 loadtest: serve  ## headless Locust against the background server (UI=1: web UI on :8089 instead)
 	$(PY) -m locust -f loadtest/locustfile.py --host $(LOCUST_HOST) $(if $(UI),,--headless -u $(USERS) -r $(USERS) -t $(DURATION) --only-summary)
 
@@ -56,5 +56,5 @@ bench: models  ## latency/throughput harness on a private server (~10 min; BENCH
 QUERIES ?= data/demo_queries.jsonl
 EVAL_ARGS ?=
 evaluate: serve  ## Recall/nDCG/MRR@10 of the served search on a query set (default: demo held-out); report in run/evaluate/
-	$(PY) -m clients.evaluate --make-demo-queries data/demo_queries.jsonl
-	$(PY) -m clients.evaluate $(QUERIES) --url 127.0.0.1:$(or $(TRITON_GRPC_PORT),8001) $(EVAL_ARGS)
+	$(PY) -m productsearch.build.demo_queries data/demo_queries.jsonl
+	$(PY) -m clients.evaluate $(QUERIES) --url $(shell $(PY) -m productsearch.control.launcher url) --catalog $(CATALOG) $(EVAL_ARGS)

@@ -1,9 +1,7 @@
-"""The main job behind `make demo`: serve, index the demo catalog, run example searches.
+"""Example searches against a running service: a text, an image, a text+image and a filtered
+query, and a "more like this" recommendation (what `make demo` shows once the catalog serves).
 
-Starts Triton in the background (or reuses the running one), brings back the generation that
-served last; if the newest built generation is not serving yet, indexes the demo catalog through
-its `encode_product` and swaps `search` to it; then runs a text, an image, a text+image and a
-filtered query and a "more like this", and prints the top products. Triton keeps serving.
+    python -m clients.demo data/demo_catalog/catalog.jsonl --url localhost:8001
 """
 from __future__ import annotations
 
@@ -12,60 +10,45 @@ import json
 import sys
 from pathlib import Path
 
-from clients.index import DEFAULT_REPOSITORY, index_and_serve
-from clients.search import Filters, SearchClient, format_result
-from productsearch.launcher import TritonServer, admin_headers, start_background
-from productsearch.deploy import Deployer
-from productsearch.repository import latest_generation
-
-DEFAULT_CATALOG = Path(__file__).resolve().parent.parent / "data" / "demo_catalog" / "catalog.jsonl"
+from clients.connection import TlsOptions, add_connection_arguments, tls_from_args
+from clients.contract import Filters
+from clients.search import SearchClient, format_result
 
 
 def pick_example_product(catalog_path: Path) -> dict:
     """A product of a held-out combination (never seen in training) for the photo queries."""
-    products = [json.loads(line) for line in catalog_path.read_text().splitlines() if line]
+    products = [json.loads(line) for line in Path(catalog_path).read_text().splitlines() if line]
     photo = next((p for p in products if p.get("heldout")), products[0])
     image = Path(photo["image"])
-    photo["image"] = str(image if image.is_absolute() else catalog_path.parent / image)
+    photo["image"] = str(image if image.is_absolute() else Path(catalog_path).parent / image)
     return photo
+
+
+def run_examples(url: str, catalog_path: Path, top_k: int = 5, tls: TlsOptions | None = None, out=print) -> None:
+    photo = pick_example_product(catalog_path)
+    words = f"{photo['color']} {photo['pattern']} {photo['category']}"
+    examples = [
+        ("text", dict(text="red striped t-shirt")),
+        (f"image of {photo['id']} ({photo['title']}, a held-out combination)", dict(image=photo["image"])),
+        (f"image of {photo['id']} + the words '{words}'", dict(text=words, image=photo["image"])),
+        ("text, only dresses up to 30.00", dict(text="striped summer outfit",
+                                               filters=Filters(categories=["dress"], price_max=30.0))),
+    ]
+    with SearchClient(url, tls=tls) as client:
+        for label, query in examples:
+            out(f"\n== {label}")
+            out(format_result(client.search(top_k=top_k, **query)))
+        out(f"\n== recommend: more like {photo['id']} ({photo['title']})")
+        out(format_result(client.recommend([photo["id"]], top_k=top_k)))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m clients.demo", description=__doc__.split("\n")[0])
-    parser.add_argument("--catalog", type=Path, default=DEFAULT_CATALOG)
-    parser.add_argument("--model-repository", type=Path, default=DEFAULT_REPOSITORY)
+    parser.add_argument("catalog", type=Path, help="the demo catalog.jsonl (for the example photo)")
     parser.add_argument("--top-k", type=int, default=5)
+    add_connection_arguments(parser)
     args = parser.parse_args(argv)
-
-    repo = args.model_repository
-    state = start_background(TritonServer(model_repository=repo))
-    url = f"{state['host']}:{state['grpc_port']}"
-    print(f"Triton serving on {url} (pid {state['pid']}, log {state['log_file']})")
-    generation = latest_generation(repo)
-    with Deployer(url, repo, admin_headers()) as deployer:
-        serving = deployer.serving_generation() or deployer.restore()
-        if serving != generation:
-            index_and_serve(args.catalog, url, repo, generation)
-        else:
-            print(f"generation {generation} is built, indexed and serving; reusing it")
-
-    photo = pick_example_product(args.catalog)
-    examples = [
-        ("text", dict(text="red striped t-shirt")),
-        (f"image of {photo['id']} ({photo['title']}, a held-out combination)", dict(image=photo["image"])),
-        (f"image of {photo['id']} + the words '{photo['color']} {photo['pattern']} {photo['category']}'",
-         dict(text=f"{photo['color']} {photo['pattern']} {photo['category']}", image=photo["image"])),
-    ]
-    examples.append(("text, only dresses up to 30.00", dict(text="striped summer outfit",
-                                                           filters=Filters(categories=["dress"], price_max=30.0))))
-    with SearchClient(url) as client:
-        for label, query in examples:
-            print(f"\n== {label}")
-            print(format_result(client.search(top_k=args.top_k, **query)))
-        print(f"\n== recommend: more like {photo['id']} ({photo['title']})")
-        print(format_result(client.recommend([photo["id"]], top_k=args.top_k)))
-    print(f"\nTriton keeps serving on {url}: try `.venv/bin/python -m clients.search \"blue mug\"`; "
-          "stop it with `make stop`.")
+    run_examples(args.url, args.catalog, args.top_k, tls_from_args(args))
     return 0
 
 

@@ -26,18 +26,21 @@ import threading
 import time
 from pathlib import Path
 
-from clients.index import index_and_serve
+from productsearch.control.indexer import index_and_serve
 from clients.search import SearchClient, SearchError
-from loadtest.bench import prepare_repository, publish
+from loadtest.private_server import prepare_repository
+from loadtest.report import publish
 from loadtest.search_load import SearchLoad
 from loadtest.workload import DEMO_CATALOG, ROOT
-from productsearch.launcher import admin_headers, admin_key, free_ports, read_state
+from productsearch.control.admin import admin_headers, admin_key
+from productsearch.control.processes import free_ports
+from productsearch.control.service import read_state
 
 PHOTO = ROOT / "data" / "demo_catalog" / "images" / "P00001.png"
 
 
 def launcher(action: str, run_dir: Path, repository: Path | None = None, ports=()) -> str:
-    cmd = [sys.executable, "-m", "productsearch.launcher", action, "--run-dir", str(run_dir)]
+    cmd = [sys.executable, "-m", "productsearch.control.launcher", action, "--run-dir", str(run_dir)]
     if repository is not None:
         cmd += ["--model-repository", str(repository), "--http-port", str(ports[0]),
                 "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2])]

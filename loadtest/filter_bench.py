@@ -21,10 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from loadtest.bench import WORK_DIR, point_catalog, prepare_repository, publish
+from loadtest.private_server import prepare_repository
+from loadtest.report import publish
+from loadtest.scale import WORK_DIR
+from productsearch.catalog.files import point_catalog
 from loadtest.synthetic import synthetic_catalog
-from productsearch.backends.scorer import RowQuery, ScorerModel
-from productsearch.catalog_store import open_catalog
+from productsearch.runtime.scorer import RowQuery, ScorerModel
+from productsearch.catalog.files import open_catalog
 
 
 def scorer_over(catalog_root: Path, work: Path) -> ScorerModel:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import json
 import random
 import shutil
 import sys
@@ -26,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from loadtest.bench import TABLE_HEADER, machine_line, run_load
+from loadtest.harness import TABLE_HEADER, run_load
+from loadtest.report import machine_line
 from loadtest.workload import ROOT, Workload
 
 SOURCE = ROOT / "model_repository"
@@ -34,7 +34,8 @@ SOURCE = ROOT / "model_repository"
 
 def demo_workload(images: int = 64, seed: int = 0) -> Workload:
     """Queries from the demo vocabulary and fresh renders (no catalog files needed)."""
-    from productsearch.catalog import CATEGORIES, COLORS, PATTERNS, render_product
+    from productsearch.catalog.demo_generator import CATEGORIES, COLORS, PATTERNS
+    from productsearch.catalog.demo_render import render_product
 
     rng = random.Random(seed)
     texts = [f"{c} {p} {k}" for k in CATEGORIES for c in COLORS for p in PATTERNS]
@@ -53,11 +54,12 @@ def prepare_repository(target: Path, device: str, catalog_size: int, seed: int =
     import torch
     from transformers import AutoConfig, AutoModel
 
-    from productsearch.catalog_store import write_catalog
-    from productsearch.fusion import normalize
-    from productsearch.generations import record_catalog, record_encoders, write_serving
-    from productsearch.repository import write_device_configs
-    from productsearch.towers import ImageTower, minilm_dir
+    from productsearch.catalog.files import write_catalog
+    from productsearch.runtime.fusion import normalize
+    from productsearch.control.generations import record_catalog, record_encoders, write_serving
+    from productsearch.control.device_configs import write_device_configs
+    from productsearch.encoders.resnet_tower import ImageTower
+    from productsearch.encoders.minilm import minilm_dir
 
     torch.manual_seed(seed)
     for model_dir in SOURCE.iterdir():
@@ -96,7 +98,7 @@ def prepare_repository(target: Path, device: str, catalog_size: int, seed: int =
 
 
 def batching_config(repository: Path, model: str, enabled: bool) -> str:
-    from productsearch.deploy import read_config, to_json
+    from productsearch.control.deploy import read_config, to_json
 
     config = read_config(repository, model)
     config.version_policy.specific.versions[:] = [1]
@@ -116,9 +118,9 @@ def in_process_text_search(repository: Path, device: str, workload: Workload, ba
     """Queries/s for text search in one process: tokenize+encode, fuse, score, top-k."""
     import torch
 
-    from productsearch.catalog_store import load_catalog
-    from productsearch.checkpoints import load_text_tower
-    from productsearch.fusion import fuse
+    from productsearch.catalog.files import load_catalog
+    from productsearch.encoders.loading import load_text_tower
+    from productsearch.runtime.fusion import fuse
 
     torch_device = "cuda" if device == "gpu" else "cpu"
     tower = load_text_tower(repository / "text_encoder" / "1", torch_device, "fp16" if device == "gpu" else "fp32")
@@ -159,8 +161,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import tritonclient.grpc as grpcclient
 
-    from productsearch.deploy import Deployer
-    from productsearch.launcher import TritonServer, free_ports
+    from productsearch.control.deploy import Deployer
+    from productsearch.control.server import TritonServer
+    from productsearch.control.processes import free_ports
 
     requests = 20 if args.quick else args.requests
     concurrencies = (1, 16) if args.quick else (1, 16, 64)
@@ -219,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.write_text(report + "\n")
     if args.write:
-        from loadtest.bench import record
+        from loadtest.report import record
 
         record(f"gpu-{args.device}", report)
     print(f"machine: {machine_line()}")

@@ -9,16 +9,16 @@ from pathlib import Path
 
 import numpy as np
 
-from productsearch.backends.scorer import RowQuery
-from productsearch.fusion import DEFAULT_TEXT_WEIGHT, fuse
+from productsearch.runtime.scorer import RowQuery
+from productsearch.runtime.fusion import DEFAULT_TEXT_WEIGHT, fuse
 
 
 def load_text_tower(version_dir: Path):
     """The text tower exactly as the text_encoder model loads it."""
     try:
-        from productsearch.checkpoints import load_text_tower as load
+        from productsearch.encoders.loading import load_text_tower as load
     except ImportError:  # older layout: the demo tower only
-        from productsearch.towers import TextTower
+        from productsearch.encoders.minilm import TextTower
 
         return TextTower.load(Path(version_dir) / "text_model")
     return load(Path(version_dir), "cpu", "fp32")
@@ -27,7 +27,7 @@ def load_text_tower(version_dir: Path):
 def config_parameters(repository: Path, model: str) -> dict:
     from google.protobuf import json_format
 
-    from productsearch.deploy import read_config
+    from productsearch.control.deploy import read_config
 
     config = json_format.MessageToDict(read_config(repository, model), preserving_proto_field_name=True)
     return {"parameters": config.get("parameters", {})}
@@ -35,7 +35,7 @@ def config_parameters(repository: Path, model: str) -> dict:
 
 def scorer_in_process(repository: Path, generation: int):
     """A ScorerModel over generation N's catalog with the served config's parameters."""
-    from productsearch.backends.scorer import ScorerModel
+    from productsearch.runtime.scorer import ScorerModel
 
     model = ScorerModel()
     model.initialize({
@@ -51,7 +51,7 @@ class TextSearchPipeline:
     def __init__(self, repository: Path, generation: int, threads: int):
         import torch
 
-        from productsearch.backends.text_encoder import MAX_TOKENS
+        from productsearch.runtime.limits import MAX_TOKENS
 
         import transformers
 

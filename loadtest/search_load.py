@@ -9,7 +9,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from clients.search import SearchClient, SearchError, SearchResult
+from clients.search import SearchClient, SearchError
+from clients.contract import SearchResult
 
 QUERIES = ("red mug", "blue striped t-shirt", "black sneakers", "green hat", "pink polka-dot dress")
 

@@ -19,14 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-from clients.index import index_and_serve
-from loadtest.bench import publish
+from productsearch.control.indexer import index_and_serve
+from loadtest.report import publish
 from loadtest.search_load import SearchLoad
 from loadtest.workload import DEMO_CATALOG, ROOT
-from productsearch.deploy import Deployer
-from productsearch.generations import clone_encoders
-from productsearch.launcher import TritonServer, free_ports
-from productsearch.repository import link_repository
+from productsearch.control.deploy import Deployer
+from productsearch.control.generations import clone_encoders
+from productsearch.control.server import TritonServer
+from productsearch.control.processes import free_ports
+from productsearch.control.repository import link_repository
 
 def catalog_variant(path: Path, prefix: str, count: int) -> Path:
     with open(path, "w") as out:

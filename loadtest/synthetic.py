@@ -8,7 +8,7 @@ neighbours -- while filling the space between products, so that a query's top 10
 sources and straddle IVF cells (noisy copies of single products alone made recall trivially
 high: a query's neighbours were all copies of one product, in one cell). Ids are
 ``S0000000``...; title, category and price are its main source's (for the filter benchmark).
-Catalogs are cached (catalog_store layout, checksummed) in run/bench/catalogs, with any index
+Catalogs are cached (catalog/files.py layout, checksummed) in run/bench/catalogs, with any index
 the scorer or the bench builds beside them, so only the first run pays for generation.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from productsearch.catalog_store import CatalogError, CatalogView, open_catalog, write_catalog
+from productsearch.catalog.files import CatalogError, CatalogView, open_catalog, write_catalog
 
 CHUNK = 65536
 

@@ -11,8 +11,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from productsearch.launcher import TritonServer, free_ports  # noqa: E402
-from productsearch.repository import built_generations, link_repository  # noqa: E402
+from productsearch.control.server import TritonServer  # noqa: E402
+from productsearch.control.processes import free_ports  # noqa: E402
+from productsearch.control.repository import built_generations, link_repository  # noqa: E402
 
 MODEL_REPOSITORY = ROOT / "model_repository"
 DEMO_CATALOG = ROOT / "data" / "demo_catalog" / "catalog.jsonl"
@@ -34,7 +35,7 @@ def start_server(repository: Path, log_file: Path, load: list[str], extra_args: 
 def triton(tmp_path_factory):
     """A real tritonserver serving the demo generation with the demo catalog indexed through it."""
     require_built()
-    from clients.index import index_and_serve
+    from productsearch.control.indexer import index_and_serve
 
     root = tmp_path_factory.mktemp("triton")
     repository = link_repository(MODEL_REPOSITORY, root / "model_repository", generations=[1])
@@ -58,7 +59,7 @@ def small_catalog_repository(triton, tmp_path_factory) -> Path:
     and a catalog smaller than TOP_K's limit."""
     import json
 
-    from clients.index import index_catalog
+    from productsearch.control.indexer import index_catalog
 
     root = tmp_path_factory.mktemp("small_catalog")
     catalog = root / "catalog.jsonl"

@@ -7,7 +7,7 @@ import psutil
 def server_memory_mb(pid: int) -> dict[str, float]:
     """RSS and PSS (shared pages split between their users) of tritonserver and its stubs, and
     the RAM their python-backend shared-memory regions hold in /dev/shm, in MB."""
-    from productsearch.supervisor import stub_processes
+    from productsearch.control.processes import stub_processes
 
     server = psutil.Process(pid)
     rss = pss = 0

@@ -13,7 +13,7 @@ VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_att
 def tokenizer():
     from transformers import BertTokenizerFast
 
-    from productsearch.towers import minilm_dir
+    from productsearch.encoders.minilm import minilm_dir
 
     return BertTokenizerFast.from_pretrained(str(minilm_dir()))
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import build_models
-from clients.index import index_and_serve
+from productsearch.control.indexer import index_and_serve
 from clients.search import SearchClient
-from productsearch.checkpoints import load_image_tower, load_text_tower
-from productsearch.repository import link_repository
+from productsearch.encoders.loading import load_image_tower, load_text_tower
+from productsearch.control.repository import link_repository
 from tests.conftest import DEMO_CATALOG, MODEL_REPOSITORY, require_built, start_server
 from tests.tiny_checkpoints import tiny_bert, tiny_chinese_clip, tiny_clip
 

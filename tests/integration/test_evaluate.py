@@ -9,7 +9,8 @@ import sys
 import pytest
 from PIL import Image
 
-from clients.evaluate import KINDS, evaluate, make_demo_queries
+from clients.evaluate import KINDS, evaluate
+from productsearch.build.demo_queries import make_demo_queries
 from tests.conftest import DEMO_CATALOG, ROOT
 
 pytestmark = pytest.mark.integration

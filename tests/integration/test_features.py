@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clients.search import Filters, SearchClient, SearchError
+from clients.contract import Filters
+from clients.search import SearchClient, SearchError
 
 pytestmark = pytest.mark.integration
 

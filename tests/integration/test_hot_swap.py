@@ -8,12 +8,12 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from clients.index import index_and_serve
+from productsearch.control.indexer import index_and_serve
 from clients.search import SearchClient
 from loadtest.search_load import QUERIES, SearchLoad
-from productsearch.deploy import Deployer, DeployError
-from productsearch.generations import clone_encoders, record_encoders
-from productsearch.repository import link_repository
+from productsearch.control.deploy import Deployer, DeployError
+from productsearch.control.generations import clone_encoders, record_encoders
+from productsearch.control.repository import link_repository
 from tests.conftest import DEMO_CATALOG, MODEL_REPOSITORY, require_built, start_server
 
 pytestmark = pytest.mark.integration
@@ -116,8 +116,8 @@ def test_a_generation_that_fails_to_load_never_touches_the_ensembles(swap_server
     record_encoders(repository, 4, {"test": "broken image tower"})
     write_catalog_variant(repository.parent / "catalog4.jsonl", "G4-", 20, 0)
     # generation 4's catalog: valid files (from generation 1's embeddings); only its tower is broken
-    from productsearch.catalog_store import load_catalog, write_catalog
-    from productsearch.generations import record_catalog
+    from productsearch.catalog.files import load_catalog, write_catalog
+    from productsearch.control.generations import record_catalog
 
     catalog = load_catalog(repository / "scorer" / "1")
     write_catalog(repository / "scorer" / "4", catalog.embeddings[:20],

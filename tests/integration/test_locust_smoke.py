@@ -35,7 +35,7 @@ def test_locust_web_ui_swarms_and_exits_cleanly(triton):
     import urllib.parse
     import urllib.request
 
-    from productsearch.launcher import free_ports
+    from productsearch.control.processes import free_ports
 
     port, = free_ports(1)
     base = f"http://127.0.0.1:{port}"

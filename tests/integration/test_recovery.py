@@ -1,4 +1,4 @@
-"""Faults in the service the launcher runs (`make serve` = `python -m productsearch.launcher
+"""Faults in the service the launcher runs (`make serve` = `python -m productsearch.control.launcher
 start`), on a private run directory, repository and ports: a python stub killed mid-load, large
 uploads growing shared memory, tritonserver killed and started again."""
 from __future__ import annotations
@@ -16,11 +16,13 @@ import pytest
 
 from clients.search import DEAD_STUB, SearchClient, SearchError
 from loadtest.search_load import QUERIES, SearchLoad
-from productsearch.deploy import Deployer
-from productsearch.generations import read_serving, verify_generation
-from productsearch.launcher import admin_headers, admin_key, free_ports, pid_alive, read_state
-from productsearch.repository import link_repository
-from productsearch.supervisor import stub_processes
+from productsearch.control.deploy import Deployer
+from productsearch.control.generations import read_serving, verify_generation
+from productsearch.control.admin import admin_headers, admin_key
+from productsearch.control.processes import free_ports, pid_alive
+from productsearch.control.service import read_state
+from productsearch.control.repository import link_repository
+from productsearch.control.processes import stub_processes
 from tests.conftest import ROOT, SMALL_CATALOG_SIZE
 from tests.process_memory import server_memory_mb
 
@@ -34,7 +36,7 @@ class Service:
     ports: list[int]
 
     def launcher(self, action: str) -> subprocess.CompletedProcess:
-        cmd = [sys.executable, "-m", "productsearch.launcher", action, "--run-dir", str(self.run_dir)]
+        cmd = [sys.executable, "-m", "productsearch.control.launcher", action, "--run-dir", str(self.run_dir)]
         if action == "start":
             cmd += ["--model-repository", str(self.repository), "--http-port", str(self.ports[0]),
                     "--grpc-port", str(self.ports[1]), "--metrics-port", str(self.ports[2])]

@@ -16,7 +16,7 @@ from PIL import Image
 from tritonclient.utils import InferenceServerException
 
 from clients.search import SearchClient, SearchError
-from productsearch.launcher import free_ports
+from productsearch.control.processes import free_ports
 from tests.process_memory import server_memory_mb
 
 pytestmark = pytest.mark.integration

@@ -14,8 +14,9 @@ import psutil
 import pytest
 
 from clients.search import SearchClient, SearchError
-from productsearch.launcher import free_ports, read_state
-from productsearch.repository import link_repository
+from productsearch.control.processes import free_ports
+from productsearch.control.service import read_state
+from productsearch.control.repository import link_repository
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
@@ -60,7 +61,7 @@ def tls_service(small_catalog_repository, pki, tmp_path_factory):
     run_dir = root / "run"
     http, grpc, metrics = free_ports(3)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TRITON_", "PRODUCTSEARCH_ADMIN_KEY"))}
-    launcher = [sys.executable, "-m", "productsearch.launcher"]
+    launcher = [sys.executable, "-m", "productsearch.control.launcher"]
     started = subprocess.run(
         [*launcher, "start", "--model-repository", str(repository), "--run-dir", str(run_dir),
          "--host", "0.0.0.0", "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics),

@@ -203,7 +203,7 @@ def test_clients_wait_for_a_healthy_triton(compose):
     services = compose["services"]
     assert services["indexer"]["depends_on"]["triton"]["condition"] == "service_healthy"
     assert "triton:8001" in service_command(services["indexer"])
-    assert "clients.index" in service_command(services["indexer"])
+    assert "productsearch.control.indexer" in service_command(services["indexer"])
     assert services["locust"]["depends_on"]["triton"]["condition"] == "service_healthy"
     assert services["locust"]["depends_on"]["indexer"]["condition"] == "service_completed_successfully"
     assert "loadtest/locustfile.py" in service_command(services["locust"])

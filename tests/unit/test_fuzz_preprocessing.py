@@ -20,9 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from productsearch.backends.common import RequestError, run_batched
-from productsearch.backends.text_encoder import MAX_TEXT_BYTES, decode_texts
-from productsearch.imaging import ALLOWED_FORMATS, InvalidImage, decode_image
+from productsearch.runtime.model_io import RequestError, run_batched
+from productsearch.runtime.limits import MAX_TEXT_BYTES
+from productsearch.runtime.text_input import decode_texts
+from productsearch.runtime.image_input import ALLOWED_FORMATS, InvalidImage, decode_image
 
 FUZZ = settings(max_examples=400, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow])
@@ -123,7 +124,7 @@ def tokenizer():
 @given(texts=st.lists(st.text(max_size=600), min_size=1, max_size=4))
 def test_tokenizer_takes_any_unicode_and_cuts_at_max_tokens(tokenizer, texts):
     """What text_encoder does with decoded strings (MAX_TOKENS 128): never raises, never longer."""
-    from productsearch.backends.text_encoder import MAX_TOKENS
+    from productsearch.runtime.limits import MAX_TOKENS
 
     batch = tokenizer(texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="np")
     assert batch["input_ids"].shape[0] == len(texts) and batch["input_ids"].shape[1] <= MAX_TOKENS
@@ -178,7 +179,7 @@ def test_a_bad_or_crashing_request_fails_alone_and_the_rest_is_computed_in_one_o
 @FUZZ
 @given(st.lists(st.tuples(st.binary(max_size=MAX_TEXT_BYTES + 64), st.binary(max_size=256)), min_size=1, max_size=4))
 def test_query_gate_passes_or_raises_request_error(rows):
-    from productsearch.backends.query_gate import check_rows
+    from productsearch.runtime.query_gate import check_rows
 
     texts = np.array([[t] for t, _ in rows], dtype=object)
     images = np.array([[i] for _, i in rows], dtype=object)

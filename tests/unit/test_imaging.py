@@ -3,7 +3,7 @@ import io
 import pytest
 from PIL import Image
 
-from productsearch.imaging import InvalidImage, decode_image
+from productsearch.runtime.image_input import InvalidImage, decode_image
 
 
 def encoded(image: Image.Image, fmt: str) -> bytes:

@@ -14,9 +14,12 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from clients.search import is_retryable
-from productsearch.launcher import (SHM_PREFIX, GrpcTls, LauncherError, TritonInstall, TritonServer, server_state,
-                                    clean_stale_shm, server_from_state)
-from productsearch.supervisor import Backoff, exit_reason, probe_inputs
+from productsearch.control.processes import SHM_PREFIX, clean_stale_shm
+from productsearch.control.server import GrpcTls, TritonServer
+from productsearch.control.triton_install import LauncherError, TritonInstall
+from productsearch.control.service import server_state, server_from_state
+from productsearch.control.service import Backoff, exit_reason
+from productsearch.control.supervisor import probe_inputs
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON_MODELS = ("query_gate", "text_encoder", "image_encoder", "fusion", "scorer")
@@ -68,7 +71,7 @@ def test_the_server_binds_to_loopback_by_default():
 
 
 def test_the_launcher_cli_defaults_to_loopback(monkeypatch):
-    from productsearch import launcher
+    from productsearch.control import launcher
 
     monkeypatch.delenv("TRITON_HOST", raising=False)
     seen = {}
@@ -185,8 +188,8 @@ def test_no_secret_is_tracked_by_git():
 def test_the_query_gate_refuses_before_any_encoder(text, image, message):
     import numpy as np
 
-    from productsearch.backends.common import RequestError
-    from productsearch.backends.query_gate import check_rows
+    from productsearch.runtime.model_io import RequestError
+    from productsearch.runtime.query_gate import check_rows
 
     with pytest.raises(RequestError, match=message):
         check_rows(np.array([[text]], dtype=object), np.array([[image]], dtype=object))

@@ -4,10 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from productsearch.backends.common import RequestError
-from productsearch.backends.scorer import RowQuery, ScorerModel, check_top_k
-from productsearch.catalog_store import CatalogError, load_catalog, write_catalog
-from productsearch.fusion import normalize
+from productsearch.runtime.model_io import RequestError
+from productsearch.runtime.scorer import RowQuery, ScorerModel, check_top_k
+from productsearch.catalog.files import CatalogError, load_catalog, write_catalog
+from productsearch.runtime.fusion import normalize
 
 
 @pytest.fixture

@@ -8,11 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from productsearch.backends import scorer as scorer_module
-from productsearch.backends.common import RequestError
-from productsearch.backends.scorer import MAX_DEPTH, RECENCY_DECAY, ScorerModel
-from productsearch.catalog_store import write_catalog
-from productsearch.fusion import normalize
+from productsearch.runtime import scorer as scorer_module
+from productsearch.runtime.model_io import RequestError
+from productsearch.runtime.limits import MAX_DEPTH
+from productsearch.runtime.scorer import RECENCY_DECAY, ScorerModel
+from productsearch.catalog.files import write_catalog
+from productsearch.runtime.fusion import normalize
 
 CATEGORIES = ["hat", "mug", "watch", "dress", "jeans", "bag"]
 COUNT, DIM = 3000, 32

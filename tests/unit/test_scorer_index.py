@@ -5,10 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from productsearch.backends import scorer as scorer_module
-from productsearch.backends.scorer import RowQuery, ScorerModel
-from productsearch.catalog_store import IndexSpec, StringColumn, index_path, open_catalog, write_catalog
-from productsearch.fusion import normalize
+from productsearch.catalog import ann as ann_module
+from productsearch.runtime.scorer import RowQuery, ScorerModel
+from productsearch.catalog.ann import IndexSpec, index_path
+from productsearch.catalog.columns import StringColumn
+from productsearch.catalog.files import open_catalog, write_catalog
+from productsearch.runtime.fusion import normalize
 
 COUNT, DIM = 20_000, 64
 
@@ -57,7 +59,7 @@ def test_indexed_search_recall_against_brute_force_and_persisted_index(catalog, 
     def no_rebuild(*args, **kwargs):
         raise AssertionError("the persisted index should have been loaded")
 
-    monkeypatch.setattr(scorer_module, "build_index", no_rebuild)
+    monkeypatch.setattr(ann_module, "build_index", no_rebuild)
     again = make_scorer(root, exact_max_products=10_000, nprobe=12)
     assert [list(i) for i, _ in again.compute([RowQuery(q, 10) for q in queries[:5]])] == [list(i) for i, _ in results[:5]]
 

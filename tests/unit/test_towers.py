@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from productsearch import EMBED_DIM
-from productsearch.catalog import render_product
-from productsearch.towers import TEXT_MODEL_FILES, ImageTower, TextTower, minilm_dir
+from productsearch.encoders.minilm import MINILM_DIM as EMBED_DIM
+from productsearch.catalog.demo_render import render_product
+from productsearch.encoders.minilm import TEXT_MODEL_FILES, TextTower, minilm_dir
+from productsearch.encoders.resnet_tower import ImageTower
 
 TEXTS = [
     "red striped t-shirt",

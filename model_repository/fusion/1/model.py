@@ -1,2 +1,2 @@
-"""Triton python-backend entry point for `fusion`; the code lives in productsearch.backends.fusion (installed package)."""
-from productsearch.backends.fusion import FusionModel as TritonPythonModel  # noqa: F401
+"""Triton python-backend entry point for `fusion` (copied into every version N = generation N); the code is productsearch.runtime.fusion in the installed package."""
+from productsearch.runtime.fusion import FusionModel as TritonPythonModel  # noqa: F401

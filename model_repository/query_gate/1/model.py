@@ -1,2 +1,2 @@
-"""Triton python-backend entry point for `query_gate`; the code lives in productsearch.backends.query_gate (installed package)."""
-from productsearch.backends.query_gate import QueryGateModel as TritonPythonModel  # noqa: F401
+"""Triton python-backend entry point for `query_gate` (copied into every version N = generation N); the code is productsearch.runtime.query_gate in the installed package."""
+from productsearch.runtime.query_gate import QueryGateModel as TritonPythonModel  # noqa: F401

@@ -1,2 +1,2 @@
-"""Triton python-backend entry point for `scorer`; the code lives in productsearch.backends.scorer (installed package)."""
-from productsearch.backends.scorer import ScorerModel as TritonPythonModel  # noqa: F401
+"""Triton python-backend entry point for `scorer` (copied into every version N = generation N); the code is productsearch.runtime.scorer in the installed package."""
+from productsearch.runtime.scorer import ScorerModel as TritonPythonModel  # noqa: F401

@@ -1,2 +1,2 @@
-"""Triton python-backend entry point for `text_encoder`; the code lives in productsearch.backends.text_encoder (installed package)."""
-from productsearch.backends.text_encoder import TextEncoderModel as TritonPythonModel  # noqa: F401
+"""Triton python-backend entry point for `text_encoder` (copied into every version N = generation N); the code is productsearch.runtime.text_encoder in the installed package."""
+from productsearch.runtime.text_encoder import TextEncoderModel as TritonPythonModel  # noqa: F401

@@ -1,0 +1,136 @@
+"""The public gRPC contract, written once: model and tensor names, how values are packed into
+tensors, the optional filters, and how an answer is read back.
+
+Every caller in the repository (search and catalog clients, the indexer, evaluation, Locust,
+benchmarks) builds its requests here, so a tensor name or shape changes in one place. Every
+model takes a batch dimension: one query (or product) is a row of shape [1, ...].
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+
+SEARCH, RECOMMEND, ENCODE_PRODUCT = "search", "recommend", "encode_product"
+RANKED_OUTPUTS = ("PRODUCT_IDS", "SCORES", "TITLES", "GENERATION")
+
+
+def bytes_tensor(name: str, value: bytes | str) -> grpcclient.InferInput:
+    """One BYTES element, shape [1, 1] (a query's text or image, a product's title)."""
+    return bytes_rows(name, [value])
+
+
+def bytes_rows(name: str, values: list[bytes | str]) -> grpcclient.InferInput:
+    """One BYTES element per row, shape [n, 1] (a batch of queries or products)."""
+    data = [v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in values]
+    tensor = grpcclient.InferInput(name, [len(data), 1], "BYTES")
+    tensor.set_data_from_numpy(np.array([[v] for v in data], dtype=object).reshape(len(data), 1))
+    return tensor
+
+
+def list_tensor(name: str, values: list[str]) -> grpcclient.InferInput:
+    """A list of strings for one row, shape [1, n] (ids, categories)."""
+    tensor = grpcclient.InferInput(name, [1, len(values)], "BYTES")
+    tensor.set_data_from_numpy(np.array([[str(v).encode("utf-8") for v in values]], dtype=object))
+    return tensor
+
+
+def number_tensor(name: str, value: float | int, datatype: str = "FP32") -> grpcclient.InferInput:
+    """One number, shape [1, 1]: FP32, INT32 or INT64."""
+    dtypes = {"FP32": np.float32, "INT32": np.int32, "INT64": np.int64}
+    tensor = grpcclient.InferInput(name, [1, 1], datatype)
+    tensor.set_data_from_numpy(np.array([[value]], dtype=dtypes[datatype]))
+    return tensor
+
+
+def floats_tensor(name: str, values: list[float]) -> grpcclient.InferInput:
+    """A list of FP32 values for one row, shape [1, n] (recommendation weights)."""
+    tensor = grpcclient.InferInput(name, [1, len(values)], "FP32")
+    tensor.set_data_from_numpy(np.array([values], dtype=np.float32))
+    return tensor
+
+
+def read_image(image: bytes | str | Path | None) -> bytes:
+    """Encoded image bytes from bytes or a file path; b"" (no image) for None."""
+    if image is None:
+        return b""
+    if isinstance(image, (bytes, bytearray)):
+        return bytes(image)
+    return Path(image).read_bytes()
+
+
+@dataclass
+class Filters:
+    """Which products may appear, applied before ranking. Empty fields filter nothing.
+    categories: any of these; price_min/price_max: inclusive (products without a price pass
+    no price filter); exclude_ids: never returned (ids not in the catalog are ignored)."""
+
+    categories: list[str] | None = None
+    price_min: float | None = None
+    price_max: float | None = None
+    exclude_ids: list[str] | None = None
+
+    def inputs(self) -> list[grpcclient.InferInput]:
+        inputs = []
+        if self.categories:
+            inputs.append(list_tensor("CATEGORIES", self.categories))
+        if self.price_min is not None:
+            inputs.append(number_tensor("PRICE_MIN", self.price_min))
+        if self.price_max is not None:
+            inputs.append(number_tensor("PRICE_MAX", self.price_max))
+        if self.exclude_ids:
+            inputs.append(list_tensor("EXCLUDE_IDS", self.exclude_ids))
+        return inputs
+
+
+def search_inputs(text: str | None = None, image: bytes | str | Path | None = None, top_k: int = 10,
+                  offset: int = 0, text_weight: float | None = None,
+                  filters: Filters | None = None) -> list[grpcclient.InferInput]:
+    """The inputs of one `search` query (an absent modality is an empty element)."""
+    inputs = [bytes_tensor("QUERY_TEXT", text or ""), bytes_tensor("QUERY_IMAGE", read_image(image)),
+              number_tensor("TOP_K", top_k, "INT32")]
+    if text_weight is not None:
+        inputs.append(number_tensor("TEXT_WEIGHT", text_weight))
+    return inputs + ranking_options(offset, filters)
+
+
+def recommend_inputs(item_ids: list[str], top_k: int = 10, weights: list[float] | None = None, offset: int = 0,
+                     filters: Filters | None = None) -> list[grpcclient.InferInput]:
+    """The inputs of one `recommend` call: seed product ids (most recent first), optional weights."""
+    inputs = [list_tensor("ITEM_IDS", list(item_ids)), number_tensor("TOP_K", top_k, "INT32")]
+    if weights is not None:
+        inputs.append(floats_tensor("ITEM_WEIGHTS", list(weights)))
+    return inputs + ranking_options(offset, filters)
+
+
+def ranking_options(offset: int, filters: Filters | None) -> list[grpcclient.InferInput]:
+    """OFFSET and the filters, shared by `search` and `recommend`."""
+    return ([number_tensor("OFFSET", offset, "INT32")] if offset else []) + (filters or Filters()).inputs()
+
+
+def encode_inputs(title: str, image: bytes) -> list[grpcclient.InferInput]:
+    """The inputs of one `encode_product` call (title and encoded image bytes)."""
+    return [bytes_tensor("TITLE", title), bytes_tensor("IMAGE", image)]
+
+
+@dataclass
+class SearchResult:
+    ids: list[str]
+    scores: list[float]
+    titles: list[str]
+    generation: int
+
+    def rows(self) -> list[tuple[str, float, str]]:
+        return list(zip(self.ids, self.scores, self.titles))
+
+    @classmethod
+    def from_response(cls, result) -> "SearchResult":
+        """Read a `search` / `recommend` answer of one row (padding, empty ids, dropped)."""
+        ids = [v.decode() for v in result.as_numpy("PRODUCT_IDS").reshape(-1)]
+        scores = [float(v) for v in result.as_numpy("SCORES").reshape(-1)]
+        titles = [v.decode() for v in result.as_numpy("TITLES").reshape(-1)]
+        keep = [i for i, pid in enumerate(ids) if pid]
+        return cls(ids=[ids[i] for i in keep], scores=[scores[i] for i in keep], titles=[titles[i] for i in keep],
+                   generation=int(result.as_numpy("GENERATION").reshape(-1)[0]))

@@ -1,0 +1,111 @@
+"""The benchmarks' private tritonserver: a linked copy of the latest generation in run/bench/
+(kept between runs while its encoders match the source's, so the indexed catalog is reused),
+started on free ports, and reloaded with config variants through the model-repository API.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import tritonclient.grpc as grpcclient
+
+from productsearch.catalog.files import point_catalog
+from productsearch.control.deploy import Deployer, versions_config
+from productsearch.control.generations import GenerationError, read_manifest
+from productsearch.control.indexer import index_and_serve
+from productsearch.control.paths import DEFAULT_MODEL_REPOSITORY, DEMO_CATALOG
+from productsearch.control.processes import free_ports, stub_processes
+from productsearch.control.repository import indexed_generations, latest_generation, link_repository, refresh_configs
+from productsearch.control.server import TritonServer
+
+
+def generation_manifest(repository: Path, generation: int) -> dict:
+    """Generation N's manifest, {} when it has none."""
+    try:
+        return read_manifest(repository, generation)
+    except GenerationError:
+        return {}
+
+
+def restore_catalog(repository: Path, generation: int) -> None:
+    """Point scorer/N back at the generation's own catalog (after the scale section or a crash)."""
+    sha = generation_manifest(repository, generation).get("catalog", {}).get("embeddings_sha256")
+    own = Path(repository) / "scorer" / str(generation) / f"catalog-{sha[:12]}" if sha else None
+    if own is not None and own.exists():
+        point_catalog(own.parent, own.name)
+
+
+def prepare_repository(work: Path, log=print) -> tuple[Path, int]:
+    """run/bench/model_repository: a private copy of the latest generation, kept between runs
+    while its encoders match the source's (so its indexed catalog is reused); configs and
+    model.py files are refreshed from the source every run."""
+    source = DEFAULT_MODEL_REPOSITORY
+    generation = latest_generation(source)
+    repository = Path(work) / "model_repository"
+    mine = generation_manifest(repository, generation).get("encoders")
+
+    def models(root: Path) -> set[str]:
+        return {p.parent.name for p in root.glob("*/config.pbtxt")}
+
+    if repository.exists() and (mine is None or mine != generation_manifest(source, generation).get("encoders")
+                                or models(repository) != models(source)):  # a model added or removed
+        shutil.rmtree(repository)
+    if not repository.exists():
+        link_repository(source, repository, generations=[generation], with_catalogs=True)
+        log(f"private model repository {repository} (generation {generation})")
+    else:
+        refresh_configs(source, repository)
+        restore_catalog(repository, generation)
+    return repository, generation
+
+
+def start_private_server(work: Path, log=print) -> TritonServer:
+    """A Triton on free ports over run/bench/model_repository serving its generation (the demo
+    catalog indexed through the server the first time)."""
+    repository, generation = prepare_repository(work, log)
+    http, grpc, metrics = free_ports(3)
+    (Path(work) / "triton.log").unlink(missing_ok=True)
+    server = TritonServer(model_repository=repository, http_port=http, grpc_port=grpc, metrics_port=metrics,
+                          log_file=Path(work) / "triton.log").start()
+    try:
+        if generation in indexed_generations(repository):
+            with Deployer(server.grpc_url, repository, server.admin_headers, log=lambda *a: None) as deployer:
+                deployer.swap(generation)
+        else:
+            log("indexing the demo catalog (first run only)")
+            index_and_serve(DEMO_CATALOG, server.grpc_url, repository, generation, server.admin_headers, log=lambda *a: None)
+    except BaseException:
+        server.stop()
+        raise
+    server.repository, server.generation = repository, generation
+    return server
+
+
+def reload_models(server, models, mutate=None, timeout_s: float = 1200) -> float:
+    """Reload `models` (pinned to the served generation) with their on-disk config, changed by
+    `mutate(model, config)`; returns seconds. The ensembles keep their pinning."""
+    started = time.monotonic()
+    with grpcclient.InferenceServerClient(server.grpc_url) as client:
+        for model in models:
+            config = versions_config(server.repository, model, [server.generation], mutate)
+            client.load_model(model, config=config, headers=server.admin_headers, client_timeout=timeout_s)
+            if not client.is_model_ready(model, str(server.generation)):
+                raise RuntimeError(f"{model} is not READY after reloading")
+        if not client.is_model_ready("search"):
+            raise RuntimeError("search is not READY after reloading its models")
+    return time.monotonic() - started
+
+
+def stub_rss_mb(server, model: str, instances: int = 1, wait_s: float = 60) -> float:
+    """Resident memory of `model`'s stubs, once the stubs of a replaced instance have exited."""
+    def found() -> list:
+        return sorted(s for s in stub_processes(server.pid).values() if s.model == model)
+
+    deadline = time.monotonic() + wait_s
+    stubs = found()
+    while len(stubs) > instances and time.monotonic() < deadline:
+        time.sleep(0.5)
+        stubs = found()
+    newest = sorted(stubs, key=lambda s: s.pid)[-instances:]  # newest pids, should old ones linger
+    return sum(s.rss_kb() for s in newest) / 1024

@@ -1,0 +1,213 @@
+"""The benchmark's sections that run on the private server as shipped or reloaded: latency by
+query kind and concurrency, dynamic batching on vs off, served vs in-process, encoder tuning
+variants, and the Locust smoke run.
+"""
+from __future__ import annotations
+
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from loadtest.harness import PYTHON_MODELS, TABLE_HEADER, LoadResult, run_load
+from loadtest.private_server import reload_models
+from loadtest.workload import QUERY_KINDS, ROOT, Workload
+
+CONCURRENCY = (1, 4, 16, 64)
+SCALES = (10_000, 100_000, 1_000_000)
+
+
+@dataclass
+class Settings:
+    requests: int = 100  # per concurrency-1 cell; c cells get requests * c / 4 (at least requests)
+    cell_seconds: float = 15.0
+    concurrency: tuple[int, ...] = CONCURRENCY
+    scales: tuple[int, ...] = SCALES
+    compare_requests: int = 600
+    compare_seconds: float = 20.0
+    locust_seconds: int = 20
+
+
+def cell_requests(settings: Settings, concurrency: int) -> int:
+    return max(settings.requests, settings.requests * concurrency // 4)
+
+
+async def latency_section(url: str, workload: Workload, settings: Settings, log=print) -> str:
+    rows = []
+    for kind in QUERY_KINDS:
+        for concurrency in settings.concurrency:
+            result = await run_load(url, workload, kind, concurrency, cell_requests(settings, concurrency),
+                                    max_seconds=settings.cell_seconds)
+            log(result.row())
+            rows.append(result)
+    notes = ("Each cell: up to the listed requests or "
+             f"{settings.cell_seconds:g} s, whichever comes first, after a warm-up; one asyncio gRPC client "
+             "in the same 2-core machine as the server (it takes its share of the CPU).")
+    return "\n".join([TABLE_HEADER, *(r.row() for r in rows), "", notes])
+
+
+def batch_text(result: LoadResult) -> str:
+    return ", ".join(f"{m} {b:.1f}" for m, b in result.batch.items() if m in ("text_encoder", "scorer")) or "-"
+
+
+async def batching_section(server, workload: Workload, settings: Settings, log=print) -> tuple[str, dict]:
+    """Text search at concurrency 16: shipped batching, none, shipped again (reloaded)."""
+    def no_batching(model, config):
+        config.ClearField("dynamic_batching")
+
+    runs = []
+    for label, mutate in (("on (as shipped)", None), ("off (no dynamic_batching)", no_batching), ("on (reloaded)", None)):
+        if runs:  # the first "on" is the configuration already loaded
+            seconds = reload_models(server, PYTHON_MODELS, mutate)
+            log(f"reloaded {', '.join(PYTHON_MODELS)} with batching {label} ({seconds:.0f} s)")
+        result = await run_load(server.grpc_url, workload, "text", 16, settings.compare_requests,
+                                max_seconds=settings.compare_seconds)
+        log(f"batching {label}: {result.throughput:.1f} req/s, p50 {result.percentile(50):.1f} ms, batches {batch_text(result)}")
+        runs.append((label, result))
+    on = np.mean([runs[0][1].throughput, runs[2][1].throughput])
+    off = runs[1][1].throughput
+    ratio = on / off if off else float("nan")
+    lines = ["| dynamic batching | requests | p50 ms | p99 ms | throughput req/s | mean batch formed | errors |",
+             "|---|---:|---:|---:|---:|---|---:|"]
+    for label, r in runs:
+        lines.append(f"| {label} | {r.requests} | {r.percentile(50):.1f} | {r.percentile(99):.1f} | "
+                     f"{r.throughput:.1f} | {batch_text(r)} | {r.errors} |")
+    lines += ["", f"**Throughput ratio batching on / off at concurrency 16 (text search): {ratio:.2f}** "
+              f"(target >= 2.0; \"on\" is the mean of the two on-runs). Off = the same models and "
+              "max_batch_size, reloaded through the model-repository API with `dynamic_batching` removed."]
+    return "\n".join(lines), {"on": on, "off": off, "ratio": ratio}
+
+
+async def inprocess_section(server, workload: Workload, settings: Settings, log=print) -> tuple[str, dict]:
+    """Served text search at concurrency 16 vs the same models in this process at the batch size
+    the server formed: with the served encoder's torch threads (only the server differs) and with
+    every core (the most a direct PyTorch caller gets here)."""
+    import torch
+
+    from loadtest.inprocess import TextSearchPipeline, config_parameters
+
+    served = await run_load(server.grpc_url, workload, "text", 16, settings.compare_requests,
+                            max_seconds=settings.compare_seconds)
+    served_batch = served.batch.get("text_encoder", 16.0)
+    log(f"served: {served.throughput:.1f} req/s, batches {batch_text(served)}")
+    served_threads = int(config_parameters(server.repository, "text_encoder")["parameters"].get(
+        "torch_threads", {}).get("string_value", "1"))
+    cores = os.cpu_count() or 1
+    pipeline = TextSearchPipeline(server.repository, server.generation, served_threads)
+    rng = random.Random(0)
+    texts = [workload.query("text", rng)[0] for _ in range(1000)]
+    batch = max(1, round(served_batch))
+    runs = []  # (threads, batch, result)
+    for threads, size, share in ((served_threads, batch, 2), (cores, batch, 2), (cores, 16, 2), (cores, 1, 4)):
+        torch.set_num_threads(threads)
+        runs.append((threads, size, pipeline.throughput(texts, size, seconds=settings.compare_seconds / share)))
+    served_again = await run_load(server.grpc_url, workload, "text", 16, settings.compare_requests,
+                                  max_seconds=settings.compare_seconds)
+    served_mean = float(np.mean([served.throughput, served_again.throughput]))
+    same = served_mean / runs[0][2]["throughput"]
+    machine = served_mean / runs[1][2]["throughput"]
+    log(f"served mean {served_mean:.1f} req/s; in-process batch {batch}: {runs[0][2]['throughput']:.1f} q/s with "
+        f"{served_threads} thread(s), {runs[1][2]['throughput']:.1f} with {cores}; ratios {same:.2f}, {machine:.2f}")
+    lines = ["| path | batch size | torch threads (encoder) | queries | throughput queries/s | notes |",
+             "|---|---:|---:|---:|---:|---|",
+             f"| served, concurrency 16 | {served_batch:.1f} (mean formed) | {served_threads} | {served.requests} | "
+             f"{served.throughput:.1f} | batches formed: {batch_text(served)} |"]
+    for threads, size, result in runs:
+        lines.append(f"| in-process | {size} | {threads} | {result['queries']} | {result['throughput']:.1f} | "
+                     f"{result['batch_ms']:.1f} ms per batch |")
+    lines += [f"| served again, concurrency 16 | {served_again.batch.get('text_encoder', float('nan')):.1f} | {served_threads} | "
+              f"{served_again.requests} | {served_again.throughput:.1f} | |", "",
+              f"**Served / in-process text search throughput at concurrency 16: {same:.2f}** against the same models "
+              f"with the served encoder's settings ({served_threads} torch thread) at the batch size the server formed "
+              f"({batch}) -- what serving costs; **{machine:.2f}** against in-process on all {cores} cores at that batch "
+              f"size (target >= 0.70; served = mean of the two served runs; vs in-process on {cores} cores at batch 16: "
+              f"{served_mean / runs[2][2]['throughput']:.2f}). In-process = the same text tower, fusion and ScorerModel "
+              "(same catalog, same parameters) called in one Python process, batch after batch, no gRPC, no server."]
+    return "\n".join(lines), {"ratio": same, "ratio_all_cores": machine}
+
+
+def locust_section(url: str, seconds: int = 20, users: int = 8, log=print) -> str:
+    """The Locust smoke run (loadtest/locustfile.py, headless) against the private server."""
+    import csv
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="bench-locust-") as tmp:
+        started = time.monotonic()
+        run = subprocess.run(
+            [sys.executable, "-m", "locust", "-f", "loadtest/locustfile.py", "--host", url, "--headless",
+             "-u", str(users), "-r", str(users), "-t", f"{seconds}s", "--only-summary", "--csv", f"{tmp}/run",
+             "--exit-code-on-error", "1", "--stop-timeout", "10"],
+            cwd=ROOT, capture_output=True, text=True, timeout=seconds + 120)
+        wall = time.monotonic() - started
+        with open(f"{tmp}/run_stats.csv") as handle:
+            rows = list(csv.DictReader(handle))
+    lines = ["| request | count | failures | median ms | p95 ms | p99 ms | req/s |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        lines.append(f"| {row['Name'] or row['Type']} | {row['Request Count']} | {row['Failure Count']} | {row['50%']} | "
+                     f"{row['95%']} | {row['99%']} | {float(row['Requests/s']):.1f} |")
+    lines += ["", f"`locust -f loadtest/locustfile.py --headless -u {users} -r {users} -t {seconds}s` (as many "
+              f"users as the smoke test; `make loadtest` runs 16 users for 60 s): exit code {run.returncode}, "
+              f"{wall:.0f} s from start to exit. Users wait 50-200 ms between calls; tasks weighted "
+              "text 10 : image 3 : text+image 2 : filtered 2 : recommend 2 : encode_product 1."]
+    return "\n".join(lines)
+
+
+def set_parameter(config, key: str, value: str) -> None:
+    config.parameters[key].string_value = value
+
+
+def set_instances(config, count: int) -> None:
+    del config.instance_group[:]
+    group = config.instance_group.add()
+    group.kind = group.KIND_CPU
+    group.count = count
+
+
+def encoder_variant(threads: int, instances: int, delay_us: int | None = None, preferred: list[int] | None = None):
+    """A mutate() for reload_models: both encoders with these threads/instances/queue settings."""
+    def mutate(model, config):
+        if model in ("text_encoder", "image_encoder"):
+            set_parameter(config, "torch_threads", str(threads))
+            set_instances(config, instances)
+            if delay_us is not None:
+                config.dynamic_batching.max_queue_delay_microseconds = delay_us
+            if preferred is not None:
+                config.dynamic_batching.preferred_batch_size[:] = preferred
+    return mutate
+
+
+TUNING_VARIANTS = {
+    "shipped": None,
+    "encoders 2 threads x 1 instance": encoder_variant(2, 1),
+    "encoders 1 thread x 2 instances": encoder_variant(1, 2),
+    "encoders 2 threads x 2 instances": encoder_variant(2, 2),
+    "encoders 1 thread, queue delay 0.5 ms": encoder_variant(1, 1, delay_us=500),
+    "encoders 1 thread, queue delay 5 ms": encoder_variant(1, 1, delay_us=5000),
+    "encoders 1 thread, preferred batch 4, 8": encoder_variant(1, 1, preferred=[4, 8]),
+}
+
+
+async def tuning_section(server, workload: Workload, settings: Settings, log=print, variants=None) -> str:
+    """Encoder threads / instances / queue settings, each reloaded through the repository API:
+    text c=1, text c=16, text+image c=16 (not part of the default run)."""
+    names = variants or list(TUNING_VARIANTS)
+    lines = ["| encoders | text p50 ms c=1 | text p50 ms c=16 | text req/s c=16 | text+image p50 ms c=16 | "
+             "text+image req/s c=16 | image req/s c=16 | mean text batch | errors |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name in names + ["shipped"]:  # shipped again at the end: drift check, and leaves the server as shipped
+        seconds = reload_models(server, PYTHON_MODELS, TUNING_VARIANTS[name])
+        c1 = await run_load(server.grpc_url, workload, "text", 1, settings.requests, max_seconds=settings.cell_seconds)
+        c16 = await run_load(server.grpc_url, workload, "text", 16, settings.compare_requests, max_seconds=settings.compare_seconds)
+        both = await run_load(server.grpc_url, workload, "text+image", 16, settings.compare_requests // 2,
+                              max_seconds=settings.compare_seconds)
+        image = await run_load(server.grpc_url, workload, "image", 16, settings.compare_requests // 2,
+                               max_seconds=settings.compare_seconds)
+        row = (f"| {name} | {c1.percentile(50):.1f} | {c16.percentile(50):.1f} | {c16.throughput:.1f} | {both.percentile(50):.1f} | "
+               f"{both.throughput:.1f} | {image.throughput:.1f} | {c16.batch.get('text_encoder', float('nan')):.1f} | "
+               f"{c1.errors + c16.errors + both.errors + image.errors} |")
+        log(row + f"  (reload {seconds:.0f} s)")
+        lines.append(row)
+    return "\n".join(lines)

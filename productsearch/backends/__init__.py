@@ -1,1 +1,0 @@
-"""Python-backend model implementations; model_repository/*/1/model.py only import these."""

@@ -1,0 +1,39 @@
+"""The admin key: the secret that unlocks Triton's model-repository API (load, unload,
+generation swaps) and, for the catalog, writes.
+
+PRODUCTSEARCH_ADMIN_KEY wins; otherwise a random key is made once in run/admin_key (mode 0600,
+git-ignored) and read by the tools on this host. Nothing secret is committed.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from clients.connection import ADMIN_KEY_ENV, admin_key as configured_admin_key
+from productsearch.control.paths import DEFAULT_RUN_DIR
+
+__all__ = ["ADMIN_KEY_ENV", "admin_key", "admin_headers"]
+
+ADMIN_HEADER = "admin-key"  # HTTP callers send this header
+GRPC_ADMIN_HEADER = f"triton-grpc-protocol-{ADMIN_HEADER}"  # Triton's gRPC prefix for restricted protocols
+
+
+def admin_key(run_dir: Path = DEFAULT_RUN_DIR) -> str:
+    """The key (PRODUCTSEARCH_ADMIN_KEY, else run/admin_key), made in run/admin_key if there is none."""
+    path = Path(run_dir) / "admin_key"
+    known = configured_admin_key(path)
+    if known:
+        return known
+    if not path.exists():
+        import secrets
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(24))
+    return path.read_text().strip()
+
+
+def admin_headers(key: str | None = None) -> dict[str, str]:
+    """gRPC headers (tritonclient.grpc `headers=`) that unlock load/unload on our servers."""
+    return {GRPC_ADMIN_HEADER: key or admin_key()}

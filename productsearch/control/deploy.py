@@ -1,0 +1,282 @@
+"""Swap model generations in a running Triton without failing or mixing a request.
+
+Over gRPC's model-repository API (needs the admin header):
+1. check generation N on disk (manifest, checksums) - refuse before anything is touched;
+2. load N beside the serving generation M: each of text_encoder, image_encoder, scorer is
+   loaded with a config whose version policy names [M, N], and every version is checked READY;
+3. reload the ensembles `encode_product`, `search` and `recommend` with configs that pin every
+   step to N (in that order: for the milliseconds between the two, `recommend` answers from M).
+   Only now do new requests go to N; requests in flight finish on M's pinned versions;
+4. unload M (version policy [N]) and record N as serving (M as previous, for rollback).
+Triton unloads a serving ensemble whose reload fails (e.g. it pins a version that is not
+loaded), so step 3 only runs once step 2 has proven every pinned version READY.
+CLI (needs the admin key: PRODUCTSEARCH_ADMIN_KEY or run/admin_key, and this host's model
+repository, whose manifests it verifies):
+    python -m productsearch.control.deploy list | swap N | rollback | prune --keep 2
+Any failure leaves the old generation serving and says why (exit code 1).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from google.protobuf import json_format, text_format
+from tritonclient.grpc import model_config_pb2
+from tritonclient.utils import InferenceServerException
+
+from clients.connection import TlsOptions, add_connection_arguments, grpc_client, tls_from_args
+from productsearch.control.admin import admin_headers
+from productsearch.control.paths import DEFAULT_MODEL_REPOSITORY
+from productsearch.control.device_configs import config_path
+from productsearch.control.generations import GenerationError, manifest_path, read_serving, verify_generation, write_serving
+from productsearch.control.repository import ENCODERS, built_generations, indexed_generations
+
+GENERATION_MODELS = (*ENCODERS, "scorer")
+ENSEMBLES = ("encode_product", "search", "recommend")
+
+
+class DeployError(RuntimeError):
+    """A deploy step failed; the serving generation is untouched unless the message says otherwise."""
+
+
+def read_config(repository: Path, model: str) -> model_config_pb2.ModelConfig:
+    path = config_path(repository, model)  # configs/gpu.pbtxt after build_models --device gpu
+    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+
+
+def to_json(config: model_config_pb2.ModelConfig) -> str:
+    return json.dumps(json_format.MessageToDict(config, preserving_proto_field_name=True))
+
+
+def versions_config(repository: Path, model: str, versions: list[int], mutate=None) -> str:
+    """The model's on-disk config with a version policy naming exactly `versions`, changed by
+    `mutate(model, config)` if given (benchmarks try variants this way)."""
+    config = read_config(repository, model)
+    config.version_policy.specific.versions[:] = sorted(set(versions))
+    if mutate is not None:
+        mutate(model, config)
+    return to_json(config)
+
+
+def pinned_ensemble_config(repository: Path, ensemble: str, generation: int) -> str:
+    """The ensemble's on-disk config with every generation-numbered step pinned to N."""
+    config = read_config(repository, ensemble)
+    for step in config.ensemble_scheduling.step:
+        if step.model_name in GENERATION_MODELS:
+            step.model_version = generation
+    return to_json(config)
+
+
+class Deployer:
+    """Generation control for one server; `log` receives one line per completed step."""
+
+    def __init__(self, url: str, repository: Path, headers: dict[str, str], log=print, timeout_s: float = 300,
+                 tls: TlsOptions | None = None):
+        self.url = url
+        self.repository = Path(repository)
+        self.headers = headers
+        self.log = log
+        self.timeout_s = timeout_s
+        self.client = grpc_client(url, tls)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> "Deployer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ state
+
+    def serving_generation(self) -> int | None:
+        """The generation `search` is pinned to in the server; None while `search` is not loaded."""
+        try:
+            if not self.client.is_model_ready("search"):
+                return None
+            config = self.client.get_model_config("search", as_json=True)["config"]
+        except InferenceServerException:
+            return None
+        versions = {int(step.get("model_version", -1)) for step in config["ensemble_scheduling"]["step"]
+                    if step["model_name"] in GENERATION_MODELS}
+        return versions.pop() if len(versions) == 1 and versions != {-1} else None
+
+    def loaded_versions(self, model: str) -> list[int]:
+        index = self.client.get_model_repository_index(headers=self.headers, as_json=True).get("models", [])
+        return sorted(int(m["version"]) for m in index if m["name"] == model and m.get("state") == "READY" and m.get("version"))
+
+    # ------------------------------------------------------------------ steps
+
+    def _load(self, model: str, config: str | None = None) -> None:
+        try:
+            self.client.load_model(model, config=config, headers=self.headers,
+                                   client_timeout=self.timeout_s)
+        except InferenceServerException as err:
+            raise DeployError(f"loading {model} failed: {err.message()}") from None
+
+    def _require_ready(self, model: str, versions: list[int]) -> None:
+        for version in versions:
+            if not self.client.is_model_ready(model, str(version)):
+                raise DeployError(f"{model} version {version} is not READY")
+
+    def load_generation_models(self, versions: list[int], models=GENERATION_MODELS) -> None:
+        """Each generation-numbered model loaded with exactly `versions`, all READY. The models
+        load concurrently (Triton loads them in parallel); any failure raises after all finish."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def load_one(model: str) -> None:
+            started = time.monotonic()
+            self._load(model, versions_config(self.repository, model, versions))
+            self._require_ready(model, versions)
+            self.log(f"  {model}: versions {versions} READY ({time.monotonic() - started:.1f} s)")
+
+        with ThreadPoolExecutor(len(models)) as pool:
+            futures = [pool.submit(load_one, model) for model in models]
+        errors = [str(f.exception()) for f in futures if f.exception() is not None]
+        if errors:
+            raise DeployError("; ".join(errors))
+
+    def pin_ensembles(self, generation: int, ensembles=ENSEMBLES) -> None:
+        for ensemble in ensembles:
+            self._load(ensemble, pinned_ensemble_config(self.repository, ensemble, generation))
+            if not self.client.is_model_ready(ensemble):
+                raise DeployError(f"{ensemble} is not READY after pinning generation {generation}")
+            self.log(f"  {ensemble}: pinned to generation {generation}")
+
+    # ------------------------------------------------------------------ operations
+
+    def activate_encoders(self, generation: int) -> None:
+        """Indexing only (no catalog yet): encoders N and `encode_product` pinned to N."""
+        current = self.serving_generation()
+        keep = [v for v in (current, generation) if v is not None]
+        self.load_generation_models(sorted(set(keep)), models=ENCODERS)
+        self.pin_ensembles(generation, ensembles=("encode_product",))
+
+    def swap(self, generation: int) -> float:
+        """Serve generation N; returns seconds from start until new requests go to N."""
+        started = time.monotonic()
+        try:
+            verify_generation(self.repository, generation)
+        except GenerationError as err:
+            raise DeployError(f"refused: {err}") from None
+        current = self.serving_generation()
+        if current == generation:
+            self.log(f"generation {generation} is already serving")
+            return 0.0
+        self.log(f"swap: generation {current} -> {generation}")
+        both = sorted({v for v in (current, generation) if v is not None})
+        try:
+            self.load_generation_models(both)
+        except DeployError:
+            if current is not None:  # drop the half-loaded N, keep M as it was
+                self.load_generation_models([current])
+            raise
+        self.pin_ensembles(generation)
+        switched = time.monotonic() - started
+        self.load_generation_models([generation])
+        write_serving(self.repository, generation, current)
+        self.log(f"generation {generation} serving (switched after {switched:.1f} s, "
+                 f"done after {time.monotonic() - started:.1f} s)")
+        return switched
+
+    def rollback(self) -> float:
+        state = read_serving(self.repository)
+        previous = state.get("previous")
+        if previous is None:
+            raise DeployError("no previous generation recorded to roll back to")
+        self.log(f"rollback to generation {previous}")
+        return self.swap(previous)
+
+    def restore(self) -> int | None:
+        """After a (re)start: bring back the recorded serving generation (else the newest indexed)."""
+        recorded = read_serving(self.repository).get("generation")
+        candidates = [recorded] if recorded is not None else []
+        candidates += sorted(indexed_generations(self.repository), reverse=True)
+        for generation in candidates:
+            try:
+                verify_generation(self.repository, generation)
+            except GenerationError as err:
+                self.log(f"not restoring generation {generation}: {err}")
+                continue
+            self.load_generation_models([generation])
+            self.pin_ensembles(generation)
+            if recorded != generation:
+                write_serving(self.repository, generation, read_serving(self.repository).get("generation"))
+            return generation
+        built = built_generations(self.repository)
+        if built:
+            self.activate_encoders(built[-1])
+        return None
+
+
+# ------------------------------------------------------------------ command line
+
+def list_generations(deployer: Deployer) -> str:
+    serving = deployer.serving_generation()
+    recorded = read_serving(deployer.repository)
+    rows = [f"{'gen':>4}  {'state':<10} {'catalog':>8}  check"]
+    for generation in built_generations(deployer.repository):
+        try:
+            manifest = verify_generation(deployer.repository, generation)
+            check, count = "ok", str(manifest["catalog"]["count"])
+        except GenerationError as err:
+            check, count = str(err), "-"
+        state = "SERVING" if generation == serving else ("previous" if generation == recorded.get("previous") else "")
+        rows.append(f"{generation:>4}  {state:<10} {count:>8}  {check}")
+    return "\n".join(rows)
+
+
+def prune(deployer: Deployer, keep: int, log=print) -> list[int]:
+    """Delete generations beyond the newest `keep`, never the serving or the previous one."""
+    serving = deployer.serving_generation()
+    protected = {serving, read_serving(deployer.repository).get("previous")}
+    generations = built_generations(deployer.repository)
+    doomed = [g for g in generations[: max(len(generations) - keep, 0)] if g not in protected]
+    for generation in doomed:
+        loaded = [m for m in GENERATION_MODELS if generation in deployer.loaded_versions(m)]
+        if loaded:
+            log(f"keeping generation {generation}: still loaded in {', '.join(loaded)}")
+            continue
+        for model in GENERATION_MODELS:
+            shutil.rmtree(deployer.repository / model / str(generation), ignore_errors=True)
+        manifest_path(deployer.repository, generation).unlink(missing_ok=True)
+        log(f"pruned generation {generation}")
+    return doomed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m productsearch.control.deploy", description=__doc__.split("\n")[0])
+    add_connection_arguments(parser)
+    parser.add_argument("--model-repository", type=Path, default=DEFAULT_MODEL_REPOSITORY)
+    sub = parser.add_subparsers(dest="action", required=True)
+    sub.add_parser("list", help="generations on disk and which one serves")
+    swap = sub.add_parser("swap", help="serve generation N (load beside, pin ensembles, unload old)")
+    swap.add_argument("generation", type=int)
+    sub.add_parser("rollback", help="back to the previous generation")
+    prune_cmd = sub.add_parser("prune", help="delete old generations from disk")
+    prune_cmd.add_argument("--keep", type=int, default=2)
+    args = parser.parse_args(argv)
+
+    with Deployer(args.url, args.model_repository, admin_headers(), tls=tls_from_args(args)) as deployer:
+        try:
+            if args.action == "list":
+                print(list_generations(deployer))
+            elif args.action == "swap":
+                deployer.swap(args.generation)
+            elif args.action == "rollback":
+                deployer.rollback()
+            else:
+                prune(deployer, args.keep)
+        except DeployError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""The one loading path for served towers: a version directory's tower.json names its kind.
+
+    {"kind": "minilm"}        text_model/  the demo text tower (encoders/minilm.py)
+    {"kind": "resnet"}        image_tower/ the demo image tower (encoders/resnet_tower.py)
+    {"kind": "clip"}          hf_model/    a transformers CLIPModel (both towers from one model)
+    {"kind": "chinese-clip"}  hf_model/    a transformers ChineseCLIPModel (Chinese queries)
+    {"kind": "bert-proj"}     text_model/ + heads.pt   BERT, mean pooling, trained projection
+    {"kind": "resnet-proj"}   backbone.pt + heads.pt   torchvision ResNet, trained projection
+A directory without tower.json is the demo layout. Every tower's `encode` returns unit-norm
+float32 rows; on a GPU the demo towers run under fp16/bf16 autocast (config `precision`).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from productsearch.encoders.pretrained import BertProjTextTower, HF_DIR, HFDualEncoderTower, ResNetProjImageTower, autocast
+
+TOWER_FILE = "tower.json"
+
+
+def tower_kind(version_dir: Path, default: str) -> dict:
+    path = Path(version_dir) / TOWER_FILE
+    return json.loads(path.read_text()) if path.exists() else {"kind": default}
+
+
+def write_tower_kind(version_dir: Path, spec: dict) -> None:
+    Path(version_dir).mkdir(parents=True, exist_ok=True)
+    (Path(version_dir) / TOWER_FILE).write_text(json.dumps(spec, indent=1))
+
+
+class DemoTowerAdapter:
+    """The demo towers with the same `encode` signature (and autocast on a GPU)."""
+
+    def __init__(self, tower, device: torch.device, precision: str):
+        self.tower, self.device, self.precision = tower, torch.device(device), precision
+
+    def encode(self, items: list, **kwargs) -> np.ndarray:
+        with autocast(self.device, self.precision):
+            return np.asarray(self.tower.encode(items, **kwargs), dtype=np.float32)
+
+
+def load_text_tower(version_dir: Path, device: str = "cpu", precision: str = "fp32"):
+    spec = tower_kind(version_dir, "minilm")
+    if spec["kind"] == "minilm":
+        from productsearch.encoders.minilm import TextTower
+
+        return DemoTowerAdapter(TextTower.load(Path(version_dir) / "text_model", device=device), device, precision)
+    if spec["kind"] in HFDualEncoderTower.MODEL_CLASSES:
+        return HFDualEncoderTower(Path(version_dir) / HF_DIR, spec["kind"], "text", device, precision)
+    if spec["kind"] == "bert-proj":
+        return BertProjTextTower(version_dir, spec, device, precision)
+    raise ValueError(f"{version_dir}: unknown text tower kind {spec['kind']!r}")
+
+
+def load_image_tower(version_dir: Path, device: str = "cpu", precision: str = "fp32"):
+    spec = tower_kind(version_dir, "resnet")
+    if spec["kind"] == "resnet":
+        from productsearch.encoders.resnet_tower import ImageTower
+
+        return DemoTowerAdapter(ImageTower.load(Path(version_dir) / "image_tower", device=device), device, precision)
+    if spec["kind"] in HFDualEncoderTower.MODEL_CLASSES:
+        return HFDualEncoderTower(Path(version_dir) / HF_DIR, spec["kind"], "image", device, precision)
+    if spec["kind"] == "resnet-proj":
+        return ResNetProjImageTower(version_dir, spec, device, precision)
+    raise ValueError(f"{version_dir}: unknown image tower kind {spec['kind']!r}")
