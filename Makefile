@@ -37,11 +37,11 @@ stop:  ## stop the background Triton (by PID) and wait for it to exit
 status:
 	$(PY) -m productsearch.control.launcher status
 
-index: serve  ## (re-)index the demo catalog into the latest generation
-	$(PY) -m productsearch.control.indexer $(CATALOG) --url $(shell $(PY) -m productsearch.control.launcher url)
+index: serve  ## (re-)load the demo catalog into the live service (upsert_products)
+	$(PY) -m clients.index $(CATALOG) --url $(shell $(PY) -m productsearch.control.launcher url)
 
 clean: stop
-	rm -rf run data model_repository/*/[0-9]*/text_model model_repository/*/[0-9]*/image_tower model_repository/scorer/[0-9]*/catalog*
+	rm -rf run data model_repository/*/[0-9]*/text_model model_repository/*/[0-9]*/image_tower model_repository/catalog_store
 
 USERS ?= 16
 DURATION ?= 60s

@@ -33,6 +33,9 @@ RETRYABLE = {"StatusCode.UNAVAILABLE"}
 QUEUE_TIMEOUT = "Request timeout expired"
 # A python-backend model whose process died answers INTERNAL with this until it is reloaded.
 DEAD_STUB = re.compile(r"Stub process '[^']*' is not healthy")
+# A refused catalog write: Triton 2.51's python backend has no such codes, so the server sends
+# INVALID_ARGUMENT with the status name first; the client reports the status it means.
+REFUSED = re.compile(r"\b(PERMISSION_DENIED|UNAUTHENTICATED): ")
 # What a server answers for a model that is not loaded (yet).
 NOT_LOADED = re.compile(r"Request for unknown model: '[^']*' (is not found|has no available versions)")
 # Reconnect quickly once the server is back (gRPC's default backoff grows to 120 s), with
@@ -129,6 +132,47 @@ class ServiceError(RuntimeError):
         self.attempts = attempts
 
 
+@dataclass
+class RetryPolicy:
+    """The deadline and retry rules of one call (see the module docstring)."""
+
+    timeout_s: float = 10.0
+    retries: int = 3
+    backoff_s: float = 0.1
+    max_backoff_s: float = 1.0
+
+    def pause(self, err: InferenceServerException, attempt: int, deadline: float) -> float:
+        """Seconds to wait before attempt `attempt + 1`; raises ServiceError when not to retry."""
+        status, message = str(err.status()), err.message() or ""
+        refused = REFUSED.search(message)
+        if refused and status == "StatusCode.INVALID_ARGUMENT":
+            status = f"StatusCode.{refused.group(1)}"
+        if status == "StatusCode.UNAVAILABLE" and QUEUE_TIMEOUT in message and time.monotonic() >= deadline:
+            status = "StatusCode.DEADLINE_EXCEEDED"  # the server gave up on our deadline first
+        pause = min(self.backoff_s * (2 ** (attempt - 1)), self.max_backoff_s) * (0.5 + random.random())
+        if not is_retryable(status, message) or attempt > self.retries or time.monotonic() + pause >= deadline:
+            raise ServiceError(status, message, attempt) from None
+        return pause
+
+
+async def infer_async(client, model: str, inputs: list, outputs: list[str], policy: RetryPolicy = RetryPolicy(),
+                      headers: dict | None = None):
+    """Connection.infer for tritonclient's asyncio client (bulk loading, benchmarks)."""
+    import asyncio
+
+    deadline = time.monotonic() + policy.timeout_s
+    requested = [grpcclient.InferRequestedOutput(name) for name in outputs]
+    attempt = 0
+    while True:
+        remaining = max(deadline - time.monotonic(), 0.001)
+        try:
+            return await client.infer(model, inputs, outputs=requested, client_timeout=remaining,
+                                      timeout=max(int(remaining * 1e6), 1), headers=headers)
+        except InferenceServerException as err:
+            attempt += 1
+            await asyncio.sleep(policy.pause(err, attempt, deadline))
+
+
 class Connection:
     """One gRPC channel to Triton with the retry policy above.
 
@@ -139,10 +183,7 @@ class Connection:
     def __init__(self, url: str = DEFAULT_URL, timeout_s: float = 10.0, retries: int = 3, backoff_s: float = 0.1,
                  tls: TlsOptions | None = None, max_backoff_s: float = 1.0):
         self.url = url
-        self.timeout_s = timeout_s
-        self.retries = retries
-        self.backoff_s = backoff_s
-        self.max_backoff_s = max_backoff_s
+        self.policy = RetryPolicy(timeout_s, retries, backoff_s, max_backoff_s)
         self.client = grpc_client(url, tls)
 
     def close(self) -> None:
@@ -156,7 +197,7 @@ class Connection:
 
     def infer(self, model: str, inputs: list, outputs: list[str], headers: dict | None = None):
         """One call with a deadline; retryable failures retried with jittered backoff."""
-        deadline = time.monotonic() + self.timeout_s
+        deadline = time.monotonic() + self.policy.timeout_s
         requested = [grpcclient.InferRequestedOutput(name) for name in outputs]
         attempt = 0
         while True:
@@ -166,12 +207,5 @@ class Connection:
                 return self.client.infer(model, inputs, outputs=requested, client_timeout=remaining,
                                          timeout=max(int(remaining * 1e6), 1), headers=headers)
             except InferenceServerException as err:
-                status, message = str(err.status()), err.message() or ""
-                if status == "StatusCode.UNAVAILABLE" and QUEUE_TIMEOUT in message and time.monotonic() >= deadline:
-                    status = "StatusCode.DEADLINE_EXCEEDED"  # the server gave up on our deadline first
                 attempt += 1
-                pause = min(self.backoff_s * (2 ** (attempt - 1)), self.max_backoff_s) * (0.5 + random.random())
-                if (not is_retryable(status, message) or attempt > self.retries
-                        or time.monotonic() + pause >= deadline):
-                    raise ServiceError(status, message, attempt) from None
-                time.sleep(pause)
+                time.sleep(self.policy.pause(err, attempt, deadline))

@@ -14,7 +14,9 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 
 SEARCH, RECOMMEND, ENCODE_PRODUCT = "search", "recommend", "encode_product"
-RANKED_OUTPUTS = ("PRODUCT_IDS", "SCORES", "TITLES", "GENERATION")
+UPSERT, UPDATE_FIELDS, DELETE, CATALOG_ADMIN = "upsert_products", "update_fields", "delete_products", "catalog_admin"
+RANKED_OUTPUTS = ("PRODUCT_IDS", "SCORES", "TITLES", "GENERATION", "CATALOG_SEQUENCE")
+WRITE_KEY_HEADER = "catalog-write-key"  # catalog writes carry the admin key in this gRPC header
 
 
 def bytes_tensor(name: str, value: bytes | str) -> grpcclient.InferInput:
@@ -27,6 +29,13 @@ def bytes_rows(name: str, values: list[bytes | str]) -> grpcclient.InferInput:
     data = [v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in values]
     tensor = grpcclient.InferInput(name, [len(data), 1], "BYTES")
     tensor.set_data_from_numpy(np.array([[v] for v in data], dtype=object).reshape(len(data), 1))
+    return tensor
+
+
+def int64_rows(name: str, values: list[int]) -> grpcclient.InferInput:
+    """One INT64 per row, shape [n, 1]."""
+    tensor = grpcclient.InferInput(name, [len(values), 1], "INT64")
+    tensor.set_data_from_numpy(np.array(values, dtype=np.int64).reshape(-1, 1))
     return tensor
 
 
@@ -85,29 +94,77 @@ class Filters:
         return inputs
 
 
+@dataclass
+class ReadOptions:
+    """Which catalog a read looks at: `shop` (None: the default shop), and `min_sequence`, the
+    SEQUENCE of a write the answer must already reflect (read-your-writes; 0: no wait)."""
+
+    shop: str | None = None
+    min_sequence: int = 0
+
+    def inputs(self) -> list[grpcclient.InferInput]:
+        inputs = [bytes_tensor("SHOP", self.shop)] if self.shop else []
+        return inputs + ([number_tensor("MIN_SEQUENCE", self.min_sequence, "INT64")] if self.min_sequence else [])
+
+
 def search_inputs(text: str | None = None, image: bytes | str | Path | None = None, top_k: int = 10,
-                  offset: int = 0, text_weight: float | None = None,
-                  filters: Filters | None = None) -> list[grpcclient.InferInput]:
+                  offset: int = 0, text_weight: float | None = None, filters: Filters | None = None,
+                  read: ReadOptions | None = None) -> list[grpcclient.InferInput]:
     """The inputs of one `search` query (an absent modality is an empty element)."""
     inputs = [bytes_tensor("QUERY_TEXT", text or ""), bytes_tensor("QUERY_IMAGE", read_image(image)),
               number_tensor("TOP_K", top_k, "INT32")]
     if text_weight is not None:
         inputs.append(number_tensor("TEXT_WEIGHT", text_weight))
-    return inputs + ranking_options(offset, filters)
+    return inputs + ranking_options(offset, filters, read)
 
 
 def recommend_inputs(item_ids: list[str], top_k: int = 10, weights: list[float] | None = None, offset: int = 0,
-                     filters: Filters | None = None) -> list[grpcclient.InferInput]:
+                     filters: Filters | None = None, read: ReadOptions | None = None) -> list[grpcclient.InferInput]:
     """The inputs of one `recommend` call: seed product ids (most recent first), optional weights."""
     inputs = [list_tensor("ITEM_IDS", list(item_ids)), number_tensor("TOP_K", top_k, "INT32")]
     if weights is not None:
         inputs.append(floats_tensor("ITEM_WEIGHTS", list(weights)))
-    return inputs + ranking_options(offset, filters)
+    return inputs + ranking_options(offset, filters, read)
 
 
-def ranking_options(offset: int, filters: Filters | None) -> list[grpcclient.InferInput]:
-    """OFFSET and the filters, shared by `search` and `recommend`."""
-    return ([number_tensor("OFFSET", offset, "INT32")] if offset else []) + (filters or Filters()).inputs()
+def ranking_options(offset: int, filters: Filters | None, read: ReadOptions | None = None) -> list[grpcclient.InferInput]:
+    """OFFSET, the filters and the read options, shared by `search` and `recommend`."""
+    return (([number_tensor("OFFSET", offset, "INT32")] if offset else []) + (filters or Filters()).inputs()
+            + (read or ReadOptions()).inputs())
+
+
+@dataclass
+class Product:
+    """A product to upsert. title "" keeps an existing product's title; image None (or b"") keeps
+    its image (a new product without one is text-only); fields: a JSON object of scalars."""
+
+    id: str
+    title: str = ""
+    image: bytes | str | Path | None = None
+    fields: dict | None = None
+
+
+def upsert_inputs(products: list[Product], shop: str | None = None) -> list[grpcclient.InferInput]:
+    """One `upsert_products` request: one row per product (a request is atomic)."""
+    import json
+
+    inputs = [bytes_rows("ID", [p.id for p in products]), bytes_rows("TITLE", [p.title or "" for p in products]),
+              bytes_rows("IMAGE", [read_image(p.image) for p in products]),
+              bytes_rows("FIELDS", [json.dumps(p.fields or {}, ensure_ascii=False) for p in products])]
+    return inputs + ([bytes_rows("SHOP", [shop] * len(products))] if shop else [])
+
+
+def update_inputs(changes: dict[str, dict], shop: str | None = None) -> list[grpcclient.InferInput]:
+    """One `update_fields` request: product id -> the fields to set (null removes one)."""
+    import json
+
+    ids = list(changes)
+    inputs = [bytes_rows("ID", ids), bytes_rows("FIELDS", [json.dumps(changes[i], ensure_ascii=False) for i in ids])]
+    return inputs + ([bytes_rows("SHOP", [shop] * len(ids))] if shop else [])
+
+
+def delete_inputs(ids: list[str], shop: str | None = None) -> list[grpcclient.InferInput]:
+    return [bytes_rows("ID", list(ids))] + ([bytes_rows("SHOP", [shop] * len(ids))] if shop else [])
 
 
 def encode_inputs(title: str, image: bytes) -> list[grpcclient.InferInput]:
@@ -121,6 +178,7 @@ class SearchResult:
     scores: list[float]
     titles: list[str]
     generation: int
+    catalog_sequence: int = 0  # the catalog sequence this answer reflects
 
     def rows(self) -> list[tuple[str, float, str]]:
         return list(zip(self.ids, self.scores, self.titles))
@@ -132,5 +190,7 @@ class SearchResult:
         scores = [float(v) for v in result.as_numpy("SCORES").reshape(-1)]
         titles = [v.decode() for v in result.as_numpy("TITLES").reshape(-1)]
         keep = [i for i, pid in enumerate(ids) if pid]
+        sequence = result.as_numpy("CATALOG_SEQUENCE")
         return cls(ids=[ids[i] for i in keep], scores=[scores[i] for i in keep], titles=[titles[i] for i in keep],
-                   generation=int(result.as_numpy("GENERATION").reshape(-1)[0]))
+                   generation=int(result.as_numpy("GENERATION").reshape(-1)[0]),
+                   catalog_sequence=0 if sequence is None else int(sequence.reshape(-1)[0]))

@@ -1,7 +1,8 @@
 """Example searches against a running service: a text, an image, a text+image and a filtered
-query, and a "more like this" recommendation (what `make demo` shows once the catalog serves).
+query, a "more like this" recommendation, and live catalog writes (what `make demo` shows once
+the catalog serves).
 
-    python -m clients.demo data/demo_catalog/catalog.jsonl --url localhost:8001
+    python -m clients.demo data/demo_catalog/catalog.jsonl --url localhost:8001 [--key KEY]
 """
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import json
 import sys
 from pathlib import Path
 
+from clients.catalog import CatalogClient
 from clients.connection import TlsOptions, add_connection_arguments, tls_from_args
-from clients.contract import Filters
+from clients.contract import Filters, Product, ReadOptions
 from clients.search import SearchClient, format_result
 
 
@@ -24,7 +26,8 @@ def pick_example_product(catalog_path: Path) -> dict:
     return photo
 
 
-def run_examples(url: str, catalog_path: Path, top_k: int = 5, tls: TlsOptions | None = None, out=print) -> None:
+def run_examples(url: str, catalog_path: Path, top_k: int = 5, tls: TlsOptions | None = None, out=print,
+                 min_sequence: int = 0) -> None:
     photo = pick_example_product(catalog_path)
     words = f"{photo['color']} {photo['pattern']} {photo['category']}"
     examples = [
@@ -37,18 +40,47 @@ def run_examples(url: str, catalog_path: Path, top_k: int = 5, tls: TlsOptions |
     with SearchClient(url, tls=tls) as client:
         for label, query in examples:
             out(f"\n== {label}")
-            out(format_result(client.search(top_k=top_k, **query)))
+            out(format_result(client.search(top_k=top_k, read=ReadOptions(min_sequence=min_sequence), **query)))
         out(f"\n== recommend: more like {photo['id']} ({photo['title']})")
         out(format_result(client.recommend([photo["id"]], top_k=top_k)))
+
+
+LIVE_ID = "DEMO-LIVE-1"
+
+
+def run_live_examples(url: str, catalog_path: Path, key: str | None = None, tls: TlsOptions | None = None,
+                      out=print) -> None:
+    """A product upserted and found at once (read-your-writes through MIN_SEQUENCE), its price
+    changed so it moves in and out of a price filter, then deleted (so the demo can run again)."""
+    photo = pick_example_product(catalog_path)
+    title = f"Limited edition {photo['color']} {photo['pattern']} {photo['category']}, demo upsert"
+    with CatalogClient(url, tls=tls, key=key) as catalog, SearchClient(url, tls=tls) as search:
+        sequence = catalog.upsert([Product(LIVE_ID, title, photo["image"],
+                                           {"category": photo["category"], "price": 19.99, "brand": "Demo"})])[0]
+        out(f"\n== live: upserted {LIVE_ID} ({title!r}), durable at sequence {sequence}")
+        found = search.search("limited edition demo upsert", top_k=3, read=ReadOptions(min_sequence=sequence))
+        out(format_result(found))
+        cheap = Filters(categories=[photo["category"]], price_max=20.0)
+        for price in (19.99, 99.0):
+            sequence = catalog.update_fields({LIVE_ID: {"price": price}})[0]
+            hit = LIVE_ID in search.search(title, top_k=5, filters=cheap, read=ReadOptions(min_sequence=sequence)).ids
+            out(f"== live: price {price:.2f} (sequence {sequence}): {LIVE_ID} "
+                f"{'is' if hit else 'is not'} among the {photo['category']} products up to 20.00")
+        sequence = catalog.delete([LIVE_ID])[0]
+        gone = LIVE_ID not in search.search(title, top_k=10, read=ReadOptions(min_sequence=sequence)).ids
+        out(f"== live: deleted {LIVE_ID} (sequence {sequence}); {'never returned again' if gone else 'STILL RETURNED'}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m clients.demo", description=__doc__.split("\n")[0])
     parser.add_argument("catalog", type=Path, help="the demo catalog.jsonl (for the example photo)")
     parser.add_argument("--top-k", type=int, default=5)
+    parser.add_argument("--key", default=None, help="admin key for the live writes (default: PRODUCTSEARCH_ADMIN_KEY "
+                        "or run/admin_key); without one the writes are skipped")
     add_connection_arguments(parser)
     args = parser.parse_args(argv)
     run_examples(args.url, args.catalog, args.top_k, tls_from_args(args))
+    run_live_examples(args.url, args.catalog, args.key, tls_from_args(args))
     return 0
 
 

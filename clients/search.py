@@ -16,40 +16,45 @@ import argparse
 import sys
 from pathlib import Path
 
-from clients.connection import (DEAD_STUB, DEFAULT_URL, Connection, ServiceError, TlsOptions,  # noqa: F401
+from clients.connection import (DEAD_STUB, DEFAULT_URL, ServiceError, TlsOptions,  # noqa: F401
                                 add_connection_arguments, is_retryable, tls_from_args)
-from clients.contract import (RANKED_OUTPUTS, RECOMMEND, SEARCH, Filters, SearchResult, recommend_inputs,
+from clients.catalog import CatalogClient
+from clients.contract import (RANKED_OUTPUTS, RECOMMEND, SEARCH, Filters, ReadOptions, SearchResult, recommend_inputs,
                               search_inputs)
 
 SearchError = ServiceError  # the name callers know; raised for every failed call
 
 
-class SearchClient(Connection):
-    """Calls the `search` and `recommend` ensembles over gRPC (see Connection for the deadline,
-    retry and TLS options; `ssl`/`root_certificates`/`private_key`/`certificate_chain` are the
-    tritonclient-style TLS arguments, the same as `tls=TlsOptions(...)`)."""
+class SearchClient(CatalogClient):
+    """Calls the `search` and `recommend` ensembles over gRPC, and (with the admin key) the
+    catalog writes of CatalogClient: `upsert`, `update_fields`, `delete`. See Connection for the
+    deadline, retry and TLS options; `ssl`/`root_certificates`/`private_key`/`certificate_chain`
+    are the tritonclient-style TLS arguments, the same as `tls=TlsOptions(...)`."""
 
     def __init__(self, url: str = DEFAULT_URL, timeout_s: float = 10.0, retries: int = 3, backoff_s: float = 0.1,
                  ssl: bool = False, root_certificates: str | None = None, private_key: str | None = None,
-                 certificate_chain: str | None = None, max_backoff_s: float = 1.0, tls: TlsOptions | None = None):
+                 certificate_chain: str | None = None, max_backoff_s: float = 1.0, tls: TlsOptions | None = None,
+                 key: str | None = None, key_file: str | Path | None = None):
         if tls is None and (ssl or root_certificates or certificate_chain):
             tls = TlsOptions(root_certificates, certificate_chain, private_key)
-        super().__init__(url, timeout_s, retries, backoff_s, tls, max_backoff_s)
+        super().__init__(url, timeout_s, retries, backoff_s, tls, max_backoff_s, key=key, key_file=key_file)
 
     def search(self, text: str | None = None, image: bytes | str | Path | None = None, top_k: int = 10,
-               offset: int = 0, text_weight: float | None = None, filters: Filters | None = None) -> SearchResult:
+               offset: int = 0, text_weight: float | None = None, filters: Filters | None = None,
+               read: ReadOptions | None = None) -> SearchResult:
         """Best products for a text and/or image query (image: encoded bytes or a file path).
         offset: skip that many (pages: offset = page * top_k); text_weight: text vs image in
-        the fused query, 0..1 (None: the server's default, 0.5); filters: see `Filters`."""
-        inputs = search_inputs(text, image, top_k, offset, text_weight, filters)
+        the fused query, 0..1 (None: the server's default, 0.5); filters: see `Filters`;
+        read: the shop and the MIN_SEQUENCE (read-your-writes), see `ReadOptions`."""
+        inputs = search_inputs(text, image, top_k, offset, text_weight, filters, read)
         return SearchResult.from_response(self.infer(SEARCH, inputs, list(RANKED_OUTPUTS)))
 
     def recommend(self, item_ids: list[str], top_k: int = 10, weights: list[float] | None = None, offset: int = 0,
-                  filters: Filters | None = None) -> SearchResult:
+                  filters: Filters | None = None, read: ReadOptions | None = None) -> SearchResult:
         """Products like `item_ids` (one id: "more like this"; a shopper's recently viewed ids,
         most recent first: "for this shopper"), never the items themselves. weights: one per id
         (None: recency weights 0.8**i). An unknown id raises INVALID_ARGUMENT."""
-        inputs = recommend_inputs(item_ids, top_k, weights, offset, filters)
+        inputs = recommend_inputs(item_ids, top_k, weights, offset, filters, read)
         return SearchResult.from_response(self.infer(RECOMMEND, inputs, list(RANKED_OUTPUTS)))
 
 
@@ -73,16 +78,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exclude", action="append", default=None, help="never this product id (repeatable)")
     parser.add_argument("--like", action="append", default=None, metavar="PRODUCT_ID",
                         help="recommend instead: products like this id (repeatable: recently viewed, most recent first)")
+    parser.add_argument("--shop", default=None, help="the shop's catalog (default: the default shop)")
+    parser.add_argument("--min-sequence", type=int, default=0, help="answer only once the catalog has this write")
     add_connection_arguments(parser)
     args = parser.parse_args(argv)
     with SearchClient(args.url, timeout_s=args.timeout, tls=tls_from_args(args)) as client:
         try:
             filters = Filters(args.category, args.price_min, args.price_max, args.exclude)
+            read = ReadOptions(args.shop, args.min_sequence)
             if args.like:
-                result = client.recommend(args.like, args.top_k, offset=args.page * args.top_k, filters=filters)
+                result = client.recommend(args.like, args.top_k, offset=args.page * args.top_k, filters=filters, read=read)
             else:
                 result = client.search(args.text, args.image, args.top_k, offset=args.page * args.top_k,
-                                       text_weight=args.text_weight, filters=filters)
+                                       text_weight=args.text_weight, filters=filters, read=read)
         except SearchError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2

@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
             elif section == "scale":
                 results[section] = asyncio.run(scale_section(server, workload, settings, log, args.sigma))[0]
             elif section == "locust":
-                results[section] = locust_section(url, seconds=settings.locust_seconds, log=log)
+                results[section] = locust_section(url, seconds=settings.locust_seconds, log=log,
+                                                  key=server.key if server is not None else None)
             elif section == "tuning":
                 variants = args.variants.split(";") if args.variants else None
                 results[section] = asyncio.run(tuning_section(server, workload, settings, log, variants))

@@ -26,13 +26,12 @@ import threading
 import time
 from pathlib import Path
 
-from productsearch.control.indexer import index_and_serve
 from clients.search import SearchClient, SearchError
-from loadtest.private_server import prepare_repository
+from loadtest.private_server import load_demo_catalog, prepare_repository
 from loadtest.report import publish
 from loadtest.search_load import SearchLoad
-from loadtest.workload import DEMO_CATALOG, ROOT
-from productsearch.control.admin import admin_headers, admin_key
+from loadtest.workload import ROOT
+from productsearch.control.admin import admin_key
 from productsearch.control.processes import free_ports
 from productsearch.control.service import read_state
 
@@ -97,11 +96,8 @@ def measure(deadlines_ms: list[float], storm_clients: int, steady_clients: int, 
     shutil.rmtree(run_dir, ignore_errors=True)
     url = f"127.0.0.1:{ports[1]}"
     try:
-        started = launcher("start", run_dir, repository, ports)
-        if "no indexed generation yet" in started:
-            log("indexing the demo catalog (first run only)")
-            index_and_serve(DEMO_CATALOG, url, repository, generation, admin_headers(admin_key(run_dir)),
-                            log=lambda *a: None)
+        launcher("start", run_dir, repository, ports)
+        load_demo_catalog(url, admin_key(run_dir), repository, log)
         for deadline_ms in deadlines_ms:
             before = read_state(run_dir)
             with SearchLoad(url, steady_clients, pause_on_failure_s=0.1, timeout_s=10, retries=0) as steady:

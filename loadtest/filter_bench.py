@@ -24,88 +24,92 @@ import numpy as np
 from loadtest.private_server import prepare_repository
 from loadtest.report import publish
 from loadtest.scale import WORK_DIR
-from productsearch.catalog.files import point_catalog
 from loadtest.synthetic import synthetic_catalog
+from productsearch.catalog.ranking import passing, slots_of
+from productsearch.catalog.store import catalog_url, open_store
 from productsearch.runtime.scorer import RowQuery, ScorerModel
-from productsearch.catalog.files import open_catalog
 
 
-def scorer_over(catalog_root: Path, work: Path) -> ScorerModel:
-    version_dir = work / "scorer" / "1"
-    version_dir.mkdir(parents=True, exist_ok=True)
-    point_catalog(version_dir, catalog_root)
+def scorer_over(store_root: Path, work: Path, generation: int) -> ScorerModel:
+    """A scorer (as Triton would make it) reading the synthetic store at `store_root`."""
+    (work / "scorer" / str(generation)).mkdir(parents=True, exist_ok=True)
     model = ScorerModel()
-    model.initialize({"model_config": json.dumps({"parameters": {}}), "model_version": "1", "model_name": "scorer",
-                      "model_repository": str(work / "scorer"), "model_instance_kind": "CPU"})
+    model.initialize({"model_config": json.dumps({"parameters": {"catalog": {"string_value": f"sqlite://{store_root}"}}}),
+                      "model_version": str(generation), "model_name": "scorer", "model_repository": str(work / "scorer"),
+                      "model_instance_kind": "CPU"})
     return model
 
 
-def cases(model: ScorerModel) -> dict[str, dict]:
+def cases(index) -> dict[str, dict]:
     """Filters of different selectivity, as RowQuery fields."""
-    codes = model.categories[model.categories >= 0]
-    common = int(np.bincount(codes).argmax())
-    median = float(np.nanmedian(model.prices))
+    categories = index.terms["category"]
+    codes = categories.codes[: index.high_water]
+    common = categories.names[int(np.bincount(codes[codes >= 0]).argmax())]
+    median = float(np.nanmedian(index.numbers["price"][: index.high_water]))
+    ids = [i.decode() for i in index.ids[:: max(1, len(index) // 100)][:100]]
     return {
         "no filter": {},
-        "1 category": {"categories": np.array([common], dtype=model.categories.dtype)},
+        "1 category": {"categories": [common]},
         "price <= median": {"price_max": median},
-        "1 category, price <= median": {"categories": np.array([common], dtype=model.categories.dtype),
-                                        "price_max": median},
-        "exclude 100 ids": {"exclude": np.arange(0, len(model.categories), len(model.categories) // 100)[:100]},
+        "1 category, price <= median": {"categories": [common], "price_max": median},
+        "exclude 100 ids": {"exclude_ids": ids},
     }
 
 
-def exact_filtered(model: ScorerModel, query: np.ndarray, fields: dict, k: int = 10) -> set[int]:
+def exact_filtered(index, query: np.ndarray, fields: dict, k: int = 10) -> set[int]:
     row = RowQuery(query, k, **fields)
-    allowed = np.flatnonzero(model.passing(row))
+    allowed = np.flatnonzero(passing(index, row, slots_of(index, row.exclude_ids)[0]))
     scores = np.empty(len(allowed), dtype=np.float32)
     for start in range(0, len(allowed), 262144):
         chunk = allowed[start:start + 262144]
-        scores[start:start + len(chunk)] = np.asarray(model.vectors[chunk], dtype=np.float32) @ query
+        scores[start:start + len(chunk)] = index.matrix[chunk] @ query
     return set(allowed[np.argsort(-scores, kind="stable")[:k]].tolist())
 
 
 def measure(counts: list[int], queries_n: int, log=print) -> str:
     repository, generation = prepare_repository(WORK_DIR, log)
-    base = open_catalog(repository / "scorer" / str(generation))
+    store = open_store(catalog_url(repository))
+    base = next(iter(store.snapshot(generation, chunk=10**9)))
+    store.close()
+    if not base.rows:
+        raise SystemExit("the private repository's store is empty: run `python -m loadtest.bench --sections latency` once")
     rng = np.random.default_rng(0)
     lines = ["| products | scorer search | query | passing products | p50 ms | p90 ms | recall@10 vs exact filtered |",
              "|---:|---|---|---:|---:|---:|---:|"]
     for count in counts:
-        catalog_dir = synthetic_catalog(WORK_DIR / "catalogs", base, count, log=log)
-        view = open_catalog(catalog_dir, verify=False)
+        root = synthetic_catalog(WORK_DIR / "catalogs", base, generation, count, log=log)
         with tempfile.TemporaryDirectory(prefix="filter-bench-") as tmp:
             started = time.monotonic()
-            model = scorer_over(view.root, Path(tmp))
-            log(f"{count:,} products: scorer ready in {time.monotonic() - started:.0f} s ({model.searcher.method})")
+            model = scorer_over(root, Path(tmp), generation)
+            index = model.index()
+            log(f"{count:,} products: scorer ready in {time.monotonic() - started:.0f} s ({index.search_method})")
             picks = rng.integers(0, count, queries_n)
-            noisy = np.asarray(view.embeddings[np.sort(picks)], dtype=np.float32) + 0.5 * rng.standard_normal(
-                (queries_n, view.embeddings.shape[1])).astype(np.float32) / np.sqrt(view.embeddings.shape[1])
+            noisy = index.matrix[np.sort(picks)] + 0.5 * rng.standard_normal(
+                (queries_n, index.dim)).astype(np.float32) / np.sqrt(index.dim)
             queries = noisy / np.linalg.norm(noisy, axis=1, keepdims=True)
-            named = cases(model)
+            named = cases(index)
             named["recommend (1 seed)"] = None
             for name, fields in named.items():
                 times, recalls = [], []
                 for i, query in enumerate(queries):
                     if fields is None:  # "more like this" of a catalog product
-                        seed = int(picks[i])
-                        row = RowQuery(None, 10, seeds=np.array([seed]), seed_weights=np.ones(1, np.float32),
-                                       exclude=np.array([seed]))
+                        row = RowQuery(None, 10, seed_ids=[index.ids[int(picks[i])].decode()])
                     else:
                         row = RowQuery(query, 10, **fields)
                     started = time.perf_counter()
-                    (index, _), = model.compute([row])
+                    (found, _), = model.compute([row])
                     times.append((time.perf_counter() - started) * 1000)
                     if fields is not None:
-                        recalls.append(len(set(index.tolist()) & exact_filtered(model, query, fields)) / 10)
-                passing = int(model.passing(RowQuery(queries[0], 10, **(fields or {}))).sum())
+                        recalls.append(len(set(found.tolist()) & exact_filtered(index, query, fields)) / 10)
+                row = RowQuery(queries[0], 10, **(fields or {}))
+                count_passing = int(passing(index, row, slots_of(index, row.exclude_ids)[0]).sum())
                 recall = f"{np.mean(recalls):.3f}" if recalls else "-"
-                line = (f"| {count:,} | {model.searcher.method} | {name} | {passing:,} | {np.percentile(times, 50):.1f} | "
+                line = (f"| {count:,} | {index.search_method} | {name} | {count_passing:,} | {np.percentile(times, 50):.1f} | "
                         f"{np.percentile(times, 90):.1f} | {recall} |")
                 log(line)
                 lines.append(line)
-            del model
-        del view
+            model.finalize()
+            del model, index
     return "\n".join(lines)
 
 

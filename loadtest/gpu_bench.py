@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import json
 import random
 import shutil
 import sys
@@ -54,9 +55,10 @@ def prepare_repository(target: Path, device: str, catalog_size: int, seed: int =
     import torch
     from transformers import AutoConfig, AutoModel
 
-    from productsearch.catalog.files import write_catalog
+    from productsearch.catalog.sqlite_bulk import bulk_insert
+    from productsearch.catalog.store import catalog_url, open_store
     from productsearch.runtime.fusion import normalize
-    from productsearch.control.generations import record_catalog, record_encoders, write_serving
+    from productsearch.control.generations import record_encoders, write_serving
     from productsearch.control.device_configs import write_device_configs
     from productsearch.encoders.resnet_tower import ImageTower
     from productsearch.encoders.minilm import minilm_dir
@@ -89,10 +91,15 @@ def prepare_repository(target: Path, device: str, catalog_size: int, seed: int =
     write_device_configs(target, device)
     record_encoders(target, 1, {"bench": "gpu_bench"})
     rng = np.random.default_rng(seed)
-    embeddings = normalize(rng.standard_normal((catalog_size, 768), dtype=np.float32))
-    products = [{"id": f"S{i:07d}", "title": f"synthetic product {i}"} for i in range(catalog_size)]
-    write_catalog(target / "scorer" / "1", embeddings, products)
-    record_catalog(target, 1)
+    store = open_store(catalog_url(target))
+    for start in range(0, catalog_size, 50_000):
+        size = min(50_000, catalog_size - start)
+        text = normalize(rng.standard_normal((size, 384), dtype=np.float32))
+        image = normalize(rng.standard_normal((size, 384), dtype=np.float32))
+        bulk_insert(store, 1, [(f"S{start + i:07d}", f"synthetic product {start + i}", {}, text[i], image[i])
+                              for i in range(size)])
+    store.set_meta("encoders:1", json.loads((target / "generations" / "1.json").read_text())["encoders"])
+    store.close()
     write_serving(target, 1, None)
     return target
 
@@ -118,13 +125,16 @@ def in_process_text_search(repository: Path, device: str, workload: Workload, ba
     """Queries/s for text search in one process: tokenize+encode, fuse, score, top-k."""
     import torch
 
-    from productsearch.catalog.files import load_catalog
+    from productsearch.catalog.store import catalog_url, open_store
     from productsearch.encoders.loading import load_text_tower
     from productsearch.runtime.fusion import fuse
 
     torch_device = "cuda" if device == "gpu" else "cpu"
     tower = load_text_tower(repository / "text_encoder" / "1", torch_device, "fp16" if device == "gpu" else "fp32")
-    matrix = torch.from_numpy(load_catalog(repository / "scorer" / "1").embeddings).to(torch_device)
+    rows = [r for chunk in open_store(catalog_url(repository)).snapshot(1) for r in chunk.rows]
+    ones = np.ones(len(rows), bool)
+    fused = fuse(np.stack([r.text for r in rows]), np.stack([r.image for r in rows]), ones, ones)
+    matrix = torch.from_numpy(fused).to(torch_device)
     rng = random.Random(1)
 
     def one_batch() -> None:

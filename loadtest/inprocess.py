@@ -15,12 +15,8 @@ from productsearch.runtime.fusion import DEFAULT_TEXT_WEIGHT, fuse
 
 def load_text_tower(version_dir: Path):
     """The text tower exactly as the text_encoder model loads it."""
-    try:
-        from productsearch.encoders.loading import load_text_tower as load
-    except ImportError:  # older layout: the demo tower only
-        from productsearch.encoders.minilm import TextTower
+    from productsearch.encoders.loading import load_text_tower as load
 
-        return TextTower.load(Path(version_dir) / "text_model")
     return load(Path(version_dir), "cpu", "fp32")
 
 
@@ -34,7 +30,8 @@ def config_parameters(repository: Path, model: str) -> dict:
 
 
 def scorer_in_process(repository: Path, generation: int):
-    """A ScorerModel over generation N's catalog with the served config's parameters."""
+    """A ScorerModel over generation N's live catalog (the repository's store) with the served
+    config's parameters."""
     from productsearch.runtime.scorer import ScorerModel
 
     model = ScorerModel()
@@ -68,7 +65,8 @@ class TextSearchPipeline:
         present = np.ones(len(texts), dtype=bool)
         fused = fuse(text, np.zeros_like(text), present, ~present, self.weight)
         results = self.scorer.compute([RowQuery(row, top_k) for row in fused])
-        return [(self.scorer.ids.take(index), self.scorer.titles.take(index), scores) for index, scores in results]
+        index = self.scorer.index()
+        return [([index.ids[s] for s in slots], [index.titles[s] for s in slots], scores) for slots, scores in results]
 
     def throughput(self, texts: list[str], batch_size: int, seconds: float = 10.0, max_queries: int = 100_000) -> dict:
         """Queries/s over consecutive batches of `batch_size` texts (cycled), after one warm-up."""

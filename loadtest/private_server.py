@@ -1,6 +1,7 @@
 """The benchmarks' private tritonserver: a linked copy of the latest generation in run/bench/
-(kept between runs while its encoders match the source's, so the indexed catalog is reused),
-started on free ports, and reloaded with config variants through the model-repository API.
+(kept between runs while its encoders match the source's, so its catalog store, with the demo
+catalog loaded, is reused), started on free ports, and reloaded with config variants through the
+model-repository API.
 """
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ from pathlib import Path
 
 import tritonclient.grpc as grpcclient
 
-from productsearch.catalog.files import point_catalog
+from clients.index import load_products, read_products
+from productsearch.catalog.store import catalog_url, open_store
 from productsearch.control.deploy import Deployer, versions_config
 from productsearch.control.generations import GenerationError, read_manifest
-from productsearch.control.indexer import index_and_serve
 from productsearch.control.paths import DEFAULT_MODEL_REPOSITORY, DEMO_CATALOG
 from productsearch.control.processes import free_ports, stub_processes
-from productsearch.control.repository import indexed_generations, latest_generation, link_repository, refresh_configs
+from productsearch.control.repository import latest_generation, link_repository, refresh_configs
 from productsearch.control.server import TritonServer
 
 
@@ -26,14 +27,6 @@ def generation_manifest(repository: Path, generation: int) -> dict:
         return read_manifest(repository, generation)
     except GenerationError:
         return {}
-
-
-def restore_catalog(repository: Path, generation: int) -> None:
-    """Point scorer/N back at the generation's own catalog (after the scale section or a crash)."""
-    sha = generation_manifest(repository, generation).get("catalog", {}).get("embeddings_sha256")
-    own = Path(repository) / "scorer" / str(generation) / f"catalog-{sha[:12]}" if sha else None
-    if own is not None and own.exists():
-        point_catalog(own.parent, own.name)
 
 
 def prepare_repository(work: Path, log=print) -> tuple[Path, int]:
@@ -52,29 +45,41 @@ def prepare_repository(work: Path, log=print) -> tuple[Path, int]:
                                 or models(repository) != models(source)):  # a model added or removed
         shutil.rmtree(repository)
     if not repository.exists():
-        link_repository(source, repository, generations=[generation], with_catalogs=True)
+        link_repository(source, repository, generations=[generation])
         log(f"private model repository {repository} (generation {generation})")
     else:
         refresh_configs(source, repository)
-        restore_catalog(repository, generation)
     return repository, generation
+
+
+def load_demo_catalog(url: str, key: str, repository: Path, log=print) -> int:
+    """Upsert the demo catalog through the server at `url` unless the store beside `repository`
+    already holds it; the last sequence."""
+    products = read_products(DEMO_CATALOG)
+    store = open_store(catalog_url(repository))
+    have, head = store.count(), store.head()
+    store.close()
+    if have >= len(products):
+        return head
+    log(f"loading the demo catalog through upsert_products ({len(products)} products, first run only)")
+    report = load_products(url, products, key=key, progress=False)
+    if report.failed:
+        raise RuntimeError(report.summary())
+    return report.sequence
 
 
 def start_private_server(work: Path, log=print) -> TritonServer:
     """A Triton on free ports over run/bench/model_repository serving its generation (the demo
-    catalog indexed through the server the first time)."""
+    catalog loaded through the server the first time)."""
     repository, generation = prepare_repository(work, log)
     http, grpc, metrics = free_ports(3)
     (Path(work) / "triton.log").unlink(missing_ok=True)
     server = TritonServer(model_repository=repository, http_port=http, grpc_port=grpc, metrics_port=metrics,
                           log_file=Path(work) / "triton.log").start()
     try:
-        if generation in indexed_generations(repository):
-            with Deployer(server.grpc_url, repository, server.admin_headers, log=lambda *a: None) as deployer:
-                deployer.swap(generation)
-        else:
-            log("indexing the demo catalog (first run only)")
-            index_and_serve(DEMO_CATALOG, server.grpc_url, repository, generation, server.admin_headers, log=lambda *a: None)
+        with Deployer(server.grpc_url, repository, server.admin_headers, log=lambda *a: None) as deployer:
+            deployer.restore()
+        load_demo_catalog(server.grpc_url, server.key, repository, log)
     except BaseException:
         server.stop()
         raise

@@ -21,6 +21,7 @@ class Call:
     received: float
     result: SearchResult | None  # None when it failed
     error: str | None = None  # "StatusCode.X: message" (SearchError), else the exception's repr
+    query: str = ""
 
     @property
     def ok(self) -> bool:
@@ -33,8 +34,8 @@ class SearchLoad:
     tries again (a server that is down refuses at once: without a pause the clients spin)."""
 
     def __init__(self, url: str, clients: int, queries=QUERIES, top_k: int = 10, pause_on_failure_s: float = 0.0,
-                 **client_args):
-        self.url, self.queries, self.top_k = url, list(queries), top_k
+                 filters=None, **client_args):
+        self.url, self.queries, self.top_k, self.filters = url, list(queries), top_k, filters
         self.pause_on_failure_s, self.client_args = pause_on_failure_s, client_args
         self.calls: list[Call] = []
         self.stop = threading.Event()
@@ -52,14 +53,15 @@ class SearchLoad:
         with SearchClient(self.url, **self.client_args) as client:
             while not self.stop.is_set():
                 sent = time.monotonic()
+                query = self.queries[index % len(self.queries)]
                 try:
-                    result = client.search(self.queries[index % len(self.queries)], top_k=self.top_k)
+                    result = client.search(query, top_k=self.top_k, filters=self.filters)
                 except Exception as err:  # noqa: BLE001 - every failure is part of the record
                     message = str(err) if isinstance(err, SearchError) else repr(err)
-                    self.calls.append(Call(sent, time.monotonic(), None, message))
+                    self.calls.append(Call(sent, time.monotonic(), None, message, query))
                     self.stop.wait(self.pause_on_failure_s)
                     continue
-                self.calls.append(Call(sent, time.monotonic(), result))
+                self.calls.append(Call(sent, time.monotonic(), result, query=query))
 
     def __enter__(self) -> "SearchLoad":
         for thread in self.threads:

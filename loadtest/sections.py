@@ -129,7 +129,7 @@ async def inprocess_section(server, workload: Workload, settings: Settings, log=
     return "\n".join(lines), {"ratio": same, "ratio_all_cores": machine}
 
 
-def locust_section(url: str, seconds: int = 20, users: int = 8, log=print) -> str:
+def locust_section(url: str, seconds: int = 20, users: int = 8, log=print, key: str | None = None) -> str:
     """The Locust smoke run (loadtest/locustfile.py, headless) against the private server."""
     import csv
     import subprocess
@@ -141,7 +141,8 @@ def locust_section(url: str, seconds: int = 20, users: int = 8, log=print) -> st
             [sys.executable, "-m", "locust", "-f", "loadtest/locustfile.py", "--host", url, "--headless",
              "-u", str(users), "-r", str(users), "-t", f"{seconds}s", "--only-summary", "--csv", f"{tmp}/run",
              "--exit-code-on-error", "1", "--stop-timeout", "10"],
-            cwd=ROOT, capture_output=True, text=True, timeout=seconds + 120)
+            cwd=ROOT, capture_output=True, text=True, timeout=seconds + 120,
+            env=dict(os.environ, **({"PRODUCTSEARCH_ADMIN_KEY": key} if key else {})))
         wall = time.monotonic() - started
         with open(f"{tmp}/run_stats.csv") as handle:
             rows = list(csv.DictReader(handle))
@@ -151,8 +152,9 @@ def locust_section(url: str, seconds: int = 20, users: int = 8, log=print) -> st
                      f"{row['95%']} | {row['99%']} | {float(row['Requests/s']):.1f} |")
     lines += ["", f"`locust -f loadtest/locustfile.py --headless -u {users} -r {users} -t {seconds}s` (as many "
               f"users as the smoke test; `make loadtest` runs 16 users for 60 s): exit code {run.returncode}, "
-              f"{wall:.0f} s from start to exit. Users wait 50-200 ms between calls; tasks weighted "
-              "text 10 : image 3 : text+image 2 : filtered 2 : recommend 2 : encode_product 1."]
+              f"{wall:.0f} s from start to exit. Shoppers wait 50-200 ms between calls; tasks weighted "
+              "text 10 : image 3 : text+image 2 : filtered 2 : recommend 2 : encode_product 1; one of the users "
+              "is a catalog writer (upserts, price updates, deletes; 200-500 ms between writes)."]
     return "\n".join(lines)
 
 

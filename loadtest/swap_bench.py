@@ -11,7 +11,6 @@ swap's own duration, and p50/p99 latency in steady state vs during the swap.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from productsearch.control.indexer import index_and_serve
+from clients.index import load_products, read_products
 from loadtest.report import publish
 from loadtest.search_load import SearchLoad
 from loadtest.workload import DEMO_CATALOG, ROOT
@@ -28,16 +27,6 @@ from productsearch.control.generations import clone_encoders
 from productsearch.control.server import TritonServer
 from productsearch.control.processes import free_ports
 from productsearch.control.repository import link_repository
-
-def catalog_variant(path: Path, prefix: str, count: int) -> Path:
-    with open(path, "w") as out:
-        for line in DEMO_CATALOG.read_text().splitlines()[:count]:
-            product = json.loads(line)
-            product["id"] = prefix + product["id"]
-            product["image"] = str(DEMO_CATALOG.parent / product["image"])
-            out.write(json.dumps(product) + "\n")
-    return path
-
 
 def latencies(answers, start: float, end: float) -> list[float]:
     return [(c.received - c.sent) * 1000 for c in answers if start <= c.sent and c.received <= end]
@@ -52,10 +41,10 @@ def measure(clients: int, steady_s: float, products: int, log=print) -> str:
         server = TritonServer(model_repository=repository, http_port=http, grpc_port=grpc, metrics_port=metrics,
                               log_file=tmp / "triton.log").start()
         try:
-            for generation in (2, 1):
-                catalog = catalog_variant(tmp / f"catalog{generation}.jsonl", f"G{generation}-", products)
-                index_and_serve(catalog, server.grpc_url, repository, generation, server.admin_headers,
-                                serve=generation == 1, log=lambda *a: None)
+            with Deployer(server.grpc_url, repository, server.admin_headers, log=lambda *a: None) as deployer:
+                deployer.restore()
+            report = load_products(server.grpc_url, read_products(DEMO_CATALOG)[:products], key=server.key, progress=False)
+            assert not report.failed, report.summary()
             rows = []
             t0 = time.monotonic()
             with SearchLoad(server.grpc_url, clients, timeout_s=60, retries=0) as load, \

@@ -31,18 +31,37 @@ def start_server(repository: Path, log_file: Path, load: list[str], extra_args: 
                         log_file=log_file, load_models=load, extra_args=extra_args or [], tls=tls).start()
 
 
+def serve_generation(server: TritonServer, repository: Path) -> int:
+    """The generation a fresh server brings back (the catalog re-encoded where it lacks vectors)."""
+    from productsearch.control.deploy import Deployer
+
+    with Deployer(server.grpc_url, repository, server.admin_headers, log=lambda *a: None) as deployer:
+        return deployer.restore()
+
+
+def load_catalog(server: TritonServer, products) -> int:
+    """Upsert these products (clients.contract.Product) through the server; the last sequence."""
+    from clients.index import load_products
+
+    report = load_products(server.grpc_url, products, key=server.key, progress=False)
+    assert not report.failed, report.summary()
+    return report.sequence
+
+
 @pytest.fixture(scope="session")
 def triton(tmp_path_factory):
-    """A real tritonserver serving the demo generation with the demo catalog indexed through it."""
+    """A real tritonserver serving the demo generation, the demo catalog loaded through
+    upsert_products (its store: <repository>/catalog_store, private to this server)."""
     require_built()
-    from productsearch.control.indexer import index_and_serve
+    from clients.index import read_products
 
     root = tmp_path_factory.mktemp("triton")
     repository = link_repository(MODEL_REPOSITORY, root / "model_repository", generations=[1])
     server = start_server(repository, root / "triton.log", [])
     try:
-        index_and_serve(DEMO_CATALOG, server.grpc_url, repository, generation=1, headers=server.admin_headers,
-                        log=lambda *a: None)
+        serve_generation(server, repository)
+        server.repository = repository
+        server.demo_sequence = load_catalog(server, read_products(DEMO_CATALOG))
         yield server
     finally:
         server.stop()
@@ -53,23 +72,19 @@ SMALL_CATALOG_SIZE = 300
 
 @pytest.fixture(scope="session")
 def small_catalog_repository(triton, tmp_path_factory) -> Path:
-    """A model repository (the demo generation 1, linked) whose scorer/1 holds a catalog of the
-    first SMALL_CATALOG_SIZE demo products, encoded through the session server. Tests that start
-    their own tritonserver link it (`link_repository(..., with_catalogs=True)`): nothing to index,
-    and a catalog smaller than TOP_K's limit."""
-    import json
-
-    from productsearch.control.indexer import index_catalog
+    """A model repository (the demo generation 1, linked) whose catalog store holds the first
+    SMALL_CATALOG_SIZE demo products with their generation-1 vectors, copied from the session
+    server's store. Tests that start their own tritonserver link it (`link_repository(...,
+    with_catalogs=True)` copies the store): nothing to encode, and a catalog smaller than TOP_K's
+    limit."""
+    from clients.index import read_products
+    from productsearch.catalog.sqlite_bulk import copy_catalog
+    from productsearch.catalog.store import catalog_url, open_store, store_root
 
     root = tmp_path_factory.mktemp("small_catalog")
-    catalog = root / "catalog.jsonl"
-    with open(catalog, "w") as out:
-        for line in DEMO_CATALOG.read_text().splitlines()[:SMALL_CATALOG_SIZE]:
-            product = json.loads(line)
-            product["image"] = str(DEMO_CATALOG.parent / product["image"])
-            out.write(json.dumps(product) + "\n")
     repository = link_repository(MODEL_REPOSITORY, root / "model_repository", generations=[1])
-    index_catalog(catalog, triton.grpc_url, repository, generation=1, log=lambda *a: None)
+    ids = [p.id for p in read_products(DEMO_CATALOG)[:SMALL_CATALOG_SIZE]]
+    copy_catalog(open_store(catalog_url(triton.repository)), store_root(catalog_url(repository)), ids).close()
     return repository
 
 
@@ -90,4 +105,13 @@ def search_client(triton):
     from clients.search import SearchClient
 
     with SearchClient(triton.grpc_url, timeout_s=30) as client:
+        yield client
+
+
+@pytest.fixture
+def catalog_client(triton):
+    """A client with the session server's admin key (catalog writes)."""
+    from clients.catalog import CatalogClient
+
+    with CatalogClient(triton.grpc_url, timeout_s=30, key=triton.key) as client:
         yield client

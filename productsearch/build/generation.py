@@ -6,10 +6,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from productsearch.control.deploy import GENERATION_MODELS
 from productsearch.control.device_configs import write_device_configs
 from productsearch.control.generations import manifest_path, record_encoders
-from productsearch.control.repository import built_generations
+from productsearch.control.repository import GENERATION_MODELS, built_generations
 
 
 def pick_generation(out: Path, requested: int | None, new: bool, default_new: bool = False) -> int:
@@ -37,7 +36,6 @@ def finish_generation(out: Path, generation: int, built_by: dict, device: str) -
             entry.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(out / model / "1" / "model.py", entry)
     write_device_configs(out, device)
-    manifest = record_encoders(out, generation, built_by)
+    record_encoders(out, generation, built_by)
     print(f"generation {generation} manifest: {manifest_path(out, generation)}"
-          + (" (catalog indexed)" if "catalog" in manifest else " (catalog not indexed yet)")
           + f"; {device} configs")

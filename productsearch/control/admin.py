@@ -9,10 +9,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from clients.connection import ADMIN_KEY_ENV, admin_key as configured_admin_key
+from clients.connection import ADMIN_KEY_ENV, admin_key as configured_admin_key  # noqa: F401 - ADMIN_KEY_ENV re-exported
 from productsearch.control.paths import DEFAULT_RUN_DIR
-
-__all__ = ["ADMIN_KEY_ENV", "admin_key", "admin_headers"]
+from productsearch.runtime.catalog_writes import WRITE_KEY as WRITE_KEY_HEADER  # catalog writes send the key in it
 
 ADMIN_HEADER = "admin-key"  # HTTP callers send this header
 GRPC_ADMIN_HEADER = f"triton-grpc-protocol-{ADMIN_HEADER}"  # Triton's gRPC prefix for restricted protocols
@@ -32,6 +31,11 @@ def admin_key(run_dir: Path = DEFAULT_RUN_DIR) -> str:
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_urlsafe(24))
     return path.read_text().strip()
+
+
+def write_headers(key: str | None = None) -> dict[str, str]:
+    """gRPC headers that authorise catalog writes (upsert_products, update_fields, ...)."""
+    return {WRITE_KEY_HEADER: key or admin_key()}
 
 
 def admin_headers(key: str | None = None) -> dict[str, str]:

@@ -2,17 +2,18 @@
 
 Over gRPC's model-repository API (needs the admin header):
 1. check generation N on disk (manifest, checksums) - refuse before anything is touched;
-2. load N beside the serving generation M: each of text_encoder, image_encoder, scorer is
-   loaded with a config whose version policy names [M, N], and every version is checked READY;
-3. reload the ensembles `encode_product`, `search` and `recommend` with configs that pin every
-   step to N (in that order: for the milliseconds between the two, `recommend` answers from M).
-   Only now do new requests go to N; requests in flight finish on M's pinned versions;
+2. load N beside the serving generation M (each generation-numbered model with a config whose
+   version policy names [M, N], every version checked READY), and encode the catalog for N from
+   the catalog store while writes go on (control/rebuild.py);
+3. fence the writes to N, encode what was written meanwhile, then reload the ensembles
+   `encode_product`, `search`, `recommend` and `upsert_products` with configs that pin every
+   step to N. Only now do new requests go to N; requests in flight finish on M's versions;
 4. unload M (version policy [N]) and record N as serving (M as previous, for rollback).
 Triton unloads a serving ensemble whose reload fails (e.g. it pins a version that is not
 loaded), so step 3 only runs once step 2 has proven every pinned version READY.
 CLI (needs the admin key: PRODUCTSEARCH_ADMIN_KEY or run/admin_key, and this host's model
 repository, whose manifests it verifies):
-    python -m productsearch.control.deploy list | swap N | rollback | prune --keep 2
+    python -m productsearch.control.deploy list | swap N | rollback | restore | prune --keep 2
 Any failure leaves the old generation serving and says why (exit code 1).
 """
 from __future__ import annotations
@@ -33,10 +34,14 @@ from productsearch.control.admin import admin_headers
 from productsearch.control.paths import DEFAULT_MODEL_REPOSITORY
 from productsearch.control.device_configs import config_path
 from productsearch.control.generations import GenerationError, manifest_path, read_serving, verify_generation, write_serving
-from productsearch.control.repository import ENCODERS, built_generations, indexed_generations
+from productsearch.catalog.store import catalog_url, list_shops, open_store, set_write_generation
+from productsearch.catalog.rows import DEFAULT_SHOP
+from productsearch.control.rebuild import Rebuilder, prepare_generation
+from productsearch.control.repository import ENCODERS, GENERATION_MODELS, built_generations
 
-GENERATION_MODELS = (*ENCODERS, "scorer")
-ENSEMBLES = ("encode_product", "search", "recommend")
+SERVING_MODELS = ("scorer", "catalog_writer")  # the generation-numbered models that read/write the catalog
+ENSEMBLES = ("encode_product", "search", "recommend", "upsert_products")
+CATALOG_MODELS = ("update_fields", "delete_products", "catalog_admin")  # not per generation
 
 
 class DeployError(RuntimeError):
@@ -76,7 +81,7 @@ class Deployer:
 
     def __init__(self, url: str, repository: Path, headers: dict[str, str], log=print, timeout_s: float = 300,
                  tls: TlsOptions | None = None):
-        self.url = url
+        self.url, self.tls = url, tls
         self.repository = Path(repository)
         self.headers = headers
         self.log = log
@@ -105,6 +110,12 @@ class Deployer:
         versions = {int(step.get("model_version", -1)) for step in config["ensemble_scheduling"]["step"]
                     if step["model_name"] in GENERATION_MODELS}
         return versions.pop() if len(versions) == 1 and versions != {-1} else None
+
+    def server_live(self) -> bool:
+        try:
+            return self.client.is_server_live()
+        except InferenceServerException:
+            return False
 
     def loaded_versions(self, model: str) -> list[int]:
         index = self.client.get_model_repository_index(headers=self.headers, as_json=True).get("models", [])
@@ -150,15 +161,37 @@ class Deployer:
 
     # ------------------------------------------------------------------ operations
 
-    def activate_encoders(self, generation: int) -> None:
-        """Indexing only (no catalog yet): encoders N and `encode_product` pinned to N."""
-        current = self.serving_generation()
-        keep = [v for v in (current, generation) if v is not None]
-        self.load_generation_models(sorted(set(keep)), models=ENCODERS)
-        self.pin_ensembles(generation, ensembles=("encode_product",))
+    def stores(self) -> list:
+        """Every shop's catalog in the store (the default shop made if there is none yet)."""
+        url = catalog_url(self.repository)
+        names = list_shops(url) or [DEFAULT_SHOP]
+        return [open_store(url, name) for name in names]
+
+    def encode_catalog(self, generation: int) -> int:
+        """Re-encode, through generation N's loaded encoders, every product lacking N's vectors."""
+        encoders = verify_generation(self.repository, generation).get("encoders", {})
+        rebuilder = Rebuilder(self.url, self.tls, log=self.log)
+        done = 0
+        for store in self.stores():
+            prepare_generation(store, generation, encoders, log=self.log)
+            done += rebuilder.fill(store, generation)
+            store.close()
+        return done
+
+    def ensure_catalog_models(self) -> None:
+        for model in CATALOG_MODELS:
+            if not self.client.is_model_ready(model):
+                self._load(model)
+                self.log(f"  {model}: READY")
 
     def swap(self, generation: int) -> float:
-        """Serve generation N; returns seconds from start until new requests go to N."""
+        """Serve generation N; returns seconds from start until new requests go to N.
+
+        1. N's encoders beside the serving M's; every product encoded for N (writes go on to M);
+        2. N's scorer and writer beside M's; 3. the write fence moves to N (M's writers refuse
+        with UNAVAILABLE, clients retry); 4. the last writes encoded for N; 5. the ensembles
+        pinned to N (new requests go to N, in-flight ones finish on M); 6. M unloaded.
+        Every write acknowledged before step 3 is in N by step 4; after it only N's writer writes."""
         started = time.monotonic()
         try:
             verify_generation(self.repository, generation)
@@ -171,14 +204,19 @@ class Deployer:
         self.log(f"swap: generation {current} -> {generation}")
         both = sorted({v for v in (current, generation) if v is not None})
         try:
-            self.load_generation_models(both)
-        except DeployError:
+            self.load_generation_models(both, models=ENCODERS)
+            self.log(f"  {self.encode_catalog(generation)} products encoded for generation {generation}")
+            self.load_generation_models(both, models=SERVING_MODELS)
+        except (DeployError, InferenceServerException) as err:
             if current is not None:  # drop the half-loaded N, keep M as it was
                 self.load_generation_models([current])
-            raise
+            raise DeployError(f"generation {generation} not served: {err}") from None
+        set_write_generation(catalog_url(self.repository), generation)
+        self.log(f"  writes fenced to generation {generation}; {self.encode_catalog(generation)} written meanwhile encoded")
         self.pin_ensembles(generation)
         switched = time.monotonic() - started
         self.load_generation_models([generation])
+        self.ensure_catalog_models()
         write_serving(self.repository, generation, current)
         self.log(f"generation {generation} serving (switched after {switched:.1f} s, "
                  f"done after {time.monotonic() - started:.1f} s)")
@@ -193,24 +231,26 @@ class Deployer:
         return self.swap(previous)
 
     def restore(self) -> int | None:
-        """After a (re)start: bring back the recorded serving generation (else the newest indexed)."""
+        """After a (re)start: bring back the recorded serving generation (else the newest built),
+        its catalog re-encoded where it lacks vectors (a first start, rebuilt encoders)."""
         recorded = read_serving(self.repository).get("generation")
         candidates = [recorded] if recorded is not None else []
-        candidates += sorted(indexed_generations(self.repository), reverse=True)
+        candidates += sorted(built_generations(self.repository), reverse=True)
         for generation in candidates:
             try:
                 verify_generation(self.repository, generation)
             except GenerationError as err:
                 self.log(f"not restoring generation {generation}: {err}")
                 continue
-            self.load_generation_models([generation])
+            self.load_generation_models([generation], models=ENCODERS)
+            self.encode_catalog(generation)
+            set_write_generation(catalog_url(self.repository), generation)
+            self.load_generation_models([generation], models=SERVING_MODELS)
             self.pin_ensembles(generation)
+            self.ensure_catalog_models()
             if recorded != generation:
                 write_serving(self.repository, generation, read_serving(self.repository).get("generation"))
             return generation
-        built = built_generations(self.repository)
-        if built:
-            self.activate_encoders(built[-1])
         return None
 
 
@@ -219,13 +259,15 @@ class Deployer:
 def list_generations(deployer: Deployer) -> str:
     serving = deployer.serving_generation()
     recorded = read_serving(deployer.repository)
-    rows = [f"{'gen':>4}  {'state':<10} {'catalog':>8}  check"]
+    rows = [f"{'gen':>4}  {'state':<10} {'vectors':>8}  check"]
+    stores = deployer.stores()
     for generation in built_generations(deployer.repository):
+        count = str(sum(int(s.info()["vectors"].get(str(generation), 0)) for s in stores))
         try:
-            manifest = verify_generation(deployer.repository, generation)
-            check, count = "ok", str(manifest["catalog"]["count"])
+            verify_generation(deployer.repository, generation)
+            check = "ok"
         except GenerationError as err:
-            check, count = str(err), "-"
+            check = str(err)
         state = "SERVING" if generation == serving else ("previous" if generation == recorded.get("previous") else "")
         rows.append(f"{generation:>4}  {state:<10} {count:>8}  {check}")
     return "\n".join(rows)
@@ -258,13 +300,20 @@ def main(argv: list[str] | None = None) -> int:
     swap = sub.add_parser("swap", help="serve generation N (load beside, pin ensembles, unload old)")
     swap.add_argument("generation", type=int)
     sub.add_parser("rollback", help="back to the previous generation")
+    restore = sub.add_parser("restore", help="after a start: serve the recorded generation (else the newest built)")
+    restore.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the server to be up first")
     prune_cmd = sub.add_parser("prune", help="delete old generations from disk")
     prune_cmd.add_argument("--keep", type=int, default=2)
     args = parser.parse_args(argv)
 
     with Deployer(args.url, args.model_repository, admin_headers(), tls=tls_from_args(args)) as deployer:
         try:
-            if args.action == "list":
+            if args.action == "restore":
+                deadline = time.monotonic() + args.wait
+                while not deployer.server_live() and time.monotonic() < deadline:
+                    time.sleep(1.0)
+                print(f"serving generation {deployer.serving_generation() or deployer.restore()}")
+            elif args.action == "list":
                 print(list_generations(deployer))
             elif args.action == "swap":
                 deployer.swap(args.generation)

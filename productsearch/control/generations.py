@@ -1,10 +1,11 @@
 """Generation manifests and checks: is generation N complete and unchanged since it was built?
 
-A generation N is `text_encoder/N`, `image_encoder/N` and `scorer/N` (the catalog indexed with
-encoders N). Its manifest, `model_repository/generations/N.json`, records what built it, when,
-a checksum of each encoder's files and the catalog's size and checksum. The deploy tool refuses
-a generation whose files are missing, truncated or differ from the manifest, before it touches
-what is serving. The serving pointer (`generations/serving.json`) says which generation a
+A generation N is `text_encoder/N`, `image_encoder/N`, `scorer/N` and `catalog_writer/N`: the
+encoders, and the catalog's vectors they made (kept in the catalog store, per generation). Its
+manifest, `model_repository/generations/N.json`, records what built it, when, and a checksum of
+each encoder's files (the store records which checksums made its vectors). The deploy tool
+refuses a generation whose files are missing, truncated or differ from the manifest, before it
+touches what is serving. The serving pointer (`generations/serving.json`) says which generation a
 restarted server brings back, and which one came before (for rollback).
 """
 from __future__ import annotations
@@ -15,8 +16,7 @@ import os
 import time
 from pathlib import Path
 
-from productsearch.catalog.files import CatalogError, load_catalog
-from productsearch.control.repository import ENCODERS
+from productsearch.control.repository import ENCODERS, GENERATION_MODELS
 
 MANIFEST_DIR = "generations"
 SERVING_FILE = "serving.json"
@@ -73,9 +73,9 @@ def read_manifest(repository: Path, generation: int) -> dict:
 
 
 def record_encoders(repository: Path, generation: int, built_by: dict) -> dict:
-    """After a build: checksum generation N's encoders into its manifest. An unchanged rebuild
-    keeps the manifest (and its catalog record); changed encoders drop the old catalog record,
-    since a catalog is only valid with the encoders that made it."""
+    """After a build: checksum generation N's encoders into its manifest (an unchanged rebuild
+    keeps the manifest). Vectors made by other encoders are re-made at the next swap or restore
+    (control/rebuild.py)."""
     checksums = {name: tree_checksum(path) for name, path in encoder_dirs(repository, generation).items()}
     if manifest_path(repository, generation).exists():
         existing = read_manifest(repository, generation)
@@ -91,21 +91,6 @@ def record_encoders(repository: Path, generation: int, built_by: dict) -> dict:
     return manifest
 
 
-def record_catalog(repository: Path, generation: int) -> dict:
-    """After indexing: the catalog's size and checksum into generation N's manifest."""
-    manifest = read_manifest(repository, generation)
-    catalog = load_catalog(Path(repository) / "scorer" / str(generation))
-    manifest["catalog"] = {
-        "count": catalog.manifest["count"],
-        "dim": catalog.manifest["dim"],
-        "embeddings_sha256": catalog.manifest["embeddings_sha256"],
-        "products_sha256": catalog.manifest["products_sha256"],
-        "indexed_at": catalog.manifest.get("created_at"),
-    }
-    write_json_atomic(manifest_path(repository, generation), manifest)
-    return manifest
-
-
 def verify_generation(repository: Path, generation: int) -> dict:
     """Raise GenerationError unless generation N is complete and matches its manifest."""
     manifest = read_manifest(repository, generation)
@@ -115,14 +100,6 @@ def verify_generation(repository: Path, generation: int) -> dict:
         expected = manifest.get("encoders", {}).get(name)
         if expected is None or tree_checksum(path) != expected:
             raise GenerationError(f"generation {generation}: {name} files differ from the manifest (changed or truncated)")
-    if "catalog" not in manifest:
-        raise GenerationError(f"generation {generation} has no indexed catalog: run clients.index --generation {generation}")
-    try:
-        catalog = load_catalog(Path(repository) / "scorer" / str(generation))
-    except CatalogError as err:
-        raise GenerationError(f"generation {generation}: {err}") from None
-    if catalog.manifest["embeddings_sha256"] != manifest["catalog"]["embeddings_sha256"]:
-        raise GenerationError(f"generation {generation}: the catalog differs from the one in its manifest")
     return manifest
 
 
@@ -142,12 +119,12 @@ def write_serving(repository: Path, generation: int, previous: int | None) -> No
 
 
 def clone_encoders(repository: Path, generation: int, source: int) -> dict:
-    """Generation N sharing generation `source`'s encoder weights (symlinked): for a catalog-only
-    change (new products, new prices) that still gets its own generation number and swap."""
+    """Generation N sharing generation `source`'s encoder weights (symlinked): a new generation
+    number with the same encoders (tests and benchmarks of the swap)."""
     import shutil
 
     repository = Path(repository)
-    for model in (*ENCODERS, "scorer"):
+    for model in GENERATION_MODELS:
         target = repository / model / str(generation)
         target.mkdir(parents=True, exist_ok=True)
         shutil.copy2(repository / model / str(source) / "model.py", target / "model.py")

@@ -1,16 +1,16 @@
 """Layout of the model repository: which generations are built and indexed, and private linked
 copies of it for tests and benchmarks.
 
-A generation N is `text_encoder/N`, `image_encoder/N` and `scorer/N` (the catalog indexed with
-encoders N): model version N is generation N (model_repository/README.md).
+A generation N is the version N of every generation-numbered model (the encoders, the scorer and
+the catalog writer): model version N is generation N (model_repository/README.md).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from productsearch.catalog.files import catalog_exists
 
 ENCODERS = ("text_encoder", "image_encoder")
+GENERATION_MODELS = (*ENCODERS, "scorer", "catalog_writer")
 
 
 def built_generations(model_repository: Path) -> list[int]:
@@ -24,11 +24,6 @@ def built_generations(model_repository: Path) -> list[int]:
     return sorted(found or ())
 
 
-def indexed_generations(model_repository: Path) -> list[int]:
-    """Built generations whose catalog is indexed too (servable by `search`)."""
-    return [g for g in built_generations(model_repository) if catalog_exists(Path(model_repository) / "scorer" / str(g))]
-
-
 def latest_generation(model_repository: Path) -> int:
     generations = built_generations(model_repository)
     if not generations:
@@ -36,12 +31,12 @@ def latest_generation(model_repository: Path) -> int:
     return generations[-1]
 
 
-def link_repository(source: Path, target: Path, generations: list[int] | None = None,
-                    with_catalogs: bool = False) -> Path:
+def link_repository(source: Path, target: Path, generations: list[int] | None = None, with_catalogs: bool = False) -> Path:
     """A private model repository for tests and benchmarks, so they never disturb a server
-    started by `make serve`: configs and model.py copied, built artifacts symlinked, catalogs
-    left out unless asked for (callers index their own). `generations` limits which version
-    directories of the generation-numbered models come along."""
+    started by `make serve`: configs and model.py copied, built artifacts symlinked, the catalog
+    store left out (each server writes its own) unless `with_catalogs`: then each shop's catalog
+    is copied (a store is never shared). `generations` limits which version directories of the
+    generation-numbered models come along."""
     import shutil
 
     manifests = Path(source) / "generations"
@@ -56,20 +51,30 @@ def link_repository(source: Path, target: Path, generations: list[int] | None = 
         dest = Path(target) / model_dir.name
         dest.mkdir(parents=True)
         shutil.copy2(model_dir / "config.pbtxt", dest / "config.pbtxt")
-        per_generation = model_dir.name in (*ENCODERS, "scorer")
+        per_generation = model_dir.name in GENERATION_MODELS
         for version_dir in sorted(p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()):
             if per_generation and generations is not None and int(version_dir.name) not in generations:
                 continue
             out = dest / version_dir.name
             out.mkdir()
             for item in version_dir.iterdir():
-                if item.name.startswith(("catalog", ".catalog")) and not with_catalogs:
-                    continue
                 if item.is_file() and not item.is_symlink():
                     shutil.copy2(item, out / item.name)
                 else:
                     (out / item.name).symlink_to(item.resolve(), target_is_directory=item.is_dir())
+    if with_catalogs:
+        copy_catalogs(source, target)
     return Path(target)
+
+
+def copy_catalogs(source: Path, target: Path) -> None:
+    """Every shop's catalog of the store beside `source` into the store beside `target`."""
+    from productsearch.catalog.sqlite_bulk import copy_catalog
+    from productsearch.catalog.store import catalog_url, list_shops, open_store, store_root
+
+    source_url, target_url = catalog_url(source), catalog_url(target)
+    for shop in list_shops(source_url):
+        copy_catalog(open_store(source_url, shop, create=False), store_root(target_url)).close()
 
 
 def refresh_configs(source: Path, target: Path) -> None:

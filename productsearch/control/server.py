@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clients.connection import TlsOptions
-from productsearch.control.admin import ADMIN_HEADER, admin_headers, admin_key
+from productsearch.control.admin import ADMIN_HEADER, ADMIN_KEY_ENV, WRITE_KEY_HEADER, admin_headers, admin_key
+from productsearch.catalog.store import CATALOG_ENV
 from productsearch.control.device_configs import config_name
 from productsearch.control.paths import DEFAULT_MODEL_REPOSITORY, DEFAULT_PORTS, DEFAULT_RUN_DIR, REPO_ROOT
 from productsearch.control.processes import pid_alive, port_is_free, stop_pid
@@ -70,6 +71,7 @@ class TritonServer:
     admin_key: str | None = None  # None: admin_key() (env or run/admin_key)
     exit_timeout_s: int = 10
     tls: GrpcTls | None = None  # gRPC over TLS (HTTP and metrics then stay on loopback)
+    catalog_url: str | None = None  # the catalog store (None: PRODUCTSEARCH_CATALOG, else beside the repository)
     pid: int | None = None
     _process: subprocess.Popen | None = field(default=None, repr=False)
 
@@ -96,6 +98,10 @@ class TritonServer:
             # Only callers with the admin header may load/unload (swap generations).
             f"--grpc-restricted-protocol=model-repository:{ADMIN_HEADER}={self.key}",
             f"--http-restricted-api=model-repository:{ADMIN_HEADER}={self.key}",
+            # Catalog writes carry the admin key in this header; Triton hands it to the models
+            # (ensemble steps included) as a request parameter of the same name.
+            f"--grpc-header-forward-pattern={WRITE_KEY_HEADER}",
+            f"--http-header-forward-pattern={WRITE_KEY_HEADER}",
         ]
         if config_name(self.model_repository):  # GPU configs written by build_models --device gpu
             cmd.append(f"--model-config-name={config_name(self.model_repository)}")
@@ -130,6 +136,9 @@ class TritonServer:
             )
         install_stub(install)
         env = server_environment(install)
+        env[ADMIN_KEY_ENV] = self.key  # the write models check catalog-write-key against it
+        if self.catalog_url:
+            env[CATALOG_ENV] = self.catalog_url
         Path(self.log_file).parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_file, "ab")
         self._process = subprocess.Popen(

@@ -74,6 +74,7 @@ def server_state(server: TritonServer) -> dict:
         "load_models": list(server.load_models),
         "extra_args": list(server.extra_args),
         "exit_timeout_s": server.exit_timeout_s,
+        "catalog_url": server.catalog_url,
     }
 
 
@@ -84,7 +85,7 @@ def server_from_state(state: dict) -> TritonServer:
         model_repository=Path(state["model_repository"]), host=state["host"], http_port=state["http_port"],
         grpc_port=state["grpc_port"], metrics_port=state["metrics_port"], log_file=Path(state["log_file"]),
         load_models=state.get("load_models", []), extra_args=state.get("extra_args", []),
-        exit_timeout_s=state.get("exit_timeout_s", 10),
+        exit_timeout_s=state.get("exit_timeout_s", 10), catalog_url=state.get("catalog_url"),
         tls=None if tls is None else GrpcTls(**{k: (v if isinstance(v, bool) else Path(v)) for k, v in tls.items()}),
     )
 

@@ -72,6 +72,18 @@ def internal(message: str):
     return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, pb_utils.TritonError.INTERNAL))
 
 
+def unavailable(message: str):
+    """UNAVAILABLE: try again (a lagging catalog, a write fenced by a generation swap)."""
+    pb_utils = pb()
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, pb_utils.TritonError.UNAVAILABLE))
+
+
+def not_found(message: str):
+    """NOT_FOUND: an update or delete of a product the catalog does not have."""
+    pb_utils = pb()
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, pb_utils.TritonError.NOT_FOUND))
+
+
 def input_array(request, name: str) -> np.ndarray | None:
     tensor = pb().get_input_tensor_by_name(request, name)
     return None if tensor is None else tensor.as_numpy()

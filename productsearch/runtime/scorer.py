@@ -1,69 +1,44 @@
-"""scorer: cosine top-k of fused query embeddings over this generation's catalog.
+"""scorer: cosine top-k of fused query embeddings over this generation's live catalog.
 
-The catalog (unit-norm fused embeddings) is opened once in initialize(); a batch of queries is
-scored in ONE operation. How is decided then, from the catalog's size (config parameters):
-- exact (the default below `exact_max_products`, 100,000, and always on a GPU): the fp32 matrix
-  in memory, one matrix product [B, D] x [D, N] and one top-k (numpy on the CPU, torch on a GPU);
-- ivf (CPU, `exact_max_products` products and up): an IVF index over fp16-coded vectors
-  (faiss; catalog/ann.py), `nprobe` of its lists scanned per query: half the memory
-  of the fp32 matrix; its recall@10 against exact search is measured by loadtest/bench.py. The
-  index is persisted beside the catalog, so it is built once per catalog (by the indexing
-  client, or by the first scorer that loads the catalog).
-Neither path imports torch on the CPU (it would add ~450 MB to the scorer's process).
-Parameters: `search` (auto | exact | ivf), `exact_max_products`, `nprobe`, `ivf_nlist`,
-`torch_threads` (threads for either path).
+The catalog comes from the catalog store (catalog/store.py; the embedded default is one SQLite
+database per shop): each shop's products with their vectors for this generation are loaded into
+a live index (catalog/live_index.py) the first time the shop is asked for, and kept current by
+following the store's log (catalog/follower.py) - before each batch, and every 50 ms meanwhile.
+A batch of queries of one shop is scored in ONE operation (catalog/ranking.py): below
+`exact_max_products` products (100,000) and always on a GPU exactly (one matrix product and one
+top-k; numpy on the CPU, torch on a GPU), from there on the CPU through an IVF index over
+fp16-coded vectors (faiss, `nprobe` lists per query).
+Parameters: `catalog` (store URL; PRODUCTSEARCH_CATALOG wins), `search` (auto | exact | ivf),
+`exact_max_products`, `nprobe`, `ivf_nlist`, `exact_filter_max`, `min_sequence_wait_s`,
+`torch_threads`.
 
-Optional inputs (all per query row; see the README's contract):
-- OFFSET: skip that many results (pagination). Results are ordered by score, then by catalog
-  row, so pages of one query fit together; OFFSET + TOP_K <= 10,000.
-- CATEGORIES (any of), PRICE_MIN / PRICE_MAX (inclusive), EXCLUDE_IDS: filters applied BEFORE
-  ranking (never "top-k, then filter", which returns too few): the query is scored exactly
-  against the products that pass - except on the IVF path when more than `exact_filter_max`
-  (50,000) pass: then the IVF scan itself skips the others (approximate, like every IVF query).
-  Unknown categories are refused; unknown excluded ids are ignored (they exclude nothing).
-- SEED_IDS (+ SEED_WEIGHTS) instead of QUERY_EMBEDDING: the query is the normalized weighted sum
-  of those products' own embeddings ("more like this", "for this shopper"); the seeds are
-  excluded from the results; unknown ids are refused. Without weights, recency weights
-  RECENCY_DECAY**i (the first id is the most recent).
-Rows of one request that end up with fewer results than others (filters, the end of the
-catalog) are padded with empty ids and NaN scores.
-
-The model version is the generation number and is returned with every answer (GENERATION), so a
-client can tell which generation served it during a hot swap.
+Inputs per query row (see the README's contract): QUERY_EMBEDDING, or SEED_IDS (+ SEED_WEIGHTS:
+"more like this", "for this shopper"; seeds are excluded, unknown ids refused, default recency
+weights 0.8**i); TOP_K; optional OFFSET (pages, OFFSET + TOP_K <= 10,000), CATEGORIES (any of),
+PRICE_MIN / PRICE_MAX (inclusive), EXCLUDE_IDS, SHOP (default "default"), MIN_SEQUENCE (answer
+only once the catalog has applied that sequence, waiting at most `min_sequence_wait_s`, then
+UNAVAILABLE naming the lag). Outputs: PRODUCT_IDS, TITLES, SCORES (padded with "" / NaN where a
+row has fewer results than others of its request), GENERATION (the model version: the
+generation), CATALOG_SEQUENCE (the catalog sequence the answer reflects).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from productsearch.catalog.ann import DEFAULT_NPROBE, EXACT_MAX_PRODUCTS, ExactSearch, IndexSpec, IvfSearch, top_rows
-from productsearch.catalog.files import open_catalog
+from productsearch.catalog.ann import DEFAULT_NPROBE, EXACT_MAX_PRODUCTS, IndexSpec
+from productsearch.catalog.follower import Lagging, ShopFollower
+from productsearch.catalog.live_index import LiveIndex
+from productsearch.catalog.ranking import EXACT_FILTER_MAX, QueryError, RowQuery, rank
+from productsearch.catalog.records import RecordError
+from productsearch.catalog.store import catalog_url, open_store
+from productsearch.catalog.rows import DEFAULT_SHOP, check_shop
 from productsearch.runtime.limits import MAX_DEPTH, MAX_LIST, MAX_TOP_K
-from productsearch.runtime.model_io import ModelContext, RequestError, configured_threads, input_array, response, run_batched
+from productsearch.runtime.model_io import (ModelContext, RequestError, configured_threads, input_array, internal, invalid,
+                                            response, unavailable)
 
-RECENCY_DECAY = 0.8
-EXACT_FILTER_MAX = 50_000  # IVF path: more products than this pass a filter -> filtered IVF scan
-NO_ROWS = np.zeros(0, dtype=np.int64)
-
-
-@dataclass
-class RowQuery:
-    """One query row, parsed: what to rank and which products may appear."""
-
-    query: np.ndarray | None  # fused query embedding; None: made from the seeds
-    k: int
-    offset: int = 0
-    seeds: np.ndarray = field(default_factory=lambda: NO_ROWS)  # catalog rows
-    seed_weights: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
-    categories: np.ndarray | None = None  # category codes (any of)
-    price_min: float | None = None
-    price_max: float | None = None
-    exclude: np.ndarray = field(default_factory=lambda: NO_ROWS)  # catalog rows
-
-    @property
-    def filtered(self) -> bool:
-        return self.categories is not None or self.price_min is not None or self.price_max is not None
+MIN_SEQUENCE_WAIT_S = 2.0
 
 
 def check_top_k(raw: np.ndarray | None, rows: int) -> list[int]:
@@ -89,9 +64,9 @@ def per_row(array: np.ndarray | None, rows: int, name: str) -> list | None:
     return [array[i].reshape(-1) for i in range(rows)]
 
 
-def strings(values: np.ndarray, name: str) -> list[bytes]:
-    """Non-empty elements of a BYTES row (empty ones are padding)."""
-    items = [bytes(v) for v in values.tolist() if len(v)]
+def strings(values: np.ndarray, name: str) -> list[str]:
+    """Non-empty elements of a BYTES row (empty ones are padding), decoded."""
+    items = [bytes(v).decode("utf-8", errors="replace") for v in values.tolist() if len(v)]
     if len(items) > MAX_LIST:
         raise RequestError(f"{name} takes at most {MAX_LIST} values, got {len(items)}")
     return items
@@ -104,172 +79,183 @@ def number(values: np.ndarray, name: str) -> float | None:
     return None if np.isnan(value) else value
 
 
+def seed_weights(ids: np.ndarray, weights: np.ndarray | None) -> tuple[list[str], np.ndarray | None]:
+    present = [j for j, v in enumerate(ids.tolist()) if len(v)]
+    if not present:
+        raise RequestError("SEED_IDS is empty: send at least one product id")
+    if len(present) > MAX_LIST:
+        raise RequestError(f"SEED_IDS takes at most {MAX_LIST} ids, got {len(present)}")
+    names = [bytes(ids[j]).decode("utf-8", errors="replace") for j in present]
+    if weights is None:
+        return names, None
+    if len(weights) != len(ids):
+        raise RequestError(f"SEED_WEIGHTS needs one weight per id ({len(ids)}), got {len(weights)}")
+    chosen = weights[present].astype(np.float32)
+    if not np.all(np.isfinite(chosen)) or np.any(chosen < 0) or chosen.sum() <= 0:
+        raise RequestError(f"SEED_WEIGHTS must be finite, >= 0 and not all 0, got {chosen.tolist()}")
+    return names, chosen
+
+
+def parse_rows(request) -> list[RowQuery]:
+    """The query rows of one request, every input checked (the catalog itself is not read here)."""
+    query = input_array(request, "QUERY_EMBEDDING")
+    seeds = input_array(request, "SEED_IDS")
+    if (query is None) == (seeds is None):
+        raise RequestError("send either QUERY_EMBEDDING or SEED_IDS")
+    rows = len(query) if query is not None else len(seeds)
+    if query is not None:
+        query = query.reshape(rows, -1)
+    top_k = check_top_k(input_array(request, "TOP_K"), rows)
+    offsets = per_row(input_array(request, "OFFSET"), rows, "OFFSET")
+    categories = per_row(input_array(request, "CATEGORIES"), rows, "CATEGORIES")
+    price_min = per_row(input_array(request, "PRICE_MIN"), rows, "PRICE_MIN")
+    price_max = per_row(input_array(request, "PRICE_MAX"), rows, "PRICE_MAX")
+    exclude = per_row(input_array(request, "EXCLUDE_IDS"), rows, "EXCLUDE_IDS")
+    shops = per_row(input_array(request, "SHOP"), rows, "SHOP")
+    sequences = per_row(input_array(request, "MIN_SEQUENCE"), rows, "MIN_SEQUENCE")
+    seed_ids = per_row(seeds, rows, "SEED_IDS")
+    weights = per_row(input_array(request, "SEED_WEIGHTS"), rows, "SEED_WEIGHTS")
+    parsed = []
+    for i in range(rows):
+        row = RowQuery(None if query is None else query[i], top_k[i])
+        if offsets is not None:
+            row.offset = int(offsets[i][0]) if len(offsets[i]) else 0
+            if row.offset < 0 or row.offset + row.k > MAX_DEPTH:
+                raise RequestError(f"OFFSET must be >= 0 with OFFSET + TOP_K <= {MAX_DEPTH}, got OFFSET "
+                                   f"{row.offset} and TOP_K {row.k}")
+        if categories is not None:
+            row.categories = strings(categories[i], "CATEGORIES") or None
+        if price_min is not None:
+            row.price_min = number(price_min[i], "PRICE_MIN")
+        if price_max is not None:
+            row.price_max = number(price_max[i], "PRICE_MAX")
+        if row.price_min is not None and row.price_max is not None and row.price_min > row.price_max:
+            raise RequestError(f"PRICE_MIN {row.price_min:g} is above PRICE_MAX {row.price_max:g}")
+        if seed_ids is not None:
+            row.seed_ids, row.seed_weights = seed_weights(seed_ids[i], None if weights is None else weights[i])
+        if exclude is not None:
+            row.exclude_ids = strings(exclude[i], "EXCLUDE_IDS")
+        if shops is not None:
+            names = strings(shops[i], "SHOP")
+            try:
+                row.shop = check_shop(names[0]) if names else DEFAULT_SHOP
+            except RecordError as err:
+                raise RequestError(str(err)) from None
+        if sequences is not None:
+            row.min_sequence = int(sequences[i][0]) if len(sequences[i]) else 0
+        parsed.append(row)
+    return parsed
+
+
 class ScorerModel:
     def initialize(self, args: dict) -> None:
         self.ctx = ModelContext.from_args(args)
-        threads = configured_threads(self.ctx)
-        catalog = open_catalog(self.ctx.version_dir)
-        self.ids, self.titles = catalog.ids, catalog.titles
-        self.count, self.dim = catalog.embeddings.shape
-        self.categories, self.prices, self.lookup = catalog.categories, catalog.prices, catalog.lookup
-        self.category_codes = {name.encode(): code for code, name in enumerate(catalog.category_names)}
-        method = self.ctx.parameter("search", "auto")
-        if method not in ("auto", "exact", "ivf"):
-            raise ValueError(f"scorer parameter search must be auto, exact or ivf, not {method!r}")
-        threshold = int(self.ctx.parameter("exact_max_products", str(EXACT_MAX_PRODUCTS)))
-        if method == "auto":
-            method = "ivf" if self.ctx.device == "cpu" and self.count >= threshold else "exact"
-        if method == "ivf":
-            spec = IndexSpec(nlist=int(self.ctx.parameter("ivf_nlist", "0")))
-            nprobe = int(self.ctx.parameter("nprobe", str(DEFAULT_NPROBE)))
-            self.searcher = IvfSearch(catalog, spec, nprobe, threads, log=print)
-        else:
-            self.searcher = ExactSearch(catalog.embeddings, self.ctx.device, threads)
-        # Rows for seeds and filtered (exact) search: the in-memory matrix on the CPU path, else
-        # the memory map (only the pages read are resident).
-        on_cpu = isinstance(self.searcher, ExactSearch) and self.searcher.device == "cpu"
-        self.vectors = self.searcher.matrix if on_cpu else catalog.embeddings
+        self.threads = configured_threads(self.ctx)
+        self.method = self.ctx.parameter("search", "auto")
+        if self.method not in ("auto", "exact", "ivf"):
+            raise ValueError(f"scorer parameter search must be auto, exact or ivf, not {self.method!r}")
+        self.exact_max = int(self.ctx.parameter("exact_max_products", str(EXACT_MAX_PRODUCTS)))
+        self.spec = IndexSpec(nlist=int(self.ctx.parameter("ivf_nlist", "0")))
+        self.nprobe = int(self.ctx.parameter("nprobe", str(DEFAULT_NPROBE)))
         self.exact_filter_max = int(self.ctx.parameter("exact_filter_max", str(EXACT_FILTER_MAX)))
+        self.wait_s = float(self.ctx.parameter("min_sequence_wait_s", str(MIN_SEQUENCE_WAIT_S)))
+        self.url = catalog_url(Path(self.ctx.version_dir).parent.parent, self.ctx.parameter("catalog", "") or None)
         self.generation = np.array([self.ctx.version], dtype=np.int64)
+        self.shops: dict[str, ShopFollower] = {}
+        self.follower(DEFAULT_SHOP)  # load the default shop now, not on the first query
 
-    # ------------------------------------------------------------------ reading a request
+    def make_index(self) -> LiveIndex:
+        return LiveIndex(self.ctx.device, self.threads, self.method, self.exact_max, self.spec, self.nprobe, log=print)
+
+    def follower(self, shop: str) -> ShopFollower:
+        if shop not in self.shops:
+            store = open_store(self.url, shop, create=shop == DEFAULT_SHOP)
+            self.shops[shop] = ShopFollower(store, self.ctx.version, self.make_index)
+        return self.shops[shop]
 
     def parse(self, request) -> list[RowQuery]:
-        query = input_array(request, "QUERY_EMBEDDING")
-        seeds = input_array(request, "SEED_IDS")
-        if (query is None) == (seeds is None):
-            raise RequestError("send either QUERY_EMBEDDING or SEED_IDS")
-        rows = len(query) if query is not None else len(seeds)
-        if query is not None:
-            query = query.reshape(rows, -1)
-            if query.shape[1] != self.dim:
-                raise RequestError(f"QUERY_EMBEDDING has dim {query.shape[1]}, catalog has {self.dim}")
-        top_k = check_top_k(input_array(request, "TOP_K"), rows)
-        offsets = per_row(input_array(request, "OFFSET"), rows, "OFFSET")
-        categories = per_row(input_array(request, "CATEGORIES"), rows, "CATEGORIES")
-        price_min = per_row(input_array(request, "PRICE_MIN"), rows, "PRICE_MIN")
-        price_max = per_row(input_array(request, "PRICE_MAX"), rows, "PRICE_MAX")
-        exclude = per_row(input_array(request, "EXCLUDE_IDS"), rows, "EXCLUDE_IDS")
-        seed_ids = per_row(seeds, rows, "SEED_IDS")
-        seed_weights = per_row(input_array(request, "SEED_WEIGHTS"), rows, "SEED_WEIGHTS")
-        parsed = []
-        for i in range(rows):
-            row = RowQuery(None if query is None else query[i], top_k[i])
-            if offsets is not None:
-                row.offset = int(offsets[i][0]) if len(offsets[i]) else 0
-                if row.offset < 0 or row.offset + row.k > MAX_DEPTH:
-                    raise RequestError(f"OFFSET must be >= 0 with OFFSET + TOP_K <= {MAX_DEPTH}, got OFFSET "
-                                       f"{row.offset} and TOP_K {row.k}")
-            if categories is not None:
-                row.categories = self.category_rows(strings(categories[i], "CATEGORIES"))
-            if price_min is not None:
-                row.price_min = number(price_min[i], "PRICE_MIN")
-            if price_max is not None:
-                row.price_max = number(price_max[i], "PRICE_MAX")
-            if row.price_min is not None and row.price_max is not None and row.price_min > row.price_max:
-                raise RequestError(f"PRICE_MIN {row.price_min:g} is above PRICE_MAX {row.price_max:g}")
-            if seed_ids is not None:
-                row.seeds, row.seed_weights = self.seed_rows(seed_ids[i], None if seed_weights is None else seed_weights[i])
-            excluded = self.lookup.rows(strings(exclude[i], "EXCLUDE_IDS"))[0] if exclude is not None else NO_ROWS
-            row.exclude = np.union1d(excluded, row.seeds)
-            parsed.append(row)
-        return parsed
-
-    def category_rows(self, names: list[bytes]) -> np.ndarray | None:
-        """Category names -> codes; no names (all empty) -> no category filter."""
-        if not names:
-            return None
-        unknown = [n.decode(errors="replace") for n in names if n not in self.category_codes]
-        if unknown:
-            known = sorted(c.decode(errors="replace") for c in self.category_codes)
-            raise RequestError(f"unknown category {', '.join(map(repr, unknown))}; this catalog has: "
-                               f"{', '.join(known[:50])}{' ...' if len(known) > 50 else ''}")
-        return np.array([self.category_codes[n] for n in names], dtype=self.categories.dtype)
-
-    def seed_rows(self, ids: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        present = [j for j, v in enumerate(ids.tolist()) if len(v)]
-        if not present:
-            raise RequestError("SEED_IDS is empty: send at least one product id")
-        if len(present) > MAX_LIST:
-            raise RequestError(f"SEED_IDS takes at most {MAX_LIST} ids, got {len(present)}")
-        wanted = [bytes(ids[j]) for j in present]
-        rows, unknown = self.lookup.rows(wanted)
-        if unknown:
-            shown = ", ".join(repr(u.decode(errors="replace")) for u in unknown[:10])
-            raise RequestError(f"unknown product id(s) {shown}{' ...' if len(unknown) > 10 else ''} "
-                               f"(not in the catalog of generation {self.ctx.version})")
-        if weights is None:
-            chosen = RECENCY_DECAY ** np.arange(len(present), dtype=np.float32)
-        else:
-            if len(weights) != len(ids):
-                raise RequestError(f"SEED_WEIGHTS needs one weight per id ({len(ids)}), got {len(weights)}")
-            chosen = weights[present].astype(np.float32)
-            if not np.all(np.isfinite(chosen)) or np.any(chosen < 0) or chosen.sum() <= 0:
-                raise RequestError(f"SEED_WEIGHTS must be finite, >= 0 and not all 0, got {chosen.tolist()}")
-        return rows, chosen
-
-    # ------------------------------------------------------------------ ranking
-
-    def seed_query(self, row: RowQuery) -> np.ndarray:
-        mean = (np.asarray(self.vectors[row.seeds], dtype=np.float32) * row.seed_weights[:, None]).sum(axis=0)
-        return mean / max(float(np.linalg.norm(mean)), 1e-12)
-
-    def passing(self, row: RowQuery) -> np.ndarray:
-        """A mask over the catalog: the products that pass the row's filters (and are not excluded)."""
-        mask = np.ones(self.count, dtype=bool)
-        if row.categories is not None:
-            mask &= np.isin(self.categories, row.categories)
-        if row.price_min is not None:
-            mask &= self.prices >= row.price_min  # NaN (no price) passes no price filter
-        if row.price_max is not None:
-            mask &= self.prices <= row.price_max
-        mask[row.exclude] = False
-        return mask
+        return parse_rows(request)
 
     def compute(self, rows: list[RowQuery]) -> list[tuple[np.ndarray, np.ndarray]]:
-        queries = np.stack([self.seed_query(r) if r.query is None else r.query for r in rows]).astype(np.float32)
-        results: list = [None] * len(rows)
-        plain = [i for i, r in enumerate(rows) if not r.filtered]
-        if plain:  # one batched search; exclusions dropped from a deeper list
-            depth = min(max(rows[i].offset + rows[i].k + len(rows[i].exclude) for i in plain), self.count)
-            index, scores = self.searcher.search(np.ascontiguousarray(queries[plain]), depth)
-            for j, i in enumerate(plain):
-                keep = (index[j] >= 0) & ~np.isin(index[j], rows[i].exclude)
-                window = slice(rows[i].offset, rows[i].offset + rows[i].k)
-                results[i] = (index[j][keep][window], scores[j][keep][window])
-        for i, row in enumerate(rows):  # filtered: search only the products that pass
-            if results[i] is None:
-                results[i] = self.filtered_search(row, queries[i])
+        """In-process ranking (tests, benchmarks): (slots, scores) per row, rows of one shop."""
+        index = self.follower(rows[0].shop).catch_up()
+        with index.lock:
+            results = rank(index, rows, self.ctx.version, self.exact_filter_max)
+        for result in results:
+            if isinstance(result, QueryError):
+                raise RequestError(str(result))
         return results
 
-    def filtered_search(self, row: RowQuery, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Exact over the products that pass; on the IVF path, when more than
-        `exact_filter_max` pass, the IVF scan restricted to them (reading that many rows from
-        the memory map would cost more than the unfiltered search)."""
-        mask = self.passing(row)
-        passing = int(mask.sum())
-        depth = min(row.offset + row.k, passing)
-        if depth == 0:
-            return NO_ROWS, np.zeros(0, np.float32)
-        if isinstance(self.searcher, IvfSearch) and passing > self.exact_filter_max:
-            index, scores = self.searcher.search_within(query, depth, mask)
-            return index[row.offset:], scores[row.offset:]
-        candidates = np.flatnonzero(mask)
-        scores = np.asarray(self.vectors[candidates], dtype=np.float32) @ query
-        top = top_rows(scores, depth)[row.offset:]
-        return candidates[top], scores[top]
+    def index(self, shop: str = DEFAULT_SHOP) -> LiveIndex:
+        return self.follower(shop).catch_up()
 
-    def respond(self, results: list[tuple[np.ndarray, np.ndarray]]):
-        width = max(len(index) for index, _ in results)
+    def execute(self, requests):
+        """Requests grouped by shop; per shop: catch up (and wait for MIN_SEQUENCE), then one
+        ranking over all its rows. A bad request fails alone."""
+        parsed: list = []
+        for request in requests:
+            try:
+                parsed.append(parse_rows(request))
+            except RequestError as err:
+                parsed.append(err)
+            except Exception as err:  # noqa: BLE001 - isolate a bug to its own request
+                parsed.append(RuntimeError(f"could not read the request: {type(err).__name__}: {err}"))
+        responses: list = [None] * len(requests)
+        for i, item in enumerate(parsed):
+            if isinstance(item, Exception):
+                responses[i] = error_response(item)
+        shops = sorted({row.shop for item in parsed if not isinstance(item, Exception) for row in item})
+        for shop in shops:
+            members = [i for i, item in enumerate(parsed) if not isinstance(item, Exception) and item[0].shop == shop]
+            self.rank_shop(shop, members, parsed, responses)
+        return responses
+
+    def rank_shop(self, shop: str, members: list[int], parsed: list, responses: list) -> None:
+        try:
+            follower = self.follower(shop)
+            index = follower.wait_for(max(r.min_sequence for i in members for r in parsed[i]), self.wait_s)
+        except Lagging as err:
+            for i in members:
+                responses[i] = unavailable(str(err))
+            return
+        except Exception as err:  # noqa: BLE001 - an unknown shop, an unreadable store
+            for i in members:
+                responses[i] = error_response(RequestError(str(err)))
+            return
+        with index.lock:
+            for i in members:
+                dims = {r.query.shape[0] for r in parsed[i] if r.query is not None}
+                if index.dim is not None and dims and dims != {index.dim}:
+                    responses[i] = error_response(RequestError(
+                        f"QUERY_EMBEDDING has dim {dims.pop()}, the catalog has {index.dim}"))
+            members = [i for i in members if responses[i] is None]
+            rows = [row for i in members for row in parsed[i]]
+            results = rank(index, rows, self.ctx.version, self.exact_filter_max) if rows else []
+            start = 0
+            for i in members:
+                mine = results[start:start + len(parsed[i])]
+                start += len(parsed[i])
+                failed = next((r for r in mine if isinstance(r, QueryError)), None)
+                responses[i] = error_response(RequestError(str(failed))) if failed else self.respond(index, mine)
+
+    def respond(self, index: LiveIndex, results: list[tuple[np.ndarray, np.ndarray]]):
+        width = max(len(slots) for slots, _ in results)
         ids = np.full((len(results), width), b"", dtype=object)
         titles = np.full((len(results), width), b"", dtype=object)
         scores = np.full((len(results), width), np.nan, dtype=np.float32)
-        for row, (index, score) in enumerate(results):
-            ids[row, : len(index)] = self.ids.take(index)
-            titles[row, : len(index)] = self.titles.take(index)
-            scores[row, : len(index)] = score
+        for row, (slots, score) in enumerate(results):
+            ids[row, : len(slots)] = [index.ids[s] for s in slots.tolist()]
+            titles[row, : len(slots)] = [index.titles[s] for s in slots.tolist()]
+            scores[row, : len(slots)] = score
         return response(PRODUCT_IDS=ids, TITLES=titles, SCORES=scores,
-                        GENERATION=np.repeat(self.generation[None], len(results), axis=0))
+                        GENERATION=np.repeat(self.generation[None], len(results), axis=0),
+                        CATALOG_SEQUENCE=np.full((len(results), 1), index.applied, dtype=np.int64))
 
-    def execute(self, requests):
-        return run_batched(requests, self.parse, self.compute, self.respond)
+    def finalize(self) -> None:
+        for follower in self.shops.values():
+            follower.close()
+
+
+def error_response(err: Exception):
+    """INVALID_ARGUMENT for the client's mistakes, INTERNAL for ours."""
+    return invalid(str(err)) if isinstance(err, RequestError) else internal(str(err))

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 import build_models
-from productsearch.control.indexer import index_and_serve
+from clients.index import read_products
+from productsearch.control.deploy import Deployer
 from clients.search import SearchClient
 from productsearch.encoders.loading import load_image_tower, load_text_tower
 from productsearch.control.repository import link_repository
-from tests.conftest import DEMO_CATALOG, MODEL_REPOSITORY, require_built, start_server
+from tests.conftest import DEMO_CATALOG, MODEL_REPOSITORY, load_catalog, require_built, serve_generation, start_server
 from tests.tiny_checkpoints import tiny_bert, tiny_chinese_clip, tiny_clip
 
 pytestmark = pytest.mark.integration
@@ -54,8 +55,11 @@ def test_presets_serve_end_to_end_through_triton(preset_repository, tmp_path):
     repository, subset = preset_repository
     server = start_server(repository, tmp_path / "triton.log", [])
     try:
+        serve_generation(server, repository)
+        load_catalog(server, read_products(subset))
         for generation, preset in PRESETS.items():
-            index_and_serve(subset, server.grpc_url, repository, generation, server.admin_headers, log=lambda *a: None)
+            with Deployer(server.grpc_url, repository, server.admin_headers, log=lambda *a: None) as deployer:
+                deployer.swap(generation)  # the catalog re-encoded from the store by the preset's towers
             with SearchClient(server.grpc_url, timeout_s=60) as client:
                 query = "口红" if preset == "chinese-clip" else "red mug"
                 result = client.search(query, image=json.loads(subset.read_text().splitlines()[0])["image"], top_k=5)

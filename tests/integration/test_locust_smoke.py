@@ -1,5 +1,6 @@
 """A short headless Locust run against the real server: every request must succeed."""
 import csv
+import os
 import subprocess
 import sys
 
@@ -15,7 +16,7 @@ def test_locust_smoke_has_no_failures(triton, tmp_path):
         [sys.executable, "-m", "locust", "-f", "loadtest/locustfile.py", "--host", triton.grpc_url,
          "--headless", "-u", "8", "-r", "8", "-t", "20s", "--only-summary", "--csv", str(tmp_path / "smoke"),
          "--exit-code-on-error", "1", "--stop-timeout", "10"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT, capture_output=True, text=True, timeout=120, env=dict(os.environ, PRODUCTSEARCH_ADMIN_KEY=triton.key),
     )
     with open(tmp_path / "smoke_stats.csv") as handle:
         rows = {row["Name"]: row for row in csv.DictReader(handle)}
@@ -23,6 +24,7 @@ def test_locust_smoke_has_no_failures(triton, tmp_path):
     assert int(total["Request Count"]) > 20, run.stderr[-2000:]
     assert int(total["Failure Count"]) == 0, run.stderr[-2000:]
     assert {"search text", "search image", "search text+image", "search filtered", "recommend"} <= rows.keys()
+    assert "upsert_products" in rows, "the catalog writer writes beside the shoppers"
     assert run.returncode == 0, run.stderr[-2000:]
 
 
@@ -43,6 +45,7 @@ def test_locust_web_ui_swarms_and_exits_cleanly(triton):
         [sys.executable, "-m", "locust", "-f", "loadtest/locustfile.py", "--host", triton.grpc_url,
          "--web-host", "127.0.0.1", "--web-port", str(port)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=dict(os.environ, PRODUCTSEARCH_ADMIN_KEY=triton.key),
     )
     try:
         page = ""

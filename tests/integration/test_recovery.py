@@ -101,13 +101,20 @@ def test_start_runs_the_supervisor_beside_a_loopback_server(service):
                    for state_key in (admin_key(service.run_dir),)), "the admin key is not on its command line"
 
 
-def settled_stubs(server_pid: int) -> dict:
-    """The stubs once each model has one: loading the ensembles at start replaces instances, and
-    the replaced stubs exit a little later."""
+def python_models(repository: Path) -> set[str]:
+    return {config.parent.name for config in repository.glob("*/config.pbtxt")
+            if 'backend: "python"' in config.read_text()}
+
+
+def settled_stubs(service) -> dict:
+    """The stubs once each python-backend model has one: loading the ensembles at start replaces
+    instances, and the replaced stubs exit a little later."""
+    expected = python_models(service.repository)
+
     def one_each():
-        stubs = stub_processes(server_pid)
+        stubs = stub_processes(service.state()["pid"])
         models = [stub.model for stub in stubs.values()]
-        return len(models) == len(set(models)) == 5 and stubs
+        return len(models) == len(set(models)) and set(models) == expected and stubs
     return wait_for(one_each, 60, "one stub per python-backend model")
 
 
@@ -118,7 +125,7 @@ def test_a_killed_stub_is_reloaded_and_clients_with_retries_see_no_error(service
     state = service.state()
     with SearchClient(service.url, timeout_s=30) as client:
         expected = client.search("red mug", top_k=5)
-    victim = next(pid for pid, stub in settled_stubs(state["pid"]).items() if stub.model == "text_encoder")
+    victim = next(pid for pid, stub in settled_stubs(service).items() if stub.model == "text_encoder")
     queries, pause = QUERIES[:3], 0.05
     with SearchLoad(service.url, 3, queries, 5, pause, timeout_s=60, retries=50, backoff_s=0.1) as patient, \
             SearchLoad(service.url, 1, queries, 5, pause, timeout_s=10, retries=0) as impatient:
@@ -151,7 +158,7 @@ def test_the_memory_guard_gives_back_what_large_uploads_took(service):
     which grows and never shrinks (Triton 2.51): the supervisor reloads the model holding it
     once its region holds more than 256 MB, and the memory comes back."""
     pid = service.state()["pid"]
-    settled_stubs(pid)
+    settled_stubs(service)
     before = server_memory_mb(pid)
     huge = os.urandom(50 * 2**20)
     with SearchClient(service.url, timeout_s=60) as client:

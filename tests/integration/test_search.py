@@ -11,7 +11,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 
-from clients.index import product_inputs
+from clients.contract import encode_inputs
 from clients.search import SearchError
 
 pytestmark = pytest.mark.integration
@@ -87,7 +87,7 @@ def test_text_plus_image_agree_on_the_product(search_client, by_id, heldout_comb
 def test_encode_product_returns_a_unit_norm_fused_embedding(triton, demo_catalog):
     product = demo_catalog[0]
     with open(product["image"], "rb") as handle:
-        inputs = product_inputs(product["title"], handle.read(), module=grpcclient)
+        inputs = encode_inputs(product["title"], handle.read())
     with grpcclient.InferenceServerClient(triton.grpc_url) as client:
         embedding = client.infer("encode_product", inputs).as_numpy("EMBEDDING")
     assert embedding.shape == (1, 768) and embedding.dtype == np.float32
@@ -107,7 +107,7 @@ def test_dynamic_batching_batches_under_concurrent_load(triton, demo_catalog):
             calls = []
             for product in demo_catalog[:64]:
                 with open(product["image"], "rb") as handle:
-                    calls.append(client.infer("encode_product", product_inputs(product["title"], handle.read())))
+                    calls.append(client.infer("encode_product", encode_inputs(product["title"], handle.read())))
             await asyncio.gather(*calls)
         finally:
             await client.close()

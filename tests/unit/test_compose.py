@@ -185,14 +185,14 @@ def test_triton_runs_tritonserver_in_explicit_mode(compose):
     assert "exec tritonserver" in command
     assert f"--model-repository={MODEL_REPOSITORY}" in command
     assert "--model-control-mode=explicit" in command
-    assert "--load-model=encode_product" in command
-    assert "--load-model=search --load-model=recommend" in command  # once a catalog is indexed
+    assert "productsearch.control.deploy --url 127.0.0.1:8001 restore" in command  # the serving generation back
+    assert "--grpc-header-forward-pattern=catalog-write-key" in command  # catalog writes carry the admin key
     assert "--grpc-restricted-protocol=model-repository:" in command
 
 
 def test_triton_healthcheck_and_runtime_settings(compose):
     triton = compose["services"]["triton"]
-    assert "http://localhost:8000/v2/health/ready" in triton["healthcheck"]["test"]
+    assert "http://localhost:8000/v2/health/ready" in " ".join(triton["healthcheck"]["test"])
     assert triton["depends_on"]["build"]["condition"] == "service_completed_successfully"
     assert triton["shm_size"]
     assert triton["ulimits"]["memlock"] == -1
@@ -203,7 +203,7 @@ def test_clients_wait_for_a_healthy_triton(compose):
     services = compose["services"]
     assert services["indexer"]["depends_on"]["triton"]["condition"] == "service_healthy"
     assert "triton:8001" in service_command(services["indexer"])
-    assert "productsearch.control.indexer" in service_command(services["indexer"])
+    assert "clients.index" in service_command(services["indexer"])
     assert services["locust"]["depends_on"]["triton"]["condition"] == "service_healthy"
     assert services["locust"]["depends_on"]["indexer"]["condition"] == "service_completed_successfully"
     assert "loadtest/locustfile.py" in service_command(services["locust"])

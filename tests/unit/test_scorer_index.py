@@ -1,18 +1,17 @@
-"""The scorer's indexed path (large catalogs): recall against brute force, the persisted index,
-complete answers when the probed lists are short, and the lean catalog columns."""
-import json
+"""The scorer's IVF path (large catalogs): recall against brute force, complete answers when the
+probed lists are short, and the index kept current as products are added, replaced and deleted
+(a deleted product is never returned, from the sequence its delete was applied)."""
+import time
 
 import numpy as np
 import pytest
 
-from productsearch.catalog import ann as ann_module
-from productsearch.runtime.scorer import RowQuery, ScorerModel
-from productsearch.catalog.ann import IndexSpec, index_path
-from productsearch.catalog.columns import StringColumn
-from productsearch.catalog.files import open_catalog, write_catalog
+from productsearch.catalog.store import DEFAULT_DIR, open_store
 from productsearch.runtime.fusion import normalize
+from productsearch.runtime.scorer import RowQuery, ScorerModel
+from tests.catalog_fixtures import scorer_args, write_store
 
-COUNT, DIM = 20_000, 64
+COUNT, HALF = 20_000, 32
 
 
 def clustered(rng, count, centres):
@@ -25,29 +24,24 @@ def clustered(rng, count, centres):
 def catalog(tmp_path_factory):
     root = tmp_path_factory.mktemp("index")
     rng = np.random.default_rng(11)
-    centres = normalize(rng.standard_normal((300, DIM)))
-    embeddings = clustered(rng, COUNT, centres)
+    centres = normalize(rng.standard_normal((300, 2 * HALF)))
     products = [{"id": f"P{i:05d}", "title": f"product {i} \u00e9"} for i in range(COUNT)]
-    write_catalog(root / "scorer" / "2", embeddings, products)
-    queries = clustered(rng, 60, centres)
-    return root, embeddings, queries
+    both = clustered(rng, COUNT, centres)  # text and image halves from the same cluster, as a product's are
+    embeddings = write_store(root, products, normalize(both[:, :HALF]), normalize(both[:, HALF:]), generation=2)
+    queries = embeddings[rng.integers(0, COUNT, 60)] + 0.02 * rng.standard_normal((60, 2 * HALF)).astype(np.float32)
+    return root, embeddings, normalize(queries)
 
 
 def make_scorer(root, **parameters):
     model = ScorerModel()
-    model.initialize({
-        "model_config": json.dumps({"parameters": {k: {"string_value": str(v)} for k, v in parameters.items()}}),
-        "model_version": "2", "model_name": "scorer", "model_repository": str(root / "scorer"), "model_instance_kind": "CPU",
-    })
+    model.initialize(scorer_args(root, 2, parameters))
     return model
 
 
-def test_indexed_search_recall_against_brute_force_and_persisted_index(catalog, monkeypatch):
+def test_indexed_search_recall_against_brute_force(catalog):
     root, embeddings, queries = catalog
     model = make_scorer(root, exact_max_products=10_000, nprobe=12)
-    assert model.searcher.method == "ivf" and not hasattr(model.searcher, "matrix")
-    assert index_path(open_catalog(root / "scorer" / "2").root, IndexSpec(), COUNT).exists()
-
+    assert model.index().search_method == "ivf"
     results = model.compute([RowQuery(q, 10) for q in queries])
     exact = np.argsort(-(queries @ embeddings.T), axis=1)[:, :10]
     recall = np.mean([len(set(index) & set(truth)) / 10 for (index, _), truth in zip(results, exact)])
@@ -55,13 +49,7 @@ def test_indexed_search_recall_against_brute_force_and_persisted_index(catalog, 
     for (index, scores), query in zip(results, queries):
         assert np.all(np.diff(scores) <= 1e-6)
         np.testing.assert_allclose(scores, embeddings[index] @ query, atol=2e-3)  # fp16 codes
-
-    def no_rebuild(*args, **kwargs):
-        raise AssertionError("the persisted index should have been loaded")
-
-    monkeypatch.setattr(ann_module, "build_index", no_rebuild)
-    again = make_scorer(root, exact_max_products=10_000, nprobe=12)
-    assert [list(i) for i, _ in again.compute([RowQuery(q, 10) for q in queries[:5]])] == [list(i) for i, _ in results[:5]]
+    model.finalize()
 
 
 def test_short_probed_lists_still_give_k_results(catalog):
@@ -69,18 +57,40 @@ def test_short_probed_lists_still_give_k_results(catalog):
     model = make_scorer(root, exact_max_products=10_000, nprobe=1)
     (index, scores), = model.compute([RowQuery(queries[0], 1000)])
     assert len(index) == 1000 and len(set(index.tolist())) == 1000 and index.min() >= 0
-    assert model.searcher.index.nprobe == 1
+    assert model.index().ivf.index.nprobe == 1
+    model.finalize()
 
 
 def test_small_catalog_stays_exact(catalog):
     root, _, _ = catalog
-    assert make_scorer(root).searcher.method == "exact"  # 20k < default threshold
-    assert make_scorer(root, search="ivf", nprobe=8).searcher.method == "ivf"
+    for parameters, method in (({}, "exact"), ({"search": "ivf", "nprobe": 8}, "ivf")):  # 20k < default threshold
+        model = make_scorer(root, **parameters)
+        assert model.index().search_method == method
+        model.finalize()
 
 
-def test_string_column_round_trip():
-    values = [b"a", b"", "\u00e9t\u00e9".encode(), b"xyz"]
-    column = StringColumn(values)
-    assert len(column) == 4 and column[2] == values[2]
-    taken = column.take(np.array([[3, 0], [1, 2]]))
-    assert taken.dtype == object and taken.tolist() == [[b"xyz", b"a"], [b"", values[2]]]
+def test_the_ivf_index_follows_upserts_and_deletes(catalog, tmp_path):
+    """Products changed in the store after the IVF index was built: a replaced vector is found
+    where it now is, a deleted product never comes back, a new one is found at once."""
+    root, embeddings, queries = catalog
+    model = make_scorer(root, exact_max_products=10_000, nprobe=16)
+    index = model.index()
+    store = open_store(f"sqlite://{root / DEFAULT_DIR}")
+    target = embeddings[123]
+    (before, _), = model.compute([RowQuery(target, 5)])
+    assert index.ids[before[0]] == b"P00123"
+    with store.transaction() as db:
+        store.delete_one(db, "P00123", time.time())
+    (after, _), = model.compute([RowQuery(target, 50)])
+    assert b"P00123" not in [index.ids[s] for s in after]
+    rng = np.random.default_rng(5)
+    text, image = normalize(rng.standard_normal((1, HALF))), normalize(rng.standard_normal((1, HALF)))
+    fused = write_store(root, [{"id": "FRESH", "title": "fresh"}], text, image, generation=2)
+    (found, scores), = model.compute([RowQuery(fused[0], 1)])
+    assert index.ids[found[0]] == b"FRESH" and scores[0] == pytest.approx(1.0, abs=2e-3)
+    with store.transaction() as db:
+        store.delete_one(db, "FRESH", time.time())
+    (found, _), = model.compute([RowQuery(fused[0], 20)])
+    assert b"FRESH" not in [index.ids[s] for s in found]
+    store.close()
+    model.finalize()

@@ -1,0 +1,103 @@
+"""Re-encode a catalog for generation N from the store: the products whose vectors for N are
+missing or stale (new encoders, writes since) are read from the store (title + the stored image
+bytes), encoded through the served text_encoder/N and image_encoder/N (their version named in the
+request, so it works beside the serving generation), and written back as N's vectors. Writes
+that arrive meanwhile make their product stale again; a pass repeats until none is missing.
+
+    python -m productsearch.control.rebuild N [--shop S]   # what a swap does before it switches
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+
+import numpy as np
+
+from clients.connection import TlsOptions, add_connection_arguments, grpc_client, tls_from_args
+from clients.contract import bytes_rows
+from productsearch.catalog.sqlite_store import SqliteCatalog
+from productsearch.catalog.store import catalog_url, list_shops, open_store
+from productsearch.control.paths import DEFAULT_MODEL_REPOSITORY
+
+ROWS_PER_REQUEST = 32  # within the encoders' max_batch_size
+IN_FLIGHT = 8
+
+
+class Rebuilder:
+    """Encodes store products through one generation's served encoders."""
+
+    def __init__(self, url: str, tls: TlsOptions | None = None, log=print, timeout_s: float = 120.0):
+        self.url, self.tls, self.log, self.timeout_s = url, tls, log, timeout_s
+
+    async def _encode(self, client, model: str, generation: int, name: str, values: list[bytes]) -> np.ndarray:
+        result = await client.infer(model, [bytes_rows(name, values)], model_version=str(generation),
+                                    client_timeout=self.timeout_s)
+        return result.as_numpy("EMBEDDING")
+
+    async def _batch(self, client, generation: int, rows: list) -> list[tuple]:
+        titles = [title.encode() for _, _, title, _ in rows]
+        with_image = [i for i, row in enumerate(rows) if row[3]]
+        calls = [self._encode(client, "text_encoder", generation, "TEXT", titles)]
+        if with_image:
+            calls.append(self._encode(client, "image_encoder", generation, "IMAGE", [rows[i][3] for i in with_image]))
+        text_vectors, *rest = await asyncio.gather(*calls)
+        image_vectors = rest[0] if rest else None
+        images: list = [None] * len(rows)
+        for j, i in enumerate(with_image):
+            images[i] = image_vectors[j]
+        return [(pid, seq, text_vectors[i], images[i]) for i, (pid, seq, _, _) in enumerate(rows)]
+
+    async def _fill(self, store: SqliteCatalog, generation: int) -> int:
+        client = grpc_client(self.url, self.tls, aio=True)
+        done, started = 0, time.monotonic()
+        try:
+            while True:
+                todo = store.needing_vectors(generation, limit=ROWS_PER_REQUEST * IN_FLIGHT * 4)
+                if not todo:
+                    return done
+                chunks = [todo[i:i + ROWS_PER_REQUEST] for i in range(0, len(todo), ROWS_PER_REQUEST)]
+                for start in range(0, len(chunks), IN_FLIGHT):
+                    encoded = await asyncio.gather(*(self._batch(client, generation, c) for c in chunks[start:start + IN_FLIGHT]))
+                    done += store.put_vectors(generation, [v for batch in encoded for v in batch])
+                self.log(f"  shop {store.shop!r}: {done} products encoded for generation {generation} "
+                         f"({done / max(time.monotonic() - started, 1e-9):.0f}/s)")
+        finally:
+            await client.close()
+
+    def fill(self, store: SqliteCatalog, generation: int) -> int:
+        """Encode every product of the shop that lacks current vectors for the generation."""
+        return asyncio.run(self._fill(store, generation))
+
+
+def prepare_generation(store: SqliteCatalog, generation: int, encoders: dict, log=print) -> None:
+    """Vectors of generation N made by other encoders (N rebuilt in place) are dropped first."""
+    recorded = store.meta(f"encoders:{generation}")
+    if recorded is not None and recorded != encoders:
+        log(f"  shop {store.shop!r}: generation {generation}'s encoders changed since its vectors were made; re-encoding")
+        store.drop_generation(generation)
+    store.set_meta(f"encoders:{generation}", encoders)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from productsearch.control.generations import read_manifest
+
+    parser = argparse.ArgumentParser(prog="python -m productsearch.control.rebuild", description=__doc__.split("\n")[0])
+    parser.add_argument("generation", type=int)
+    parser.add_argument("--shop", action="append", help="default: every shop")
+    parser.add_argument("--model-repository", default=str(DEFAULT_MODEL_REPOSITORY))
+    add_connection_arguments(parser)
+    args = parser.parse_args(argv)
+    store_url = catalog_url(args.model_repository)
+    rebuilder = Rebuilder(args.url, tls_from_args(args))
+    encoders = read_manifest(args.model_repository, args.generation).get("encoders", {})
+    for shop in args.shop or list_shops(store_url):
+        store = open_store(store_url, shop, create=False)
+        prepare_generation(store, args.generation, encoders)
+        print(f"shop {shop!r}: {rebuilder.fill(store, args.generation)} products encoded")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

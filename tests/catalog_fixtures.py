@@ -1,0 +1,47 @@
+"""A catalog store written directly (no server), for unit tests of the scorer and the store: the
+products of a list, with random text and image vectors, through the writer's own upsert path."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from productsearch.catalog.rows import ProductWrite
+from productsearch.catalog.store import DEFAULT_DIR, open_store
+from productsearch.runtime.fusion import fuse, normalize
+
+
+def random_vectors(count: int, dim: int, seed: int, clusters: int | None = None) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if clusters:
+        return normalize(rng.standard_normal((clusters, dim))[rng.integers(0, clusters, count)]
+                         + 0.05 * rng.standard_normal((count, dim)))
+    return normalize(rng.standard_normal((count, dim)))
+
+
+def write_store(repository: Path, products: list[dict], text: np.ndarray, image: np.ndarray | None,
+                generation: int = 1, shop: str = "default") -> np.ndarray:
+    """Products (dicts with id, title and fields) with these vectors for `generation`, into the
+    store beside `repository` (<repository>/catalog_store); returns the fused matrix the scorer
+    will hold, rows in product order."""
+    store = open_store(f"sqlite://{Path(repository) / DEFAULT_DIR}", shop)
+    now = time.time()
+    with store.transaction() as db:
+        for i, product in enumerate(products):
+            fields = {k: v for k, v in product.items() if k not in ("id", "title")}
+            store.upsert_one(db, generation, ProductWrite(product["id"], product.get("title") or product["id"], fields,
+                                                          None if image is None else b"image",
+                                                          text[i], None if image is None else image[i]), now)
+    store.close()
+    ones = np.ones(len(products), bool)
+    return fuse(text, text if image is None else image, ones, ones if image is not None else ~ones)
+
+
+def scorer_args(repository: Path, generation: int, parameters: dict | None = None) -> dict:
+    """The `initialize` arguments Triton gives a scorer of `repository` (version = generation)."""
+    params = {k: {"string_value": str(v)} for k, v in (parameters or {}).items()}
+    (Path(repository) / "scorer" / str(generation)).mkdir(parents=True, exist_ok=True)
+    return {"model_config": json.dumps({"parameters": params}), "model_version": str(generation), "model_name": "scorer",
+            "model_repository": str(Path(repository) / "scorer"), "model_instance_kind": "CPU"}
