@@ -5,6 +5,7 @@
     python -m clients.catalog set P001 price=9.99 stock=0      # update_fields, no re-encoding
     python -m clients.catalog get P001 | info | shops
     python -m clients.catalog closed category=dress,hat,mug    # a closed list of categories
+    python -m clients.catalog rules --set rules.json           # merchandising rules (pin, hide, boost a brand)
 
 Every write needs the service's admin key: `key=` / --key, else PRODUCTSEARCH_ADMIN_KEY, else the
 file --key-file (default run/admin_key, where the server writes it on its host). It travels in
@@ -75,6 +76,15 @@ class CatalogClient(Connection):
     def product(self, product_id: str, shop: str | None = None) -> dict | None:
         return self.admin("product", {"id": product_id}, shop)["product"]
 
+    def rules(self, shop: str | None = None) -> list[dict]:
+        """The shop's merchandising rules (README "Relevance")."""
+        return self.admin("rules", {}, shop)["rules"]
+
+    def set_rules(self, rules: list[dict], shop: str | None = None) -> int:
+        """Replace the merchandising rules; returns the SEQUENCE (searches with it as
+        MIN_SEQUENCE apply them)."""
+        return int(self.admin("set_rules", {"rules": rules}, shop)["sequence"])
+
     def set_closed_values(self, values: dict[str, list[str]], shop: str | None = None) -> dict:
         """Refuse writes whose field (e.g. category) is not one of these values."""
         return self.admin("set_closed_values", {"values": values}, shop)
@@ -113,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("shops", help="every shop with its size")
     closed = sub.add_parser("closed", help="closed value lists: field=a,b,c ...")
     closed.add_argument("lists", nargs="+")
+    rules = sub.add_parser("rules", help="merchandising rules: print them, or --set FILE (a JSON list) to replace them")
+    rules.add_argument("--set", type=Path, default=None, metavar="RULES_JSON")
     args = parser.parse_args(argv)
     tls = tls_from_args(args)
     try:
@@ -134,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
                 out = client.info(args.shop)
             elif args.action == "shops":
                 out = client.shops()
+            elif args.action == "rules":
+                out = ({"sequence": client.set_rules(json.loads(args.set.read_text()), args.shop)} if args.set
+                       else {"rules": client.rules(args.shop)})
             else:
                 lists = {k: [x for x in str(v).split(",") if x] for k, v in
                          (pair.split("=", 1) for pair in args.lists if "=" in pair)}

@@ -7,7 +7,8 @@ model takes a batch dimension: one query (or product) is a row of shape [1, ...]
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import tritonclient.grpc as grpcclient
 
 SEARCH, RECOMMEND, ENCODE_PRODUCT = "search", "recommend", "encode_product"
 UPSERT, UPDATE_FIELDS, DELETE, CATALOG_ADMIN = "upsert_products", "update_fields", "delete_products", "catalog_admin"
-RANKED_OUTPUTS = ("PRODUCT_IDS", "SCORES", "TITLES", "GENERATION", "CATALOG_SEQUENCE")
+RANKED_OUTPUTS = ("PRODUCT_IDS", "SCORES", "TITLES", "GENERATION", "CATALOG_SEQUENCE", "FACET_COUNTS", "EXPLANATIONS")
 WRITE_KEY_HEADER = "catalog-write-key"  # catalog writes carry the admin key in this gRPC header
 
 
@@ -36,6 +37,12 @@ def int64_rows(name: str, values: list[int]) -> grpcclient.InferInput:
     """One INT64 per row, shape [n, 1]."""
     tensor = grpcclient.InferInput(name, [len(values), 1], "INT64")
     tensor.set_data_from_numpy(np.array(values, dtype=np.int64).reshape(-1, 1))
+    return tensor
+
+
+def bool_tensor(name: str, value: bool) -> grpcclient.InferInput:
+    tensor = grpcclient.InferInput(name, [1, 1], "BOOL")
+    tensor.set_data_from_numpy(np.array([[value]], dtype=bool))
     return tensor
 
 
@@ -74,15 +81,17 @@ def read_image(image: bytes | str | Path | None) -> bytes:
 class Filters:
     """Which products may appear, applied before ranking. Empty fields filter nothing.
     categories: any of these; price_min/price_max: inclusive (products without a price pass
-    no price filter); exclude_ids: never returned (ids not in the catalog are ignored)."""
+    no price filter); exclude_ids: never returned (ids not in the catalog are ignored);
+    in_stock: only products with stock > 0."""
 
     categories: list[str] | None = None
     price_min: float | None = None
     price_max: float | None = None
     exclude_ids: list[str] | None = None
+    in_stock: bool = False
 
     def inputs(self) -> list[grpcclient.InferInput]:
-        inputs = []
+        inputs = [bool_tensor("IN_STOCK", True)] if self.in_stock else []
         if self.categories:
             inputs.append(list_tensor("CATEGORIES", self.categories))
         if self.price_min is not None:
@@ -91,6 +100,42 @@ class Filters:
             inputs.append(number_tensor("PRICE_MAX", self.price_max))
         if self.exclude_ids:
             inputs.append(list_tensor("EXCLUDE_IDS", self.exclude_ids))
+        return inputs
+
+
+@dataclass
+class Relevance:
+    """How results are ranked beyond the vectors (README "Relevance"); the defaults are neutral
+    except the server's default lexical weight. lexical_weight: 0..1 (None: the server's default,
+    0 = vectors only); hybrid_mode: "rrf" or "weighted"; boosts: {"rating", "popularity", "recency",
+    "in_stock": weight}; max_per_group: at most this many results per `group_by` value (brand);
+    facets: fields to count over every product that passes the filters (category, color,
+    pattern, brand, sku, group, price, in_stock); explain: per-result scores and rules."""
+
+    lexical_weight: float | None = None
+    hybrid_mode: str | None = None
+    boosts: dict | None = None
+    max_per_group: int | None = None
+    group_by: str | None = None
+    facets: list[str] | None = None
+    explain: bool = False
+
+    def inputs(self, lexical: bool = True) -> list[grpcclient.InferInput]:
+        inputs = []
+        if lexical and self.lexical_weight is not None:
+            inputs.append(number_tensor("LEXICAL_WEIGHT", self.lexical_weight))
+        if lexical and self.hybrid_mode:
+            inputs.append(bytes_tensor("HYBRID_MODE", self.hybrid_mode))
+        if self.boosts:
+            inputs.append(bytes_tensor("BOOSTS", json.dumps(self.boosts)))
+        if self.max_per_group:
+            inputs.append(number_tensor("MAX_PER_GROUP", self.max_per_group, "INT32"))
+        if self.group_by:
+            inputs.append(bytes_tensor("GROUP_BY", self.group_by))
+        if self.facets:
+            inputs.append(list_tensor("FACETS", self.facets))
+        if self.explain:
+            inputs.append(bool_tensor("EXPLAIN", True))
         return inputs
 
 
@@ -109,22 +154,23 @@ class ReadOptions:
 
 def search_inputs(text: str | None = None, image: bytes | str | Path | None = None, top_k: int = 10,
                   offset: int = 0, text_weight: float | None = None, filters: Filters | None = None,
-                  read: ReadOptions | None = None) -> list[grpcclient.InferInput]:
+                  read: ReadOptions | None = None, relevance: Relevance | None = None) -> list[grpcclient.InferInput]:
     """The inputs of one `search` query (an absent modality is an empty element)."""
     inputs = [bytes_tensor("QUERY_TEXT", text or ""), bytes_tensor("QUERY_IMAGE", read_image(image)),
               number_tensor("TOP_K", top_k, "INT32")]
     if text_weight is not None:
         inputs.append(number_tensor("TEXT_WEIGHT", text_weight))
-    return inputs + ranking_options(offset, filters, read)
+    return inputs + ranking_options(offset, filters, read) + (relevance or Relevance()).inputs()
 
 
 def recommend_inputs(item_ids: list[str], top_k: int = 10, weights: list[float] | None = None, offset: int = 0,
-                     filters: Filters | None = None, read: ReadOptions | None = None) -> list[grpcclient.InferInput]:
+                     filters: Filters | None = None, read: ReadOptions | None = None,
+                     relevance: Relevance | None = None) -> list[grpcclient.InferInput]:
     """The inputs of one `recommend` call: seed product ids (most recent first), optional weights."""
     inputs = [list_tensor("ITEM_IDS", list(item_ids)), number_tensor("TOP_K", top_k, "INT32")]
     if weights is not None:
         inputs.append(floats_tensor("ITEM_WEIGHTS", list(weights)))
-    return inputs + ranking_options(offset, filters, read)
+    return inputs + ranking_options(offset, filters, read) + (relevance or Relevance()).inputs(lexical=False)
 
 
 def ranking_options(offset: int, filters: Filters | None, read: ReadOptions | None = None) -> list[grpcclient.InferInput]:
@@ -179,6 +225,8 @@ class SearchResult:
     titles: list[str]
     generation: int
     catalog_sequence: int = 0  # the catalog sequence this answer reflects
+    facets: dict = field(default_factory=dict)  # field -> value -> count (when facets were asked for)
+    explanations: list[dict] = field(default_factory=list)  # one per result (when explain was asked for)
 
     def rows(self) -> list[tuple[str, float, str]]:
         return list(zip(self.ids, self.scores, self.titles))
@@ -191,6 +239,10 @@ class SearchResult:
         titles = [v.decode() for v in result.as_numpy("TITLES").reshape(-1)]
         keep = [i for i, pid in enumerate(ids) if pid]
         sequence = result.as_numpy("CATALOG_SEQUENCE")
+        facets, notes = result.as_numpy("FACET_COUNTS"), result.as_numpy("EXPLANATIONS")
+        notes = [] if notes is None else [v.decode() for v in notes.reshape(-1)]
         return cls(ids=[ids[i] for i in keep], scores=[scores[i] for i in keep], titles=[titles[i] for i in keep],
                    generation=int(result.as_numpy("GENERATION").reshape(-1)[0]),
-                   catalog_sequence=0 if sequence is None else int(sequence.reshape(-1)[0]))
+                   catalog_sequence=0 if sequence is None else int(sequence.reshape(-1)[0]),
+                   facets={} if facets is None else json.loads(facets.reshape(-1)[0].decode() or "{}"),
+                   explanations=[json.loads(notes[i]) for i in keep if i < len(notes) and notes[i]])

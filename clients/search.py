@@ -13,13 +13,14 @@ every retry the policy allows is safe).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from clients.connection import (DEAD_STUB, DEFAULT_URL, ServiceError, TlsOptions,  # noqa: F401
                                 add_connection_arguments, is_retryable, tls_from_args)
 from clients.catalog import CatalogClient
-from clients.contract import (RANKED_OUTPUTS, RECOMMEND, SEARCH, Filters, ReadOptions, SearchResult, recommend_inputs,
+from clients.contract import (RANKED_OUTPUTS, RECOMMEND, SEARCH, Filters, ReadOptions, Relevance, SearchResult, recommend_inputs,
                               search_inputs)
 
 SearchError = ServiceError  # the name callers know; raised for every failed call
@@ -41,20 +42,22 @@ class SearchClient(CatalogClient):
 
     def search(self, text: str | None = None, image: bytes | str | Path | None = None, top_k: int = 10,
                offset: int = 0, text_weight: float | None = None, filters: Filters | None = None,
-               read: ReadOptions | None = None) -> SearchResult:
+               read: ReadOptions | None = None, relevance: Relevance | None = None) -> SearchResult:
         """Best products for a text and/or image query (image: encoded bytes or a file path).
         offset: skip that many (pages: offset = page * top_k); text_weight: text vs image in
         the fused query, 0..1 (None: the server's default, 0.5); filters: see `Filters`;
-        read: the shop and the MIN_SEQUENCE (read-your-writes), see `ReadOptions`."""
-        inputs = search_inputs(text, image, top_k, offset, text_weight, filters, read)
+        read: the shop and the MIN_SEQUENCE (read-your-writes), see `ReadOptions`; relevance:
+        hybrid lexical weight, boosts, group cap, facets, explain, see `Relevance`."""
+        inputs = search_inputs(text, image, top_k, offset, text_weight, filters, read, relevance)
         return SearchResult.from_response(self.infer(SEARCH, inputs, list(RANKED_OUTPUTS)))
 
     def recommend(self, item_ids: list[str], top_k: int = 10, weights: list[float] | None = None, offset: int = 0,
-                  filters: Filters | None = None, read: ReadOptions | None = None) -> SearchResult:
+                  filters: Filters | None = None, read: ReadOptions | None = None,
+                  relevance: Relevance | None = None) -> SearchResult:
         """Products like `item_ids` (one id: "more like this"; a shopper's recently viewed ids,
         most recent first: "for this shopper"), never the items themselves. weights: one per id
         (None: recency weights 0.8**i). An unknown id raises INVALID_ARGUMENT."""
-        inputs = recommend_inputs(item_ids, top_k, weights, offset, filters, read)
+        inputs = recommend_inputs(item_ids, top_k, weights, offset, filters, read, relevance)
         return SearchResult.from_response(self.infer(RECOMMEND, inputs, list(RANKED_OUTPUTS)))
 
 
@@ -62,6 +65,10 @@ def format_result(result: SearchResult) -> str:
     lines = [f"{'rank':>4}  {'id':<8} {'score':>6}  title   (generation {result.generation})"]
     for rank, (pid, score, title) in enumerate(result.rows(), 1):
         lines.append(f"{rank:>4}  {pid:<8} {score:6.3f}  {title}")
+        if rank <= len(result.explanations):
+            lines.append(f"{'':>6}{json.dumps(result.explanations[rank - 1], ensure_ascii=False)}")
+    for name, counts in result.facets.items():
+        lines.append(f"{name}: " + ", ".join(f"{value} ({count})" for value, count in counts.items()))
     return "\n".join(lines)
 
 
@@ -78,19 +85,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exclude", action="append", default=None, help="never this product id (repeatable)")
     parser.add_argument("--like", action="append", default=None, metavar="PRODUCT_ID",
                         help="recommend instead: products like this id (repeatable: recently viewed, most recent first)")
+    parser.add_argument("--in-stock", action="store_true", help="only products in stock")
+    parser.add_argument("--lexical-weight", type=float, default=None, help="hybrid: lexical vs vector, 0..1 (0: vectors only)")
+    parser.add_argument("--hybrid-mode", choices=("rrf", "weighted"), default=None)
+    parser.add_argument("--boost", action="append", default=[], metavar="NAME=WEIGHT",
+                        help="rating, popularity, recency or in_stock (repeatable)")
+    parser.add_argument("--max-per-group", type=int, default=None, help="at most N results per brand (or --group-by)")
+    parser.add_argument("--group-by", default=None)
+    parser.add_argument("--facet", action="append", default=None, help="count this field's values (repeatable)")
+    parser.add_argument("--explain", action="store_true", help="print why each result ranks where it does")
     parser.add_argument("--shop", default=None, help="the shop's catalog (default: the default shop)")
     parser.add_argument("--min-sequence", type=int, default=0, help="answer only once the catalog has this write")
     add_connection_arguments(parser)
     args = parser.parse_args(argv)
     with SearchClient(args.url, timeout_s=args.timeout, tls=tls_from_args(args)) as client:
         try:
-            filters = Filters(args.category, args.price_min, args.price_max, args.exclude)
+            filters = Filters(args.category, args.price_min, args.price_max, args.exclude, args.in_stock)
             read = ReadOptions(args.shop, args.min_sequence)
+            boosts = {name: float(value) for name, value in (b.split("=", 1) for b in args.boost)}
+            relevance = Relevance(args.lexical_weight, args.hybrid_mode, boosts or None, args.max_per_group, args.group_by,
+                                  args.facet, args.explain)
             if args.like:
-                result = client.recommend(args.like, args.top_k, offset=args.page * args.top_k, filters=filters, read=read)
+                result = client.recommend(args.like, args.top_k, offset=args.page * args.top_k, filters=filters, read=read,
+                                          relevance=relevance)
             else:
                 result = client.search(args.text, args.image, args.top_k, offset=args.page * args.top_k,
-                                       text_weight=args.text_weight, filters=filters, read=read)
+                                       text_weight=args.text_weight, filters=filters, read=read, relevance=relevance)
         except SearchError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2

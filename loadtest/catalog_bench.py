@@ -30,13 +30,10 @@ import numpy as np
 
 from clients.index import load_products, read_products
 from loadtest.catalog_load import WriteLoad
+from loadtest.private_server import temporary_server
 from loadtest.report import publish
 from loadtest.search_load import SearchLoad
-from loadtest.workload import DEMO_CATALOG, ROOT
-from productsearch.control.deploy import Deployer
-from productsearch.control.processes import free_ports
-from productsearch.control.repository import link_repository
-from productsearch.control.server import TritonServer
+from loadtest.workload import DEMO_CATALOG
 
 CLIENTS = 16
 WRITES_PER_S = 10.0
@@ -52,7 +49,7 @@ def spread(values: list[float], digits: int = 1) -> str:
 
 # ------------------------------------------------------------------ served figures
 
-def upsert_rate(server: TritonServer, products, with_images: bool, run: int) -> float:
+def upsert_rate(server, products, with_images: bool, run: int) -> float:
     batch = [replace(p, id=f"BENCH-{run}-{int(with_images)}-{p.id}", image=p.image if with_images else b"")
              for p in products]
     report = load_products(server.grpc_url, batch, concurrency=32, key=server.key, progress=False)
@@ -60,7 +57,7 @@ def upsert_rate(server: TritonServer, products, with_images: bool, run: int) -> 
     return report.rate
 
 
-def search_window(server: TritonServer, seconds: float, writes: bool, templates) -> dict:
+def search_window(server, seconds: float, writes: bool, templates) -> dict:
     """Search at CLIENTS for `seconds` (after 2 s of warm-up), with or without the writers."""
     writers = WriteLoad(server.grpc_url, server.key, templates, writers=2, rate=WRITES_PER_S / 2,
                         prefix=f"BW{time.monotonic_ns()}-", timeout_s=30) if writes else None
@@ -94,13 +91,7 @@ def search_window(server: TritonServer, seconds: float, writes: bool, templates)
 def served_figures(runs: int, seconds: float, log=print) -> dict:
     with tempfile.TemporaryDirectory(prefix="catalog-bench-") as tmp:
         tmp = Path(tmp)
-        repository = link_repository(ROOT / "model_repository", tmp / "model_repository", generations=[1])
-        http, grpc, metrics = free_ports(3)
-        server = TritonServer(model_repository=repository, http_port=http, grpc_port=grpc, metrics_port=metrics,
-                              log_file=tmp / "triton.log").start()
-        try:
-            with Deployer(server.grpc_url, repository, server.admin_headers, log=lambda *a: None) as deployer:
-                deployer.restore()
+        with temporary_server(Path(tmp)) as server:
             products = read_products(DEMO_CATALOG)
             report = load_products(server.grpc_url, products[:600], key=server.key, progress=False)
             assert not report.failed, report.summary()
@@ -116,8 +107,6 @@ def served_figures(runs: int, seconds: float, log=print) -> dict:
                 figures.setdefault("ratio_p50", []).append(figures["writes_p50"][-1] / figures["alone_p50"][-1])
                 figures.setdefault("ratio_p99", []).append(figures["writes_p99"][-1] / figures["alone_p99"][-1])
                 log(f"run {run + 1}/{runs}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in figures.items()))
-        finally:
-            server.stop()
     return figures
 
 

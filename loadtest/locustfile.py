@@ -4,7 +4,8 @@
     locust -f loadtest/locustfile.py --host 127.0.0.1:8001 --headless -u 16 -r 4 -t 60s
 
 Shoppers (TritonUser) are weighted like a shop's traffic: mostly text search, some photo and
-photo+words search, filtered search (a category and a price cap), "more like this"
+photo+words search, filtered search (a category and a price cap), hybrid search with facet
+counts and an in-stock boost (a shop's search page), "more like this"
 recommendations, and a trickle of product encoding. A catalog writer (CatalogWriter, one
 user) upserts new products, changes prices and deletes what it made, a few writes
 a second, with the admin key (PRODUCTSEARCH_ADMIN_KEY or run/admin_key; without one it does not
@@ -25,7 +26,7 @@ import tritonclient.grpc as grpcclient  # noqa: E402
 from locust import User, between, events, task  # noqa: E402
 
 from clients.connection import admin_key  # noqa: E402
-from clients.contract import (DELETE, UPDATE_FIELDS, UPSERT, WRITE_KEY_HEADER, Filters, Product,  # noqa: E402
+from clients.contract import (DELETE, UPDATE_FIELDS, UPSERT, WRITE_KEY_HEADER, Filters, Product, Relevance,  # noqa: E402
                               delete_inputs, encode_inputs, recommend_inputs, search_inputs, update_inputs, upsert_inputs)
 from loadtest.workload import DEMO_CATALOG, ROOT, Workload  # noqa: E402
 
@@ -95,6 +96,14 @@ class TritonUser(GrpcUser):
         text, _ = WORKLOAD.query("text", self.rng)
         filters = Filters(categories=[self.rng.choice(WORKLOAD.categories)], price_max=50.0)
         self.call("search filtered", "search", search_inputs(text, None, self.top_k, filters=filters))
+
+    @task(2)
+    def hybrid_faceted_search(self) -> None:
+        """What a shop's search page sends: hybrid words, a filter menu's counts, in stock first."""
+        text, _ = WORKLOAD.query("text", self.rng)
+        relevance = Relevance(facets=["category", "color", "price"], boosts={"in_stock": 0.01}, max_per_group=3,
+                              group_by="category")
+        self.call("search hybrid+facets", "search", search_inputs(text, None, self.top_k, relevance=relevance))
 
     @task(2)
     def recommend(self) -> None:

@@ -1,12 +1,13 @@
 """The benchmarks' private tritonserver: a linked copy of the latest generation in run/bench/
 (kept between runs while its encoders match the source's, so its catalog store, with the demo
 catalog loaded, is reused), started on free ports, and reloaded with config variants through the
-model-repository API.
+model-repository API; and a throwaway server over a temporary linked repository (`temporary_server`).
 """
 from __future__ import annotations
 
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import tritonclient.grpc as grpcclient
@@ -85,6 +86,26 @@ def start_private_server(work: Path, log=print) -> TritonServer:
         raise
     server.repository, server.generation = repository, generation
     return server
+
+
+@contextmanager
+def temporary_server(tmp: Path, generations=(1,), prepare=None):
+    """A tritonserver over a fresh link of the model repository's `generations` in `tmp` (its own,
+    empty catalog store), `prepare(repository)` run before it starts, serving after a restore;
+    stopped on exit. `server.repository` is the linked repository."""
+    repository = link_repository(DEFAULT_MODEL_REPOSITORY, Path(tmp) / "model_repository", generations=list(generations))
+    if prepare is not None:
+        prepare(repository)
+    http, grpc, metrics = free_ports(3)
+    server = TritonServer(model_repository=repository, http_port=http, grpc_port=grpc, metrics_port=metrics,
+                          log_file=Path(tmp) / "triton.log").start()
+    try:
+        with Deployer(server.grpc_url, repository, server.admin_headers, log=lambda *a: None) as deployer:
+            deployer.restore()
+        server.repository = repository
+        yield server
+    finally:
+        server.stop()
 
 
 def reload_models(server, models, mutate=None, timeout_s: float = 1200) -> float:

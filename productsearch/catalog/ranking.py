@@ -6,16 +6,19 @@ Filters are applied BEFORE ranking (never "top-k, then filter", which returns to
 filtered query is scored exactly against the products that pass - except on the IVF path when
 more than `exact_filter_max` pass: then the IVF scan itself skips the others (approximate, like
 every IVF query). Results are ordered by score, then by slot, so pages of one query fit together.
-Callers hold `index.lock`.
+A row with relevance options (lexical text, boosts, a group cap, explain) or merchandising rules
+gets deeper vector candidates and is re-ranked by catalog/relevance.py; facets are counted over
+the row's filter. Callers hold `index.lock`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from productsearch.catalog.ann import top_rows
 from productsearch.catalog.live_index import LiveIndex
+from productsearch.catalog.relevance import Relevance, depth_for, facet_counts, rerank
 
 RECENCY_DECAY = 0.8
 EXACT_FILTER_MAX = 50_000  # IVF path: more products than this pass a filter -> filtered IVF scan
@@ -41,10 +44,30 @@ class RowQuery:
     price_min: float | None = None
     price_max: float | None = None
     exclude_ids: list[str] = field(default_factory=list)
+    in_stock: bool | None = None  # True: products with stock > 0 only
+    relevance: Relevance = field(default_factory=Relevance)
 
     @property
     def filtered(self) -> bool:
-        return self.categories is not None or self.price_min is not None or self.price_max is not None
+        return (self.categories is not None or self.price_min is not None or self.price_max is not None
+                or bool(self.in_stock))
+
+
+@dataclass
+class Ranked:
+    """One row's answer: slots and scores, best first; per-result explanations; facet counts."""
+
+    slots: np.ndarray
+    scores: np.ndarray
+    explanations: list[str] = field(default_factory=list)
+    facets: dict | None = None
+
+    def __iter__(self):  # slots, scores = ranked
+        return iter((self.slots, self.scores))
+
+
+def empty() -> Ranked:
+    return Ranked(NO_ROWS, np.zeros(0, np.float32))
 
 
 def slots_of(index: LiveIndex, ids: list[str]) -> tuple[np.ndarray, list[str]]:
@@ -85,14 +108,18 @@ def passing(index: LiveIndex, row: RowQuery, excluded: np.ndarray) -> np.ndarray
         mask &= price >= row.price_min  # NaN (no price) passes no price filter
     if row.price_max is not None:
         mask &= price <= row.price_max
+    if row.in_stock:
+        mask &= index.numbers["stock"][:n] > 0  # a product without a stock field is not in stock
     mask[excluded] = False
     return mask
 
 
-def rank(index: LiveIndex, rows: list[RowQuery], generation: int,
-         exact_filter_max: int = EXACT_FILTER_MAX) -> list[tuple[np.ndarray, np.ndarray] | QueryError]:
-    """(slots, scores) per row, best first, the window [offset, offset + k); a QueryError in place
-    of a row whose query names what the catalog lacks."""
+def rank(index: LiveIndex, rows: list[RowQuery], generation: int, exact_filter_max: int = EXACT_FILTER_MAX,
+         lexical=None, rules: list[dict] | None = None) -> list[Ranked | QueryError]:
+    """A Ranked per row, the window [offset, offset + k); a QueryError in place of a row whose
+    query names what the catalog lacks. `lexical(text, limit)` -> [(id, score)]: the store's
+    lexical search; `rules`: the catalog's merchandising rules."""
+    rules = rules or []
     results: list = [None] * len(rows)
     queries, excluded = [None] * len(rows), [NO_ROWS] * len(rows)
     for i, row in enumerate(rows):
@@ -109,18 +136,31 @@ def rank(index: LiveIndex, rows: list[RowQuery], generation: int,
             results[i] = err
     live = [i for i in range(len(rows)) if results[i] is None]
     if not live or len(index) == 0:
-        return [r if r is not None else (NO_ROWS, np.zeros(0, np.float32)) for r in results]
+        return [r if r is not None else empty() for r in results]
+    reranked = {i for i in live if rows[i].relevance.active(bool(rules))}
+    searched = {i: replace(rows[i], k=depth_for(rows[i].offset, rows[i].k), offset=0) if i in reranked else rows[i]
+                for i in live}
     plain = [i for i in live if not rows[i].filtered]
     if plain:  # one batched search; exclusions dropped from a deeper list
-        depth = min(max(rows[i].offset + rows[i].k + len(excluded[i]) for i in plain), len(index))
+        depth = min(max(searched[i].offset + searched[i].k + len(excluded[i]) for i in plain), len(index))
         found, scores = index.search(np.stack([queries[i] for i in plain]).astype(np.float32), depth)
         for j, i in enumerate(plain):
             keep = (found[j] >= 0) & ~np.isin(found[j], excluded[i])
-            window = slice(rows[i].offset, rows[i].offset + rows[i].k)
-            results[i] = (found[j][keep][window], scores[j][keep][window])
+            window = slice(searched[i].offset, searched[i].offset + searched[i].k)
+            results[i] = Ranked(found[j][keep][window], scores[j][keep][window])
     for i in live:
         if results[i] is None:
-            results[i] = filtered_search(index, rows[i], queries[i].astype(np.float32), excluded[i], exact_filter_max)
+            results[i] = Ranked(*filtered_search(index, searched[i], queries[i].astype(np.float32), excluded[i],
+                                                 exact_filter_max))
+        row = rows[i]
+        mask = passing(index, row, excluded[i]) if (i in reranked or row.relevance.facets) else None
+        if i in reranked:
+            hits = lexical(row.relevance.text, searched[i].k) if (lexical and row.relevance.lexical) else []
+            slots, scores, notes = rerank(index, row.relevance, queries[i].astype(np.float32), tuple(results[i]),
+                                          hits, mask, rules, row.offset, row.k)
+            results[i] = Ranked(slots, scores, notes)
+        if row.relevance.facets:
+            results[i].facets = facet_counts(index, mask, row.relevance.facets)
     return results
 
 

@@ -6,7 +6,9 @@ Tables:
     images(sha, data)                         encoded image bytes, content-addressed (re-encoding source)
     vectors(generation, id, content_seq, text, image)   float32 embeddings made by generation N's encoders
     log(seq AUTOINCREMENT, op, id, at)        every change; seq is the SEQUENCE a write returns
-    meta(key, value)                          write fence, closed field lists, encoder checksums
+    meta(key, value)                          write fence, closed field lists, encoder checksums, merchandising rules
+    lexical                                   FTS5 index over title, description, brand, SKU (catalog/lexical.py),
+                                              kept by triggers in the products' own transactions
 A write is one transaction (savepoint per request) committed with synchronous=FULL before it is
 acknowledged, so an acknowledged write survives kill -9 of the server, the stubs or the machine's
 power. Readers (the scorers) never block writers (WAL) and read a consistent snapshot in one read
@@ -28,11 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
+from productsearch.catalog import lexical
 from productsearch.catalog.records import RecordError, check_fields
 from productsearch.catalog.rows import (DEFAULT_SHOP, ChangeSet, FencedWrite, ProductRow, ProductWrite, StoreError,  # noqa: F401
                                         UnknownProduct, blob_vector, check_shop, vector_blob)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the lexical index
 FENCE_FILE = "write_generation.json"  # the write fence for shops created after it was set
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS products (
@@ -44,7 +47,9 @@ CREATE TABLE IF NOT EXISTS vectors (
   PRIMARY KEY (generation, id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS log (seq INTEGER PRIMARY KEY AUTOINCREMENT, op TEXT NOT NULL, id TEXT NOT NULL, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-"""
+CREATE INDEX IF NOT EXISTS vectors_by_id ON vectors(id);
+CREATE INDEX IF NOT EXISTS products_by_image ON products(image_sha);
+""" + lexical.SCHEMA
 
 
 ROWS_QUERY = ("SELECT p.id, p.title, p.fields, v.text, v.image, p.updated_at FROM products p JOIN vectors v "
@@ -71,6 +76,9 @@ class SqliteCatalog:
             version = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
             if version is None:
                 db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            elif int(version[0]) == 1:  # written before the lexical index: fill it once
+                db.execute(lexical.BACKFILL)
+                db.execute("UPDATE meta SET value=? WHERE key='schema'", (str(SCHEMA_VERSION),))
             elif int(version[0]) != SCHEMA_VERSION:
                 raise StoreError(f"{self.path} has schema {version[0]}, this code reads {SCHEMA_VERSION}")
             fence = self.root / FENCE_FILE
@@ -87,6 +95,7 @@ class SqliteCatalog:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")  # the commit is on disk when it returns
             db.execute("PRAGMA busy_timeout=30000")
+            lexical.register(db)
             self._local.db = db
         return db
 
@@ -137,6 +146,22 @@ class SqliteCatalog:
     def closed_values(self) -> dict[str, list[str]]:
         """field -> allowed values, for the fields this catalog keeps a closed list of."""
         return self.meta("closed_values", {})
+
+    def rules(self) -> list[dict]:
+        """The merchandising rules (catalog/merchandising.py), as stored."""
+        return self.meta("rules", [])
+
+    def set_rules(self, rules: list[dict]) -> int:
+        """Replace the merchandising rules (checked by the caller); logged, so a search can ask
+        for them with MIN_SEQUENCE. Returns the sequence."""
+        with self.transaction() as db:
+            seq = self._log(db, "rules", "", time.time())
+            self.set_meta("rules", rules, db)
+        return seq
+
+    def lexical(self, text: str, limit: int) -> list[tuple[str, float]]:
+        """(id, BM25 score) of the best lexical matches for a shopper's text."""
+        return lexical.search(self.db, text, limit)
 
     def write_generation(self) -> int | None:
         """The generation whose writers may write (None: any, until a deploy sets it)."""
@@ -293,10 +318,8 @@ class SqliteCatalog:
 
     def product(self, pid: str) -> dict | None:
         row = self.db.execute("SELECT id, title, fields, image_sha, seq, updated_at FROM products WHERE id=?", (pid,)).fetchone()
-        if row is None:
-            return None
-        return {"id": row[0], "title": row[1], "fields": json.loads(row[2]), "has_image": row[3] is not None,
-                "sequence": row[4], "updated_at": row[5]}
+        return None if row is None else {"id": row[0], "title": row[1], "fields": json.loads(row[2]),
+                                         "has_image": row[3] is not None, "sequence": row[4], "updated_at": row[5]}
 
     def info(self) -> dict:
         """Sizes and counts for the catalog CLI."""

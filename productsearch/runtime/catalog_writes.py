@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from productsearch.catalog.merchandising import RuleError, check_rules
 from productsearch.catalog.records import RecordError, parse_fields, product_id
 from productsearch.catalog.rows import DEFAULT_SHOP, FencedWrite, ProductWrite, UnknownProduct, check_shop
 from productsearch.catalog.store import catalog_url, list_shops, open_store
@@ -248,8 +249,8 @@ class DeleteProductsModel(CatalogModel):
 
 
 class CatalogAdminModel(CatalogModel):
-    """catalog_admin: ACTION (info | shops | set_closed_values | product) with a JSON PAYLOAD ->
-    RESULT JSON. Admin key required."""
+    """catalog_admin: ACTION (info | shops | set_closed_values | product | rules | set_rules) with a
+    JSON PAYLOAD -> RESULT JSON. Admin key required."""
 
     def execute(self, requests):
         out = []
@@ -282,4 +283,12 @@ class CatalogAdminModel(CatalogModel):
                 raise RequestError('set_closed_values needs {"values": {"category": ["dress", ...], ...}}')
             self.store(shop).set_meta("closed_values", values)
             return self.store(shop).info()
-        raise RequestError(f"unknown ACTION {action!r}: info, shops, product or set_closed_values")
+        if action == "rules":
+            return {"rules": self.store(shop).rules()}
+        if action == "set_rules":
+            try:
+                rules = check_rules(payload.get("rules"))
+            except RuleError as err:
+                raise RequestError(f"set_rules: {err}") from None
+            return {"sequence": self.store(shop).set_rules(rules), "rules": rules}
+        raise RequestError(f"unknown ACTION {action!r}: info, shops, product, set_closed_values, rules or set_rules")

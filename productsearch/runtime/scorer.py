@@ -17,12 +17,15 @@ Inputs per query row (see the README's contract): QUERY_EMBEDDING, or SEED_IDS (
 weights 0.8**i); TOP_K; optional OFFSET (pages, OFFSET + TOP_K <= 10,000), CATEGORIES (any of),
 PRICE_MIN / PRICE_MAX (inclusive), EXCLUDE_IDS, SHOP (default "default"), MIN_SEQUENCE (answer
 only once the catalog has applied that sequence, waiting at most `min_sequence_wait_s`, then
-UNAVAILABLE naming the lag). Outputs: PRODUCT_IDS, TITLES, SCORES (padded with "" / NaN where a
-row has fewer results than others of its request), GENERATION (the model version: the
-generation), CATALOG_SEQUENCE (the catalog sequence the answer reflects).
+UNAVAILABLE naming the lag); relevance (runtime/relevance_inputs.py, catalog/relevance.py):
+QUERY_TEXT, LEXICAL_WEIGHT, HYBRID_MODE, BOOSTS, IN_STOCK, MAX_PER_GROUP, GROUP_BY, FACETS,
+EXPLAIN. Outputs: PRODUCT_IDS, TITLES, SCORES (padded with "" / NaN where a row has fewer results
+than others of its request), GENERATION (the model version: the generation), CATALOG_SEQUENCE
+(the catalog sequence the answer reflects), FACET_COUNTS (JSON), EXPLANATIONS (JSON per result).
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +40,7 @@ from productsearch.catalog.rows import DEFAULT_SHOP, check_shop
 from productsearch.runtime.limits import MAX_DEPTH, MAX_LIST, MAX_TOP_K
 from productsearch.runtime.model_io import (ModelContext, RequestError, configured_threads, input_array, internal, invalid,
                                             response, unavailable)
+from productsearch.runtime.relevance_inputs import parse_relevance
 
 MIN_SEQUENCE_WAIT_S = 2.0
 
@@ -115,9 +119,11 @@ def parse_rows(request) -> list[RowQuery]:
     sequences = per_row(input_array(request, "MIN_SEQUENCE"), rows, "MIN_SEQUENCE")
     seed_ids = per_row(seeds, rows, "SEED_IDS")
     weights = per_row(input_array(request, "SEED_WEIGHTS"), rows, "SEED_WEIGHTS")
+    relevance = parse_relevance(lambda name: input_array(request, name), rows)
     parsed = []
     for i in range(rows):
         row = RowQuery(None if query is None else query[i], top_k[i])
+        row.relevance, row.in_stock = relevance[i]
         if offsets is not None:
             row.offset = int(offsets[i][0]) if len(offsets[i]) else 0
             if row.offset < 0 or row.offset + row.k > MAX_DEPTH:
@@ -178,9 +184,11 @@ class ScorerModel:
 
     def compute(self, rows: list[RowQuery]) -> list[tuple[np.ndarray, np.ndarray]]:
         """In-process ranking (tests, benchmarks): (slots, scores) per row, rows of one shop."""
-        index = self.follower(rows[0].shop).catch_up()
+        follower = self.follower(rows[0].shop)
+        index = follower.catch_up()
         with index.lock:
-            results = rank(index, rows, self.ctx.version, self.exact_filter_max)
+            results = rank(index, rows, self.ctx.version, self.exact_filter_max, follower.store.lexical,
+                           follower.store.rules())
         for result in results:
             if isinstance(result, QueryError):
                 raise RequestError(str(result))
@@ -214,6 +222,7 @@ class ScorerModel:
         try:
             follower = self.follower(shop)
             index = follower.wait_for(max(r.min_sequence for i in members for r in parsed[i]), self.wait_s)
+            rules = follower.store.rules()
         except Lagging as err:
             for i in members:
                 responses[i] = unavailable(str(err))
@@ -230,7 +239,8 @@ class ScorerModel:
                         f"QUERY_EMBEDDING has dim {dims.pop()}, the catalog has {index.dim}"))
             members = [i for i in members if responses[i] is None]
             rows = [row for i in members for row in parsed[i]]
-            results = rank(index, rows, self.ctx.version, self.exact_filter_max) if rows else []
+            results = rank(index, rows, self.ctx.version, self.exact_filter_max, follower.store.lexical,
+                           rules) if rows else []
             start = 0
             for i in members:
                 mine = results[start:start + len(parsed[i])]
@@ -238,18 +248,23 @@ class ScorerModel:
                 failed = next((r for r in mine if isinstance(r, QueryError)), None)
                 responses[i] = error_response(RequestError(str(failed))) if failed else self.respond(index, mine)
 
-    def respond(self, index: LiveIndex, results: list[tuple[np.ndarray, np.ndarray]]):
-        width = max(len(slots) for slots, _ in results)
+    def respond(self, index: LiveIndex, results: list):
+        width = max(len(r.slots) for r in results)
         ids = np.full((len(results), width), b"", dtype=object)
         titles = np.full((len(results), width), b"", dtype=object)
         scores = np.full((len(results), width), np.nan, dtype=np.float32)
-        for row, (slots, score) in enumerate(results):
-            ids[row, : len(slots)] = [index.ids[s] for s in slots.tolist()]
-            titles[row, : len(slots)] = [index.titles[s] for s in slots.tolist()]
-            scores[row, : len(slots)] = score
+        notes = np.full((len(results), width), b"", dtype=object)
+        facets = np.array([[json.dumps(r.facets or {}, ensure_ascii=False).encode()] for r in results], dtype=object)
+        for row, ranked in enumerate(results):
+            slots = ranked.slots.tolist()
+            ids[row, : len(slots)] = [index.ids[s] for s in slots]
+            titles[row, : len(slots)] = [index.titles[s] for s in slots]
+            scores[row, : len(slots)] = ranked.scores
+            notes[row, : len(ranked.explanations)] = [n.encode() for n in ranked.explanations]
         return response(PRODUCT_IDS=ids, TITLES=titles, SCORES=scores,
                         GENERATION=np.repeat(self.generation[None], len(results), axis=0),
-                        CATALOG_SEQUENCE=np.full((len(results), 1), index.applied, dtype=np.int64))
+                        CATALOG_SEQUENCE=np.full((len(results), 1), index.applied, dtype=np.int64),
+                        FACET_COUNTS=facets, EXPLANATIONS=notes)
 
     def finalize(self) -> None:
         for follower in self.shops.values():

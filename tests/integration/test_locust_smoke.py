@@ -23,7 +23,7 @@ def test_locust_smoke_has_no_failures(triton, tmp_path):
     total = rows["Aggregated"]
     assert int(total["Request Count"]) > 20, run.stderr[-2000:]
     assert int(total["Failure Count"]) == 0, run.stderr[-2000:]
-    assert {"search text", "search image", "search text+image", "search filtered", "recommend"} <= rows.keys()
+    assert {"search text", "search image", "search text+image", "search filtered", "search hybrid+facets", "recommend"} <= rows.keys()
     assert "upsert_products" in rows, "the catalog writer writes beside the shoppers"
     assert run.returncode == 0, run.stderr[-2000:]
 

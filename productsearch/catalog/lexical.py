@@ -1,0 +1,124 @@
+"""The catalog's lexical index: SQLite FTS5 (BM25) over each product's title, description, brand and
+SKU, kept in the same transaction as the product by triggers, and searched per query.
+
+Why FTS5: the catalog already lives in SQLite, so its full-text engine keeps the lexical index
+exactly as current and as durable as the products (no second store to keep in step). What FTS5
+does not do for us is analysis, so the text is analysed here into two columns:
+- `words`: the text as FTS5's unicode61 tokenizer splits it (case and accents folded), plus each
+  SKU / product code with its punctuation removed ("SKU-0042-RD" -> "sku0042rd"), so an exact
+  code matches as one rare term;
+- `grams`: character n-grams, for typo tolerance and for Chinese, which has no spaces: each Latin
+  word of 4+ letters as its trigrams, padded ("0sn", "sne", ..., "rs0"), so "sneekers" still
+  shares most grams with "sneakers"; each run of CJK characters as its single characters and
+  bigrams (连衣裙 -> 连 衣 裙 连衣 衣裙), the standard n-gram approach for Chinese search without
+  a segmenter (no dictionary to ship, and bigrams recall what a segmenter's words would).
+A query is analysed the same way into an OR of its terms; BM25 (column weights 3 for words, 1
+for grams) ranks the products that share the most rare terms first.
+
+The FTS5 row id is a 63-bit hash of the product id (products has no rowid), so the triggers
+find a product's row directly; a hash collision (~2^-63 per pair) would merge two rows.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sqlite3
+
+WORDS_WEIGHT, GRAMS_WEIGHT = 3.0, 1.0
+CODE_FIELDS = ("sku",)
+TEXT_FIELDS = ("description", "brand", "sku")
+MAX_QUERY_TERMS = 64
+
+CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+LATIN_WORD = re.compile(r"[^\W\d_]{4,}")
+TOKEN = re.compile(r"\w+")
+
+SCHEMA = """
+CREATE VIRTUAL TABLE IF NOT EXISTS lexical USING fts5(id UNINDEXED, words, grams, tokenize='unicode61 remove_diacritics 2');
+CREATE TRIGGER IF NOT EXISTS lexical_insert AFTER INSERT ON products BEGIN
+  INSERT INTO lexical(rowid, id, words, grams)
+  VALUES (lexical_key(new.id), new.id, lexical_words(new.title, new.fields), lexical_grams(new.title, new.fields));
+END;
+CREATE TRIGGER IF NOT EXISTS lexical_update AFTER UPDATE OF title, fields ON products BEGIN
+  DELETE FROM lexical WHERE rowid = lexical_key(old.id);
+  INSERT INTO lexical(rowid, id, words, grams)
+  VALUES (lexical_key(new.id), new.id, lexical_words(new.title, new.fields), lexical_grams(new.title, new.fields));
+END;
+CREATE TRIGGER IF NOT EXISTS lexical_delete AFTER DELETE ON products BEGIN
+  DELETE FROM lexical WHERE rowid = lexical_key(old.id);
+END;
+"""
+BACKFILL = ("INSERT INTO lexical(rowid, id, words, grams) SELECT lexical_key(id), id, lexical_words(title, fields), "
+            "lexical_grams(title, fields) FROM products")
+
+
+def key(pid: str) -> int:
+    return int.from_bytes(hashlib.sha256(pid.encode()).digest()[:8], "big") >> 1
+
+
+def document(title: str, fields_json: str) -> tuple[str, list[str]]:
+    """(the searchable text, the product codes) of a product."""
+    fields = json.loads(fields_json) if fields_json else {}
+    parts = [title] + [str(fields[name]) for name in TEXT_FIELDS if isinstance(fields.get(name), (str, int, float))]
+    codes = [str(fields[name]) for name in CODE_FIELDS if isinstance(fields.get(name), (str, int))]
+    return " ".join(parts), codes
+
+
+def compact(code: str) -> str:
+    return "".join(TOKEN.findall(code.casefold()))
+
+
+def words(title: str, fields_json: str) -> str:
+    text, codes = document(title, fields_json)
+    return " ".join([text] + [compact(c) for c in codes])
+
+
+def grams_of(text: str) -> list[str]:
+    text = text.casefold()
+    grams: list[str] = []
+    for word in LATIN_WORD.findall(text):
+        padded = f"0{word}0"
+        grams += [padded[i:i + 3] for i in range(len(padded) - 2)]
+    for run in CJK_RUN.findall(text):
+        grams += list(run) + [run[i:i + 2] for i in range(len(run) - 1)]
+    return grams
+
+
+def grams(title: str, fields_json: str) -> str:
+    return " ".join(grams_of(document(title, fields_json)[0]))
+
+
+def register(db: sqlite3.Connection) -> None:
+    """The analysis functions the triggers call; on every connection that writes products."""
+    db.create_function("lexical_key", 1, key, deterministic=True)
+    db.create_function("lexical_words", 2, words, deterministic=True)
+    db.create_function("lexical_grams", 2, grams, deterministic=True)
+
+
+def quoted(term: str) -> str:
+    return '"' + term.replace('"', '""') + '"'
+
+
+def match_expression(text: str) -> str | None:
+    """The FTS5 query for a shopper's text: an OR of its words, codes and grams; None if it has none."""
+    tokens = [t for t in TOKEN.findall(text.casefold()) if not CJK_RUN.fullmatch(t)]
+    joined = [compact(text)] if len(TOKEN.findall(text)) > 1 and any(c.isdigit() for c in text) else []
+    word_terms = list(dict.fromkeys(tokens + [t for t in joined if t]))[:MAX_QUERY_TERMS]
+    gram_terms = list(dict.fromkeys(grams_of(text)))[:MAX_QUERY_TERMS]
+    parts = []
+    if word_terms:
+        parts.append("words : (" + " OR ".join(map(quoted, word_terms)) + ")")
+    if gram_terms:
+        parts.append("grams : (" + " OR ".join(map(quoted, gram_terms)) + ")")
+    return " OR ".join(parts) or None
+
+
+def search(db: sqlite3.Connection, text: str, limit: int) -> list[tuple[str, float]]:
+    """(product id, BM25 score > 0) of the `limit` best lexical matches, best first."""
+    expression = match_expression(text)
+    if expression is None or limit <= 0:
+        return []
+    rows = db.execute(f"SELECT id, -bm25(lexical, 0, {WORDS_WEIGHT}, {GRAMS_WEIGHT}) AS score FROM lexical "
+                      "WHERE lexical MATCH ? ORDER BY score DESC LIMIT ?", (expression, limit)).fetchall()
+    return [(pid, float(score)) for pid, score in rows]

@@ -1,0 +1,217 @@
+"""Hybrid lexical + vector ranking, typo tolerance, Chinese, product codes, facets (against brute
+force), boosts, the in-stock filter, the group cap, merchandising rules and explanations, in the
+scorer on a real SQLite catalog store (its FTS5 lexical index kept by the store's triggers).
+"""
+import json
+import time
+
+import numpy as np
+import pytest
+
+from productsearch.catalog.merchandising import RuleError, check_rules
+from productsearch.catalog.relevance import PRICE_EDGES
+from productsearch.catalog.store import DEFAULT_DIR, open_store
+from productsearch.runtime import scorer as scorer_module
+from productsearch.runtime.model_io import RequestError
+from productsearch.runtime.scorer import ScorerModel
+from tests.catalog_fixtures import random_vectors, scorer_args, write_store
+
+COUNT, DIM = 1200, 32
+KINDS = [("sneakers", "运动鞋"), ("t-shirt", "T恤"), ("dress", "连衣裙"), ("mug", "马克杯"), ("backpack", "双肩包")]
+COLORS = ["red", "blue", "green", "black"]
+BRANDS = ["Acme", "Borealis", "Cobalt", "Dune", "Ember", "Fjord"]
+
+
+def make_products(rng) -> list[dict]:
+    products = []
+    for i in range(COUNT):
+        kind, zh = KINDS[i % len(KINDS)]
+        color = COLORS[(i // len(KINDS)) % len(COLORS)]
+        product = {"id": f"P{i:05d}", "category": kind, "color": color, "brand": BRANDS[rng.integers(len(BRANDS))],
+                   "sku": f"SKU-{i:05d}-{color[:2].upper()}", "rating": round(float(rng.uniform(1, 5)), 1),
+                   "popularity": int(rng.integers(0, 1000)), "price": round(float(rng.uniform(5, 300)), 2)}
+        if rng.random() < 0.9:
+            product["stock"] = int(rng.integers(0, 3))
+        product["title"] = f"{zh} {color}" if i % 3 == 0 else f"{color.capitalize()} {kind} by {product['brand']}"
+        products.append(product)
+    return products
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory):
+    rng = np.random.default_rng(5)
+    root = tmp_path_factory.mktemp("relevance")
+    products = make_products(rng)
+    embeddings = write_store(root, products, random_vectors(COUNT, DIM // 2, 3), random_vectors(COUNT, DIM // 2, 4))
+    model = ScorerModel()
+    model.initialize(scorer_args(root, 1))
+    yield model, root, products, embeddings
+    model.finalize()
+
+
+@pytest.fixture
+def ask(catalog, monkeypatch):
+    """ask(text, **inputs) -> the Ranked row of one query through parse + compute."""
+    model, _, _, embeddings = catalog
+    monkeypatch.setattr(scorer_module, "input_array", lambda request, name: request.get(name))
+
+    def run(text="", query=None, top_k=10, **inputs):
+        vector = embeddings[0] if query is None else query
+        request = {"QUERY_EMBEDDING": vector[None].astype(np.float32), "TOP_K": np.array([[top_k]], np.int32),
+                   "QUERY_TEXT": np.array([[text.encode()]], dtype=object)}
+        for name, value in inputs.items():
+            request[name] = np.array([value if isinstance(value, list) else [value]],
+                                     dtype=object if isinstance(value, (str, bytes, list)) else None)
+            if request[name].dtype == object:
+                request[name] = np.vectorize(lambda v: v.encode() if isinstance(v, str) else v, otypes=[object])(request[name])
+        return model.compute(model.parse(request))[0]
+    return run
+
+
+def ids(ranked) -> list[str]:
+    return [f"P{s:05d}" for s in ranked.slots.tolist()]
+
+
+def by_id(products):
+    return {p["id"]: p for p in products}
+
+
+def test_a_misspelt_word_still_finds_its_products(ask, catalog):
+    products = by_id(catalog[2])
+    for typo, kind in (("sneekers", "sneakers"), ("sneakres", "sneakers"), ("backpak", "backpack"), ("tshirt", "t-shirt")):
+        found = ids(ask(typo, LEXICAL_WEIGHT=np.float32(1.0), top_k=10))
+        share = np.mean([products[p]["category"] == kind for p in found])
+        assert share >= 0.8, (typo, [products[p]["title"] for p in found])
+
+
+def test_chinese_words_match_chinese_titles(ask, catalog):
+    products = by_id(catalog[2])
+    found = ids(ask("连衣裙", LEXICAL_WEIGHT=np.float32(1.0), top_k=10))
+    assert all(products[p]["category"] == "dress" and "连衣裙" in products[p]["title"] for p in found)
+
+
+def test_a_product_code_puts_its_product_first(ask, catalog):
+    for query, expected in (("SKU-00421-RE", "P00421"), ("sku 00777 bl", "P00777"), ("sku01000re", "P01000")):
+        ranked = ask(query, EXPLAIN=True)
+        assert ids(ranked)[0] == expected, query
+        assert "exact product code" in json.loads(ranked.explanations[0])["rules"]
+
+
+def test_lexical_weight_zero_is_the_plain_vector_ranking(ask, catalog):
+    embeddings = catalog[3]
+    plain = ask("red sneakers", LEXICAL_WEIGHT=np.float32(0.0))
+    expected = np.argsort(-(embeddings @ embeddings[0]), kind="stable")[:10]
+    assert ids(plain) == [f"P{i:05d}" for i in expected]
+
+
+def test_hybrid_lifts_lexical_matches_in_both_modes(ask, catalog):
+    products = by_id(catalog[2])
+    for mode in ("rrf", "weighted"):
+        vector_only = ids(ask("blue mug", LEXICAL_WEIGHT=np.float32(0.0), top_k=20))
+        hybrid = ids(ask("blue mug", LEXICAL_WEIGHT=np.float32(0.6), HYBRID_MODE=mode, top_k=20))
+        match = lambda found: sum(products[p]["category"] == "mug" for p in found)  # noqa: E731
+        assert match(hybrid) > match(vector_only) + 5, mode
+
+
+def expected_facets(products, passing) -> dict:
+    out = {"category": {}, "brand": {}, "price": {}, "in_stock": {"in_stock": 0, "out_of_stock": 0, "unknown": 0}}
+    edges = list(PRICE_EDGES) + [float("inf")]
+    for p in passing:
+        for name in ("category", "brand"):
+            out[name][p[name]] = out[name].get(p[name], 0) + 1
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            key = f"{lo:g}-{hi:g}" if hi != float("inf") else f"{lo:g}+"
+            out["price"].setdefault(key, 0)
+            out["price"][key] += int(lo <= p["price"] < hi)
+        stock = p.get("stock")
+        out["in_stock"]["unknown" if stock is None else "in_stock" if stock > 0 else "out_of_stock"] += 1
+    return out
+
+
+@pytest.mark.parametrize("filters", [{}, {"CATEGORIES": ["mug", "dress"]}, {"PRICE_MIN": np.float32(50),
+                                                                           "PRICE_MAX": np.float32(150)},
+                                     {"IN_STOCK": True, "CATEGORIES": ["t-shirt"]}])
+def test_facets_count_every_product_that_passes_the_filters(ask, catalog, filters):
+    products = catalog[2]
+    ranked = ask("red", top_k=5, FACETS=["category", "brand", "price", "in_stock"], **filters)
+    passing = [p for p in products
+               if ("CATEGORIES" not in filters or p["category"] in filters["CATEGORIES"])
+               and ("PRICE_MIN" not in filters or p["price"] >= filters["PRICE_MIN"])
+               and ("PRICE_MAX" not in filters or p["price"] <= filters["PRICE_MAX"])
+               and ("IN_STOCK" not in filters or p.get("stock", 0) > 0)]
+    assert ranked.facets == expected_facets(products, passing)
+
+
+def test_in_stock_filter_and_boost(ask, catalog):
+    products = by_id(catalog[2])
+    assert all(products[p].get("stock", 0) > 0 for p in ids(ask("dress", IN_STOCK=True, top_k=50)))
+    boosted = ids(ask("", BOOSTS='{"in_stock": 10}', top_k=30))
+    assert all(products[p].get("stock", 0) > 0 for p in boosted)
+
+
+def test_a_rating_boost_reorders_by_the_documented_formula(ask, catalog):
+    products = by_id(catalog[2])
+    ranked = ask("", BOOSTS='{"rating": 2.0}', EXPLAIN=True, top_k=10)
+    for pid, note, score in zip(ids(ranked), ranked.explanations, ranked.scores.tolist()):
+        note = json.loads(note)
+        assert note["boost_factor"] == pytest.approx(1 + 2.0 * products[pid]["rating"] / 5, rel=1e-5)
+        assert score == pytest.approx(note["relevance"] * note["boost_factor"], rel=1e-4)
+    assert np.all(np.diff(ranked.scores) <= 1e-6)
+
+
+def test_max_per_group_caps_brands_and_keeps_the_order(ask, catalog):
+    products = by_id(catalog[2])
+    uncapped = ids(ask("", top_k=100, LEXICAL_WEIGHT=np.float32(0.0), EXPLAIN=True))
+    capped = ids(ask("", top_k=12, LEXICAL_WEIGHT=np.float32(0.0), MAX_PER_GROUP=np.int32(2)))
+    brands = [products[p]["brand"] for p in capped]
+    assert max(brands.count(b) for b in set(brands)) <= 2 and len(capped) == 12
+    assert capped == [p for p in uncapped if p in capped]
+
+
+def test_merchandising_rules_pin_hide_and_boost_a_brand(ask, catalog):
+    root = catalog[1]
+    store = open_store(f"sqlite://{root / DEFAULT_DIR}")
+    before = ids(ask("Summer  Dress!", top_k=10))
+    rules = check_rules([{"query": "summer dress", "pin": "P00999", "position": 2},
+                         {"query": "summer dress", "hide": before[0]},
+                         {"query": "other query", "hide": before[1]}])
+    store.set_rules(rules)
+    try:
+        ranked = ask("summer dress", top_k=10, EXPLAIN=True)
+        found = ids(ranked)
+        assert found[1] == "P00999" and before[0] not in found and before[1] in found
+        assert "pinned at 2" in json.loads(ranked.explanations[1])["rules"]
+        store.set_rules(check_rules([{"query": "summer dress", "boost_brand": "Fjord", "factor": 50}]))
+        products = by_id(catalog[2])
+        assert all(products[p]["brand"] == "Fjord" for p in ids(ask("summer dress", top_k=5)))
+    finally:
+        store.set_rules([])
+        store.close()
+
+
+def test_bad_rules_are_refused():
+    for rules in ({"pin": "P1"}, [{"pin": "P1", "hide": "P2"}], [{"pin": "P1", "position": 0}],
+                  [{"boost_brand": "A", "factor": "x"}], [{"hide": ""}], [{"hide": "P1", "colour": 1}]):
+        with pytest.raises(RuleError):
+            check_rules(rules)
+
+
+def test_a_deleted_product_leaves_the_lexical_index(ask, catalog):
+    model, root = catalog[0], catalog[1]
+    store = open_store(f"sqlite://{root / DEFAULT_DIR}")
+    assert "P00421" in ids(ask("SKU-00421-RE"))
+    with store.transaction() as db:
+        store.delete_one(db, "P00421", time.time())
+    store.close()
+    model.index()  # the scorer catches up before each batch
+    assert "P00421" not in ids(ask("SKU-00421-RE", LEXICAL_WEIGHT=np.float32(1.0), top_k=50))
+
+
+@pytest.mark.parametrize("inputs, message", [
+    ({"LEXICAL_WEIGHT": np.float32(2.0)}, "LEXICAL_WEIGHT"), ({"HYBRID_MODE": "best"}, "HYBRID_MODE"),
+    ({"BOOSTS": "{bad"}, "BOOSTS is not JSON"), ({"BOOSTS": '{"price": 1}'}, "unknown names"),
+    ({"BOOSTS": '{"rating": "high"}'}, "finite number"), ({"FACETS": ["colour"]}, "unknown fields"),
+    ({"MAX_PER_GROUP": np.int32(-1)}, "MAX_PER_GROUP"), ({"GROUP_BY": "title"}, "GROUP_BY")])
+def test_bad_relevance_inputs_are_refused_with_their_name(ask, inputs, message):
+    with pytest.raises(RequestError, match=message):
+        ask("red", **inputs)
