@@ -34,7 +34,7 @@ class CatalogClient(Connection):
     state (`info`, `shops`, `product`). Writes are idempotent by product id, so the retry policy's
     retries are safe (a retried delete that had already succeeded answers NOT_FOUND)."""
 
-    def __init__(self, url: str = DEFAULT_URL, timeout_s: float = 10.0, retries: int = 3, backoff_s: float = 0.1,
+    def __init__(self, url: str | list[str] = DEFAULT_URL, timeout_s: float = 10.0, retries: int = 3, backoff_s: float = 0.1,
                  tls: TlsOptions | None = None, max_backoff_s: float = 1.0, key: str | None = None,
                  key_file: str | Path | None = DEFAULT_KEY_FILE):
         super().__init__(url, timeout_s, retries, backoff_s, tls, max_backoff_s)

@@ -11,13 +11,20 @@ process (the supervisor reloads it) and NOT_FOUND "unknown model" (a restarted s
 port before the serving generation is loaded, ~10-20 s). Never retried: INVALID_ARGUMENT,
 DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED (gRPC's message-size limits: the same request fails
 again), and every other status. Failures raise `ServiceError` with the gRPC status.
+
+Replicas: a client may be given several addresses ("host1:8001,host2:8001" or a list) of
+Triton replicas that serve the same catalog store. Calls go round-robin over them; a replica
+that fails with UNAVAILABLE (down, restarting, overloaded) is skipped for `REPLICA_PAUSE_S`, and
+the retry goes to the next one at once, so one dead replica costs one attempt, not an outage.
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import random
 import re
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +34,7 @@ from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE
 from tritonclient.utils import InferenceServerException
 
 DEFAULT_URL = "localhost:8001"
+REPLICA_PAUSE_S = 2.0  # how long a replica that answered UNAVAILABLE is skipped
 ADMIN_KEY_ENV = "PRODUCTSEARCH_ADMIN_KEY"
 RETRYABLE = {"StatusCode.UNAVAILABLE"}
 # What a model queue answers (UNAVAILABLE) once a request waited longer than its timeout.
@@ -173,21 +181,52 @@ async def infer_async(client, model: str, inputs: list, outputs: list[str], poli
             await asyncio.sleep(policy.pause(err, attempt, deadline))
 
 
+def replica_urls(url: str | list[str]) -> list[str]:
+    """The addresses of a client's replicas: a list, or one string with commas."""
+    urls = [u.strip() for u in (url.split(",") if isinstance(url, str) else url) if u.strip()]
+    if not urls:
+        raise ValueError("no server address given")
+    return urls
+
+
 class Connection:
-    """One gRPC channel to Triton with the retry policy above.
+    """gRPC channels to one Triton or to several replicas, with the retry policy above.
 
     timeout_s: the deadline of one call, retries included; retries: at most this many retries
     of a retryable failure; backoff_s: the first pause, doubled per retry (x0.5-1.5 jitter,
-    at most max_backoff_s), never past the deadline."""
+    at most max_backoff_s), never past the deadline. With replicas, a retry after UNAVAILABLE
+    goes to the next replica without the pause."""
 
-    def __init__(self, url: str = DEFAULT_URL, timeout_s: float = 10.0, retries: int = 3, backoff_s: float = 0.1,
-                 tls: TlsOptions | None = None, max_backoff_s: float = 1.0):
-        self.url = url
+    def __init__(self, url: str | list[str] = DEFAULT_URL, timeout_s: float = 10.0, retries: int = 3,
+                 backoff_s: float = 0.1, tls: TlsOptions | None = None, max_backoff_s: float = 1.0):
+        self.urls = replica_urls(url)
+        self.url = ",".join(self.urls)
         self.policy = RetryPolicy(timeout_s, retries, backoff_s, max_backoff_s)
-        self.client = grpc_client(url, tls)
+        self.clients = [grpc_client(u, tls) for u in self.urls]
+        self._turn = itertools.count()
+        self._lock = threading.Lock()
+        self._skip_until = [0.0] * len(self.urls)
+
+    @property
+    def client(self):
+        """The first replica's client (for calls that are not inference)."""
+        return self.clients[0]
+
+    def pick(self) -> int:
+        """The next replica in turn that is not being skipped (any, if all are)."""
+        now = time.monotonic()
+        with self._lock:
+            start = next(self._turn)
+            order = [(start + i) % len(self.clients) for i in range(len(self.clients))]
+            return next((i for i in order if self._skip_until[i] <= now), order[0])
+
+    def mark_unavailable(self, replica: int) -> None:
+        with self._lock:
+            self._skip_until[replica] = time.monotonic() + REPLICA_PAUSE_S
 
     def close(self) -> None:
-        self.client.close()
+        for client in self.clients:
+            client.close()
 
     def __enter__(self):
         return self
@@ -202,10 +241,15 @@ class Connection:
         attempt = 0
         while True:
             remaining = max(deadline - time.monotonic(), 0.001)
+            replica = self.pick()
             try:
                 # timeout (us): Triton drops the request from a model queue once it is spent
-                return self.client.infer(model, inputs, outputs=requested, client_timeout=remaining,
-                                         timeout=max(int(remaining * 1e6), 1), headers=headers)
+                return self.clients[replica].infer(model, inputs, outputs=requested, client_timeout=remaining,
+                                                   timeout=max(int(remaining * 1e6), 1), headers=headers)
             except InferenceServerException as err:
                 attempt += 1
-                time.sleep(self.policy.pause(err, attempt, deadline))
+                pause = self.policy.pause(err, attempt, deadline)
+                if len(self.clients) > 1 and str(err.status()) == "StatusCode.UNAVAILABLE":
+                    self.mark_unavailable(replica)
+                    continue  # the next replica, now
+                time.sleep(pause)

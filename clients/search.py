@@ -32,7 +32,7 @@ class SearchClient(CatalogClient):
     deadline, retry and TLS options; `ssl`/`root_certificates`/`private_key`/`certificate_chain`
     are the tritonclient-style TLS arguments, the same as `tls=TlsOptions(...)`."""
 
-    def __init__(self, url: str = DEFAULT_URL, timeout_s: float = 10.0, retries: int = 3, backoff_s: float = 0.1,
+    def __init__(self, url: str | list[str] = DEFAULT_URL, timeout_s: float = 10.0, retries: int = 3, backoff_s: float = 0.1,
                  ssl: bool = False, root_certificates: str | None = None, private_key: str | None = None,
                  certificate_chain: str | None = None, max_backoff_s: float = 1.0, tls: TlsOptions | None = None,
                  key: str | None = None, key_file: str | Path | None = None):

@@ -8,6 +8,8 @@ thread keeps the index current while no searches come (and bounds the visible la
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import threading
 import time
 
@@ -16,6 +18,15 @@ from productsearch.catalog.sqlite_store import SqliteCatalog
 
 POLL_S = 0.05
 REBUILD_CHECK_S = 5.0
+
+
+def release_freed_memory() -> None:
+    """Hand the heap pages freed by a dropped index back to the OS (glibc keeps them otherwise,
+    so a rebuilt index would leave the process at twice its size); no-op without glibc."""
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 class Lagging(RuntimeError):
@@ -99,7 +110,9 @@ class ShopFollower:
                     if changes.head <= fresh.applied:
                         break
                     fresh.apply(changes)
-                self.index = fresh
+                old, self.index = self.index, fresh
+            del old
+            release_freed_memory()
         finally:
             self._rebuilding = False
 
