@@ -21,7 +21,7 @@ class Call:
     received: float
     result: SearchResult | None  # None when it failed
     error: str | None = None  # "StatusCode.X: message" (SearchError), else the exception's repr
-    query: str = ""
+    query: str | tuple = ""  # the words, or (words, photo)
 
     @property
     def ok(self) -> bool:
@@ -29,7 +29,8 @@ class Call:
 
 
 class SearchLoad:
-    """`clients` threads, thread i searching queries[i % len(queries)] over and over with its own
+    """`clients` threads, thread i searching queries[i % len(queries)] (words, or a (words, photo)
+    pair) over and over with its own
     SearchClient(url, **client_args). A failed client waits `pause_on_failure_s` before it
     tries again (a server that is down refuses at once: without a pause the clients spin)."""
 
@@ -54,8 +55,9 @@ class SearchLoad:
             while not self.stop.is_set():
                 sent = time.monotonic()
                 query = self.queries[index % len(self.queries)]
+                text, image = query if isinstance(query, tuple) else (query, None)
                 try:
-                    result = client.search(query, top_k=self.top_k, filters=self.filters)
+                    result = client.search(text or None, image, top_k=self.top_k, filters=self.filters)
                 except Exception as err:  # noqa: BLE001 - every failure is part of the record
                     message = str(err) if isinstance(err, SearchError) else repr(err)
                     self.calls.append(Call(sent, time.monotonic(), None, message, query))

@@ -12,8 +12,10 @@ does not do for us is analysis, so the text is analysed here into two columns:
   shares most grams with "sneakers"; each run of CJK characters as its single characters and
   bigrams (连衣裙 -> 连 衣 裙 连衣 衣裙), the standard n-gram approach for Chinese search without
   a segmenter (no dictionary to ship, and bigrams recall what a segmenter's words would).
-A query is analysed the same way into an OR of its terms; BM25 (column weights 3 for words, 1
-for grams) ranks the products that share the most rare terms first.
+A query is analysed the same way into an OR of its terms - the grams only of its words that the
+index does not know (a typo) and of its Chinese runs, so a clean query stays a few word terms
+(grams match most of the catalog, and BM25 costs per matching product); BM25 (column weights 3
+for words, 1 for grams) ranks the products that share the most rare terms first.
 
 The FTS5 row id is a 63-bit hash of the product id (products has no rowid), so the triggers
 find a product's row directly; a hash collision (~2^-63 per pair) would merge two rows.
@@ -29,6 +31,9 @@ WORDS_WEIGHT, GRAMS_WEIGHT = 3.0, 1.0
 CODE_FIELDS = ("sku",)
 TEXT_FIELDS = ("description", "brand", "sku")
 MAX_QUERY_TERMS = 64
+# Query words that match most of a catalog and say nothing about the product (single letters,
+# as in "t-shirt", and English function words): left out of the query, kept in the index.
+STOPWORDS = frozenset("a an and by for in of on or the to with".split())
 
 CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 LATIN_WORD = re.compile(r"[^\W\d_]{4,}")
@@ -36,6 +41,7 @@ TOKEN = re.compile(r"\w+")
 
 SCHEMA = """
 CREATE VIRTUAL TABLE IF NOT EXISTS lexical USING fts5(id UNINDEXED, words, grams, tokenize='unicode61 remove_diacritics 2');
+CREATE VIRTUAL TABLE IF NOT EXISTS lexical_terms USING fts5vocab(lexical, 'col');
 CREATE TRIGGER IF NOT EXISTS lexical_insert AFTER INSERT ON products BEGIN
   INSERT INTO lexical(rowid, id, words, grams)
   VALUES (lexical_key(new.id), new.id, lexical_words(new.title, new.fields), lexical_grams(new.title, new.fields));
@@ -100,12 +106,24 @@ def quoted(term: str) -> str:
     return '"' + term.replace('"', '""') + '"'
 
 
-def match_expression(text: str) -> str | None:
-    """The FTS5 query for a shopper's text: an OR of its words, codes and grams; None if it has none."""
-    tokens = [t for t in TOKEN.findall(text.casefold()) if not CJK_RUN.fullmatch(t)]
+def known_words(db: sqlite3.Connection, words: list[str]) -> set[str]:
+    if not words:
+        return set()
+    marks = ",".join("?" * len(words))
+    return {row[0] for row in db.execute(f"SELECT term FROM lexical_terms WHERE col='words' AND term IN ({marks})", words)}
+
+
+def match_expression(text: str, db: sqlite3.Connection | None = None) -> str | None:
+    """The FTS5 query for a shopper's text: an OR of its words, codes and the grams of its unknown
+    words and Chinese runs (of all its words without `db`); None if it has none."""
+    folded = text.casefold()
+    tokens = [t for t in TOKEN.findall(folded) if not CJK_RUN.search(t) and t not in STOPWORDS
+              and (len(t) > 1 or t.isdigit())]
     joined = [compact(text)] if len(TOKEN.findall(text)) > 1 and any(c.isdigit() for c in text) else []
     word_terms = list(dict.fromkeys(tokens + [t for t in joined if t]))[:MAX_QUERY_TERMS]
-    gram_terms = list(dict.fromkeys(grams_of(text)))[:MAX_QUERY_TERMS]
+    known = known_words(db, word_terms) if db is not None else set()
+    unknown = " ".join(w for w in LATIN_WORD.findall(folded) if w not in known)
+    gram_terms = list(dict.fromkeys(grams_of(unknown) + grams_of(" ".join(CJK_RUN.findall(folded)))))[:MAX_QUERY_TERMS]
     parts = []
     if word_terms:
         parts.append("words : (" + " OR ".join(map(quoted, word_terms)) + ")")
@@ -116,7 +134,7 @@ def match_expression(text: str) -> str | None:
 
 def search(db: sqlite3.Connection, text: str, limit: int) -> list[tuple[str, float]]:
     """(product id, BM25 score > 0) of the `limit` best lexical matches, best first."""
-    expression = match_expression(text)
+    expression = match_expression(text, db)
     if expression is None or limit <= 0:
         return []
     rows = db.execute(f"SELECT id, -bm25(lexical, 0, {WORDS_WEIGHT}, {GRAMS_WEIGHT}) AS score FROM lexical "
