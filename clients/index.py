@@ -5,9 +5,11 @@ machine that reaches the gRPC port.
 
 A catalog file is JSONL, one product a line: `id`, `title`, `image` (a path relative to the
 file, optional), and any other scalar keys as its fields (category, price, brand, sku, stock,
-...). Products go one per request with many requests in flight (tritonclient's asyncio client),
-so Triton's dynamic batcher fills the encoders' batches and a bad record fails alone: it is
-reported with the server's message and the load goes on. Retries follow the client policy
+...). Products go `batch` to a request (default 16; fewer calls, the same encoder batches) with
+many requests in flight (tritonclient's asyncio client), so Triton's dynamic batcher fills the
+encoders' batches. A request is atomic, so when one is refused (INVALID_ARGUMENT, NOT_FOUND) its
+products are sent again one by one: a bad record fails alone, reported with the server's
+message, and the load goes on. Retries follow the client policy
 (clients.connection). A progress bar shows the rate and the time left (tqdm). The report's
 `sequence` is the highest SEQUENCE acknowledged: a search with that MIN_SEQUENCE sees them all.
 """
@@ -26,6 +28,10 @@ from clients.connection import (RetryPolicy, ServiceError, TlsOptions, add_conne
 from clients.contract import UPSERT, WRITE_KEY_HEADER, Product, upsert_inputs
 
 RECORD_KEYS = ("id", "title", "image")
+DEFAULT_BATCH = 16
+# A refused request is sent again product by product (the bad record fails alone); other
+# failures (the server gone past the retries) fail its products as they are.
+REFUSALS = ("StatusCode.INVALID_ARGUMENT", "StatusCode.NOT_FOUND")
 
 
 def read_products(catalog_path: Path) -> list[Product]:
@@ -70,11 +76,12 @@ class LoadReport:
 
 async def load_products_async(url: str, products: list[Product], concurrency: int = 32, key: str | None = None,
                               shop: str | None = None, tls: TlsOptions | None = None, progress: bool = True,
-                              timeout_s: float = 60.0) -> LoadReport:
+                              timeout_s: float = 60.0, batch: int = DEFAULT_BATCH) -> LoadReport:
     client = grpc_client(url, tls, aio=True)
     headers = {WRITE_KEY_HEADER: key} if key else {}
     policy = RetryPolicy(timeout_s=timeout_s, retries=5)
-    report, queue = LoadReport(), list(range(len(products)))[::-1]
+    report = LoadReport()
+    queue = [products[i:i + batch] for i in range(0, len(products), max(1, batch))][::-1]
     bar = None
     if progress:
         from tqdm import tqdm
@@ -82,19 +89,25 @@ async def load_products_async(url: str, products: list[Product], concurrency: in
         bar = tqdm(total=len(products), unit="product", desc="upsert_products", file=sys.stderr)
     started = time.monotonic()
 
+    async def send(group: list[Product]) -> None:
+        try:
+            result = await infer_async(client, UPSERT, upsert_inputs(group, shop), ["SEQUENCE"], policy, headers)
+        except (ServiceError, OSError) as err:  # OSError: an unreadable image file
+            if len(group) > 1 and not (isinstance(err, ServiceError) and err.status not in REFUSALS):
+                for product in group:  # find the bad record(s): the others go in
+                    await send([product])
+                return
+            why = f"{err.status}: {err.message}" if isinstance(err, ServiceError) else f"image: {err}"
+            report.failed += [(product.id, why) for product in group]
+        else:
+            report.written += len(group)
+            report.sequence = max(report.sequence, int(result.as_numpy("SEQUENCE").max()))
+        if bar is not None:
+            bar.update(len(group))
+
     async def worker() -> None:
         while queue:
-            product = products[queue.pop()]
-            try:
-                result = await infer_async(client, UPSERT, upsert_inputs([product], shop), ["SEQUENCE"], policy, headers)
-                report.written += 1
-                report.sequence = max(report.sequence, int(result.as_numpy("SEQUENCE").reshape(-1)[0]))
-            except ServiceError as err:
-                report.failed.append((product.id, f"{err.status}: {err.message}"))
-            except OSError as err:  # an unreadable image file
-                report.failed.append((product.id, f"image: {err}"))
-            if bar is not None:
-                bar.update(1)
+            await send(queue.pop())
 
     try:
         await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(products))))))
@@ -107,9 +120,10 @@ async def load_products_async(url: str, products: list[Product], concurrency: in
 
 
 def load_products(url: str, products: list[Product], concurrency: int = 32, key: str | None = None,
-                  shop: str | None = None, tls: TlsOptions | None = None, progress: bool = True) -> LoadReport:
-    """Upsert every product, `concurrency` requests in flight."""
-    return asyncio.run(load_products_async(url, products, concurrency, key, shop, tls, progress))
+                  shop: str | None = None, tls: TlsOptions | None = None, progress: bool = True,
+                  batch: int = DEFAULT_BATCH) -> LoadReport:
+    """Upsert every product, `batch` a request, `concurrency` requests in flight."""
+    return asyncio.run(load_products_async(url, products, concurrency, key, shop, tls, progress, batch=batch))
 
 
 def load_catalog_file(path: Path, url: str, concurrency: int = 32, key: str | None = None,

@@ -318,3 +318,17 @@ def test_answers_under_writes_always_reflect_a_prefix_of_the_log(live):
                 assert pid in state, f"{pid} returned at sequence {answer.catalog_sequence}, where it does not exist"
                 assert state[pid] is not None and state[pid] <= 100.0, (pid, state[pid], answer.catalog_sequence)
     assert seen_writes > 0, "the writers' products should show up in the answers"
+
+
+def test_the_bulk_loader_isolates_a_bad_record_in_its_batch(live, reader):
+    """Products go 16 to a request; a refused request is resent product by product, so only the
+    bad record fails and the other 19 are written."""
+    from clients.index import load_products
+
+    products = [Product(f"BULK-{i}", f"bulk loaded mug {i}", None, {"price": 5.0 + i}) for i in range(20)]
+    products[7] = Product("BULK-7", "bulk loaded mug 7", None, {"price": -3})
+    report = load_products(live.grpc_url, products, key=live.key, progress=False, batch=16)
+    assert [pid for pid, _ in report.failed] == ["BULK-7"] and "price" in report.failed[0][1]
+    assert report.written == 19
+    found = reader.search("bulk loaded mug", top_k=40, read=ReadOptions(min_sequence=report.sequence)).ids
+    assert {p.id for p in products} - set(found) == {"BULK-7"}
