@@ -1,22 +1,30 @@
-"""Hybrid lexical + vector ranking on the demo catalog, through the served `search`: P@10 per lexical
-weight and fusion mode, for clean and misspelt queries, and product-code lookups.
+"""Hybrid lexical + vector ranking on the demo catalog, through the served `search`, per query kind:
+quality by lexical weight and fusion mode against dense-only, and the latency it costs.
 
-    python -m loadtest.relevance_bench --write        # ~3 minutes on 2 cores
+    python -m loadtest.relevance_bench --write        # ~5 minutes on 2 cores
 
-The weight is CHOSEN on queries for the training combinations (never on the held-out ones) and
-then REPORTED on the held-out combinations. Queries: the canonical phrase of a combination
-("red striped t-shirt"), and the same with one typo in a word of 4+ letters (a letter dropped,
-doubled or swapped with the next; seeded). P@10 counts results of exactly the combination;
-"category" counts the right category. Product codes: the SKU of 200 random products, typed
-lower-case with spaces for dashes: P@1 is whether that product comes first.
+Query kinds (relevance is judged from the catalog's own fields, never by hand):
+- semantic: the canonical phrase of a combination ("red striped t-shirt"); nDCG@10, a result
+  relevant when it is of exactly that combination;
+- typo: "colour category" with one typo in a word of 4+ letters ("sneekers blue"; a letter
+  dropped, doubled or swapped, seeded); P@10 of results of that category and colour;
+- code: a product's SKU, as typed ("TS-00042-RD") and lower-case with spaces ("ts 00042 rd");
+  MRR of that product;
+- brand + type: "Kestrel backpack" for every brand x category; P@10 of results of both;
+- Chinese: the combination's Chinese phrase ("红色条纹T恤"); nDCG@10 as semantic.
+The weight is CHOSEN on queries of the training combinations (mean of semantic nDCG, typo,
+brand and code), never on the held-out ones, which are REPORTED. Latency: text search p50 at
+concurrency 1 and 16, hybrid (the default) vs dense-only (LEXICAL_WEIGHT 0), same run.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,11 +34,13 @@ from clients.index import load_products, read_products
 from clients.search import SearchClient
 from loadtest.private_server import temporary_server
 from loadtest.report import publish
+from loadtest.search_load import SearchLoad
 from loadtest.workload import DEMO_CATALOG
 from productsearch.catalog.demo_generator import canonical_query
 
-WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
+WEIGHTS = (0.1, 0.2, 0.3, 0.5, 0.7)
 MODES = ("rrf", "weighted")
+KINDS = ("semantic", "typo", "code", "brand", "chinese")
 
 
 def misspelt(query: str, rng: random.Random) -> str:
@@ -46,82 +56,122 @@ def misspelt(query: str, rng: random.Random) -> str:
     return " ".join(words)
 
 
-def combination(product) -> tuple[str, str, str]:
-    f = product.fields or {}
-    return f.get("category"), f.get("color"), f.get("pattern")
+def ndcg(found: list[str], relevant) -> float:
+    gains = [1.0 if relevant(pid) else 0.0 for pid in found[:10]]
+    ideal = sum(1 / math.log2(i + 2) for i in range(min(10, relevant.count)))
+    return sum(g / math.log2(i + 2) for i, g in enumerate(gains)) / ideal if ideal else 0.0
 
 
-def heldout_ids(catalog: Path) -> set[str]:
-    """The demo's held-out products (catalog.jsonl's `heldout` flag, not a product field)."""
-    return {r["id"] for r in map(json.loads, catalog.read_text().splitlines()) if r.get("heldout")}
+class Judge:
+    """relevant(pid) for one query, with the number of relevant products (for nDCG)."""
+
+    def __init__(self, test, records: dict):
+        self.test, self.count = test, sum(1 for r in records.values() if test(r))
+        self.records = records
+
+    def __call__(self, pid: str) -> bool:
+        return pid in self.records and self.test(self.records[pid])
 
 
-def query_sets(products, heldout_products: set[str], seed: int = 0) -> dict[str, list[tuple[str, tuple]]]:
+def query_sets(records: dict, seed: int = 0) -> dict[str, dict[str, list]]:
+    """{"training"|"held-out": {kind: [(query, judge, metric)]}}."""
+    from productsearch.catalog.demo_zh import canonical_query_zh
+
     rng = random.Random(seed)
-    heldout = sorted({combination(p) for p in products if p.id in heldout_products})
-    training = sorted({combination(p) for p in products if p.id not in heldout_products} - set(heldout))
+    combo = lambda r: (r["category"], r["color"], r["pattern"])  # noqa: E731
+    heldout = sorted({combo(r) for r in records.values() if r.get("heldout")})
+    training = sorted({combo(r) for r in records.values() if not r.get("heldout")} - set(heldout))
     rng.shuffle(training)
-    training = training[: len(heldout)]
-    sets = {}
-    for name, combos in (("training", training), ("held-out", heldout)):
-        sets[f"{name} clean"] = [(canonical_query(*c), c) for c in combos]
-        sets[f"{name} typo"] = [(misspelt(canonical_query(*c), rng), c) for c in combos]
-    return sets
+    out = {}
+    for name, combos in (("training", training[: len(heldout)]), ("held-out", heldout)):
+        sets = {kind: [] for kind in KINDS}
+        for c in combos:
+            exact = Judge(lambda r, c=c: combo(r) == c, records)
+            sets["semantic"].append((canonical_query(*c), exact, "ndcg"))
+            sets["chinese"].append((canonical_query_zh(*c), exact, "ndcg"))
+            pair = Judge(lambda r, c=c: (r["category"], r["color"]) == c[:2], records)
+            sets["typo"].append((misspelt(f"{c[1]} {c[0]}", rng), pair, "p10"))
+        ids = sorted(pid for pid, r in records.items() if (r.get("heldout") == (name == "held-out")) and r.get("sku"))
+        for pid in rng.sample(ids, min(100, len(ids))):
+            sku = records[pid]["sku"]
+            typed = sku if rng.random() < 0.5 else sku.lower().replace("-", " ")
+            sets["code"].append((typed, Judge(lambda r, pid=pid: r["id"] == pid, records), "mrr"))
+        brands = sorted({r["brand"] for r in records.values() if r.get("brand")})
+        categories = sorted({r["category"] for r in records.values()})
+        pairs = [(b, k) for b in brands for k in categories]
+        for brand, category in pairs[(0 if name == "training" else 1)::2]:
+            judge = Judge(lambda r, b=brand, k=category: r.get("brand") == b and r["category"] == k, records)
+            sets["brand"].append((f"{brand} {category}", judge, "p10"))
+        out[name] = sets
+    return out
 
 
-def precision(client: SearchClient, queries, relevance: Relevance, by_id: dict) -> tuple[float, float]:
-    exact, category = [], []
-    for text, combo in queries:
+def score(client: SearchClient, queries: list, relevance: Relevance) -> float:
+    values = []
+    for text, judge, metric in queries:
         found = client.search(text, top_k=10, relevance=relevance).ids
-        exact.append(np.mean([by_id[i] == combo for i in found]) if found else 0.0)
-        category.append(np.mean([by_id[i][0] == combo[0] for i in found]) if found else 0.0)
-    return float(np.mean(exact)), float(np.mean(category))
+        if metric == "ndcg":
+            values.append(ndcg(found, judge))
+        elif metric == "p10":
+            values.append(np.mean([judge(pid) for pid in found]) if found else 0.0)
+        else:
+            rank = next((i for i, pid in enumerate(found, 1) if judge(pid)), None)
+            values.append(1.0 / rank if rank else 0.0)
+    return float(np.mean(values)) if values else float("nan")
+
+
+def latency(server, weight: float | None, clients: int, seconds: float = 8.0) -> float:
+    """Text search p50 ms at `clients` in flight with this lexical weight (None: the default)."""
+    with SearchLoad(server.grpc_url, clients, relevance=Relevance(lexical_weight=weight), timeout_s=30, retries=0) as load:
+        time.sleep(1)
+        start = time.monotonic()
+        time.sleep(seconds)
+    return float(np.percentile([(c.received - c.sent) * 1000 for c in load.answers if c.sent >= start], 50))
 
 
 def measure(log=print) -> str:
-    products = read_products(DEMO_CATALOG)
-    by_id = {p.id: combination(p) for p in products}
-    sets = query_sets(products, heldout_ids(DEMO_CATALOG))
-    with tempfile.TemporaryDirectory(prefix="relevance-bench-") as tmp:
-        tmp = Path(tmp)
-        with temporary_server(Path(tmp)) as server:
-            report = load_products(server.grpc_url, products, key=server.key, progress=False)
-            assert not report.failed, report.summary()
-            rows, choice = [], {}
-            with SearchClient(server.grpc_url, timeout_s=60) as client:
-                for mode in MODES:
-                    for weight in WEIGHTS:
-                        if weight == 0.0 and mode != MODES[0]:
-                            continue
-                        relevance = Relevance(lexical_weight=weight, hybrid_mode=mode)
-                        figures = {name: precision(client, queries, relevance, by_id) for name, queries in sets.items()}
-                        rows.append((mode if weight else "vectors only", weight, figures))
-                        choice[(mode, weight)] = (figures["training clean"][0] + figures["training typo"][0]) / 2
-                        log(f"{mode} {weight}: " + ", ".join(f"{k} {v[0]:.3f}" for k, v in figures.items()))
-                codes = [p for p in random.Random(1).sample(products, 200) if (p.fields or {}).get("sku")]
-                hits = [client.search(p.fields["sku"].lower().replace("-", " "), top_k=1).ids[:1] == [p.id]
-                        for p in codes]
-    best = max(choice, key=choice.get)
-    names = list(sets)
-    table = ["| ranking | w | " + " | ".join(f"{n} exact / category" for n in names) + " |",
-             "|---|---:|" + "---:|" * len(names)]
-    for mode, weight, figures in rows:
-        mark = " **(chosen)**" if (mode, weight) == best or (mode == "vectors only" and best[1] == 0) else ""
-        table.append(f"| {mode}{mark} | {weight:g} | " + " | ".join(f"{figures[n][0]:.3f} / {figures[n][1]:.3f}"
-                                                                 for n in names) + " |")
-    table.append(f"\nChosen on the training rows (mean of clean and typo exact P@10): {best[0]}, w = {best[1]:g}. "
-                 f"Product codes typed as 'qx 0042 z': P@1 {np.mean(hits) if hits else float('nan'):.3f} "
-                 f"({len(hits)} codes; the catalog has {'no' if not codes else 'its'} SKUs).")
-    return "\n".join(table)
+    records = {r["id"]: r for r in map(json.loads, DEMO_CATALOG.read_text(encoding="utf-8").splitlines()) if r}
+    sets = query_sets(records)
+    configs = [("dense only", 0.0)] + [(mode, w) for mode in MODES for w in WEIGHTS]
+    results: dict = {}
+    with tempfile.TemporaryDirectory(prefix="relevance-bench-") as tmp, temporary_server(Path(tmp)) as server:
+        report = load_products(server.grpc_url, read_products(DEMO_CATALOG), key=server.key, progress=False)
+        assert not report.failed, report.summary()
+        with SearchClient(server.grpc_url, timeout_s=60) as client:
+            for mode, weight in configs:
+                relevance = Relevance(lexical_weight=weight, hybrid_mode=None if mode == "dense only" else mode)
+                results[(mode, weight)] = {split: {kind: score(client, queries, relevance) for kind, queries in kinds.items()}
+                                           for split, kinds in sets.items()}
+                log(f"{mode} {weight}: {results[(mode, weight)]['held-out']}")
+        timing = {(name, c): [latency(server, w, c) for _ in range(3)]
+                  for name, w in (("hybrid (default)", None), ("dense only", 0.0)) for c in (1, 16)}
+    chosen = max((k for k in results if k[0] != "dense only"),
+                 key=lambda k: np.mean([results[k]["training"][kind] for kind in ("semantic", "typo", "brand", "code")]))
+    header = "| ranking | w | " + " | ".join(f"{k} (train / held-out)" for k in KINDS) + " |"
+    rows = [header, "|---|---:|" + "---:|" * len(KINDS)]
+    for key, figures in results.items():
+        mark = " **chosen**" if key == chosen else ""
+        rows.append(f"| {key[0]}{mark} | {key[1]:g} | " + " | ".join(
+            f"{figures['training'][k]:.3f} / {figures['held-out'][k]:.3f}" for k in KINDS) + " |")
+    rows += ["", "Metrics: semantic and Chinese nDCG@10 (exact combination), typo P@10 (category + colour), code MRR, "
+             f"brand + type P@10. Chosen on the training rows: {chosen[0]}, w = {chosen[1]:g}.", "",
+             "| text search latency, p50 ms (median of 3 runs, min-max) | c=1 | c=16 |", "|---|---:|---:|"]
+    for name in ("hybrid (default)", "dense only"):
+        rows.append(f"| {name} | " + " | ".join(
+            f"{np.median(timing[(name, c)]):.1f} ({min(timing[(name, c)]):.1f}-{max(timing[(name, c)]):.1f})"
+            for c in (1, 16)) + " |")
+    ratio = [h / d for h, d in zip(timing[("hybrid (default)", 1)], timing[("dense only", 1)])]
+    rows.append(f"\nhybrid / dense-only p50 at c=1: {np.median(ratio):.2f} ({min(ratio):.2f}-{max(ratio):.2f}) "
+                "(target <= 1.3)")
+    return "\n".join(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--write", action="store_true", help="record the table in BENCHMARKS.md")
+    parser.add_argument("--write", action="store_true", help="record the tables in BENCHMARKS.md")
     args = parser.parse_args(argv)
-    publish("relevance", "Hybrid lexical + vector: P@10 by lexical weight, clean and misspelt queries",
-            "loadtest.relevance_bench", argv, "a private Triton with generation 1 and the demo catalog; "
-            "one query per combination", measure(), args.write)
+    publish("relevance", "Relevance per query kind: hybrid lexical + vector vs dense-only", "loadtest.relevance_bench",
+            argv, "a private Triton with generation 1 and the demo catalog (brands, SKUs)", measure(), args.write)
     return 0
 
 

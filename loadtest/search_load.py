@@ -35,8 +35,8 @@ class SearchLoad:
     tries again (a server that is down refuses at once: without a pause the clients spin)."""
 
     def __init__(self, url: str, clients: int, queries=QUERIES, top_k: int = 10, pause_on_failure_s: float = 0.0,
-                 filters=None, **client_args):
-        self.url, self.queries, self.top_k, self.filters = url, list(queries), top_k, filters
+                 filters=None, relevance=None, **client_args):
+        self.url, self.queries, self.top_k, self.filters, self.relevance = url, list(queries), top_k, filters, relevance
         self.pause_on_failure_s, self.client_args = pause_on_failure_s, client_args
         self.calls: list[Call] = []
         self.stop = threading.Event()
@@ -57,7 +57,8 @@ class SearchLoad:
                 query = self.queries[index % len(self.queries)]
                 text, image = query if isinstance(query, tuple) else (query, None)
                 try:
-                    result = client.search(text or None, image, top_k=self.top_k, filters=self.filters)
+                    result = client.search(text or None, image, top_k=self.top_k, filters=self.filters,
+                                           relevance=self.relevance)
                 except Exception as err:  # noqa: BLE001 - every failure is part of the record
                     message = str(err) if isinstance(err, SearchError) else repr(err)
                     self.calls.append(Call(sent, time.monotonic(), None, message, query))

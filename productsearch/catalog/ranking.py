@@ -149,11 +149,11 @@ def rank(index: LiveIndex, rows: list[RowQuery], generation: int, exact_filter_m
             window = slice(searched[i].offset, searched[i].offset + searched[i].k)
             results[i] = Ranked(found[j][keep][window], scores[j][keep][window])
     for i in live:
-        if results[i] is None:
-            results[i] = Ranked(*filtered_search(index, searched[i], queries[i].astype(np.float32), excluded[i],
-                                                 exact_filter_max))
         row = rows[i]
-        mask = passing(index, row, excluded[i]) if (i in reranked or row.relevance.facets) else None
+        mask = passing(index, row, excluded[i]) if (results[i] is None or i in reranked or row.relevance.facets) else None
+        if results[i] is None:
+            results[i] = Ranked(*filtered_search(index, searched[i], queries[i].astype(np.float32), mask,
+                                                 exact_filter_max))
         if i in reranked:
             hits = lexical(row.relevance.text, searched[i].k) if (lexical and row.relevance.lexical) else []
             slots, scores, notes = rerank(index, row.relevance, queries[i].astype(np.float32), tuple(results[i]),
@@ -164,11 +164,10 @@ def rank(index: LiveIndex, rows: list[RowQuery], generation: int, exact_filter_m
     return results
 
 
-def filtered_search(index: LiveIndex, row: RowQuery, query: np.ndarray, excluded: np.ndarray,
+def filtered_search(index: LiveIndex, row: RowQuery, query: np.ndarray, mask: np.ndarray,
                     exact_filter_max: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact over the products that pass; on the IVF path, when more than `exact_filter_max`
-    pass, the IVF scan restricted to them."""
-    mask = passing(index, row, excluded)
+    """Exact over the products that pass (`mask`, from `passing`); on the IVF path, when more
+    than `exact_filter_max` pass, the IVF scan restricted to them."""
     count = int(mask.sum())
     depth = min(row.offset + row.k, count)
     if depth == 0:
