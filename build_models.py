@@ -40,7 +40,8 @@ def build_checkpoint_preset(args: argparse.Namespace) -> int:
     if args.preset in ("clip", "chinese-clip"):
         presets.build_dual_encoder(args.preset, args.checkpoint, out, generation)
     else:
-        products = generate_catalog(args.catalog_dir, renders_per_combo=RENDERS_PER_COMBO, seed=args.seed)
+        # the demo catalog as it is (bilingual after --preset demo): this preset does not choose its language
+        products = generate_catalog(args.catalog_dir, renders_per_combo=RENDERS_PER_COMBO, seed=args.seed, zh_fraction=None)
         presets.build_bert_resnet(args.checkpoint, out, generation, products, Path(args.catalog_dir),
                                   image_checkpoint=args.image_checkpoint, arch=args.arch, dim=args.dim,
                                   resolution=args.resolution, epochs=args.epochs or 30, seed=args.seed)

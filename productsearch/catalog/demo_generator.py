@@ -192,17 +192,24 @@ def _with_languages(catalog: list[dict], seed: int, zh_fraction: float) -> list[
 
 
 def generate_catalog(out_dir: str | os.PathLike, renders_per_combo: int = 10, seed: int = 0,
-                     categories: Iterable[str] = CATEGORIES, zh_fraction: float = 0.0) -> list[dict]:
+                     categories: Iterable[str] = CATEGORIES, zh_fraction: float | None = 0.0) -> list[dict]:
     """Write (or reuse) the demo catalog in `out_dir` and return its products.
 
     Reuses an existing catalog when catalog_meta.json matches the parameters; when only
     `zh_fraction` (the share of products served in Chinese, demo_zh) differs, the renders are
-    kept and only catalog.jsonl is rewritten. `categories` allows small catalogs for tests. Each
+    kept and only catalog.jsonl is rewritten. `zh_fraction=None` keeps whatever share an existing
+    catalog has (a new one is English): for builds that share the demo catalog without choosing
+    its language (bert-resnet). `categories` allows small catalogs for tests. Each
     product's rng is seeded from (seed, combo, render), so a product does not change when other
     parts of the catalog do.
     """
     out = Path(out_dir)
     categories = list(categories)
+    if zh_fraction is None:
+        try:
+            zh_fraction = float(json.loads((out / "catalog_meta.json").read_text()).get("zh_fraction", 0.0))
+        except (FileNotFoundError, ValueError):
+            zh_fraction = 0.0
     meta = _meta(renders_per_combo, seed, categories, zh_fraction)
     meta_path, jsonl_path = out / "catalog_meta.json", out / "catalog.jsonl"
     if meta_path.exists() and jsonl_path.exists():

@@ -50,3 +50,11 @@ def test_canonical_chinese_phrases():
 def test_the_language_pick_depends_on_the_product_only():
     p = {"id": "P00003", "category": "dress", "color": "red", "pattern": "plain"}
     assert zh.is_chinese(p) == zh.is_chinese({**p, "price": 3.0, "title": "x"})
+
+
+def test_a_build_that_does_not_choose_the_language_keeps_the_catalog_as_it_is(english):
+    out, products = english
+    mixed = cat.generate_catalog(out, seed=0, zh_fraction=zh.ZH_FRACTION, **SMALL)
+    assert cat.generate_catalog(out, seed=0, zh_fraction=None, **SMALL) == mixed
+    cat.generate_catalog(out, seed=0, **SMALL)
+    assert cat.generate_catalog(out, seed=0, zh_fraction=None, **SMALL) == products
