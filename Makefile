@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 CATALOG := data/demo_catalog/catalog.jsonl
 BUILT := model_repository/image_encoder/1/image_tower/config.json
 
-.PHONY: demo test install models serve stop status index clean loadtest bench evaluate
+.PHONY: demo test install models serve stop status index clean loadtest bench evaluate evaluate-photos
 
 demo: models  ## build (once), serve, index (once), run example searches
 	$(PY) -m productsearch.control.demo
@@ -58,3 +58,7 @@ EVAL_ARGS ?=
 evaluate: serve  ## Recall/nDCG/MRR@10 of the served search on a query set (default: demo held-out); report in run/evaluate/
 	$(PY) -m productsearch.build.demo_queries data/demo_queries.jsonl
 	$(PY) -m clients.evaluate $(QUERIES) --url $(shell $(PY) -m productsearch.control.launcher url) --catalog $(CATALOG) $(EVAL_ARGS)
+
+PHOTO_ARGS ?=
+evaluate-photos: serve  ## P@10 on Fashion-MNIST's 10,000 test photos through the served search (shop fashion-mnist); report in run/evaluate_photos/
+	$(PY) -m clients.evaluate_photos --url $(shell $(PY) -m productsearch.control.launcher url) $(PHOTO_ARGS)

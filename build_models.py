@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Build the model weights the Triton model repository serves, one generation at a time.
 
-  --preset demo (default, offline): productsearch/build/demo.py
+  --preset demo (default, offline): USE multilingual + EfficientNet-Lite0, bilingual catalog
+    (productsearch/build/demo_multilingual.py)
+  --preset demo-minilm (offline): MiniLM + a from-scratch ResNet, English (productsearch/build/demo.py)
   --preset clip | chinese-clip | bert-resnet: real checkpoints (productsearch/build/presets.py)
 `--new-generation` writes generation N+1 (`<model>/N+1/`) beside the serving one; each
 generation gets a manifest (generations/N.json: what built it, encoder checksums). The catalog
@@ -19,6 +21,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))  # the shared package sits beside this script
 
 from productsearch.build.demo import RENDERS_PER_COMBO, build_demo  # noqa: E402
+from productsearch.build.demo_multilingual import build_multilingual_demo  # noqa: E402
 from productsearch.build.generation import finish_generation, pick_generation, resolve_device  # noqa: E402
 from productsearch.build.presets import PRESETS  # noqa: E402
 from productsearch.catalog.demo_generator import generate_catalog  # noqa: E402
@@ -37,7 +40,8 @@ def build_checkpoint_preset(args: argparse.Namespace) -> int:
     if args.preset in ("clip", "chinese-clip"):
         presets.build_dual_encoder(args.preset, args.checkpoint, out, generation)
     else:
-        products = generate_catalog(args.catalog_dir, renders_per_combo=RENDERS_PER_COMBO, seed=args.seed)
+        # the demo catalog as it is (bilingual after --preset demo): this preset does not choose its language
+        products = generate_catalog(args.catalog_dir, renders_per_combo=RENDERS_PER_COMBO, seed=args.seed, zh_fraction=None)
         presets.build_bert_resnet(args.checkpoint, out, generation, products, Path(args.catalog_dir),
                                   image_checkpoint=args.image_checkpoint, arch=args.arch, dim=args.dim,
                                   resolution=args.resolution, epochs=args.epochs or 30, seed=args.seed)
@@ -82,6 +86,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     args.device = resolve_device(args.device)
     if args.preset == "demo":
+        return build_multilingual_demo(args)
+    if args.preset == "demo-minilm":
         return build_demo(args)
     return build_checkpoint_preset(args)
 

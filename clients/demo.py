@@ -1,5 +1,5 @@
-"""Example searches against a running service: a text, an image, a text+image and a filtered
-query, a "more like this" recommendation, and live catalog writes (what `make demo` shows once
+"""Example searches against a running service: an English and two Chinese text queries, an image,
+a text+image and a filtered query, a "more like this" recommendation, and live catalog writes (what `make demo` shows once
 the catalog serves).
 
     python -m clients.demo data/demo_catalog/catalog.jsonl --url localhost:8001 [--key KEY]
@@ -32,6 +32,8 @@ def run_examples(url: str, catalog_path: Path, top_k: int = 5, tls: TlsOptions |
     words = f"{photo['color']} {photo['pattern']} {photo['category']}"
     examples = [
         ("text", dict(text="red striped t-shirt")),
+        ("text in Chinese: 红色口红 (red lipstick)", dict(text="红色口红")),
+        ("text in Chinese: 连衣裙 (dress)", dict(text="连衣裙")),
         (f"image of {photo['id']} ({photo['title']}, a held-out combination)", dict(image=photo["image"])),
         (f"image of {photo['id']} + the words '{words}'", dict(text=words, image=photo["image"])),
         ("text, only dresses up to 30.00", dict(text="striped summer outfit",
@@ -58,16 +60,19 @@ def run_live_examples(url: str, catalog_path: Path, key: str | None = None, tls:
         sequence = catalog.upsert([Product(LIVE_ID, title, photo["image"],
                                            {"category": photo["category"], "price": 19.99, "brand": "Demo"})])[0]
         out(f"\n== live: upserted {LIVE_ID} ({title!r}), durable at sequence {sequence}")
-        found = search.search("limited edition demo upsert", top_k=3, read=ReadOptions(min_sequence=sequence))
+        # TEXT_WEIGHT 1: ranked by the titles' words alone (the photo is an existing product's)
+        found = search.search("limited edition demo upsert", top_k=3, text_weight=1.0,
+                              read=ReadOptions(min_sequence=sequence))
         out(format_result(found))
         cheap = Filters(categories=[photo["category"]], price_max=20.0)
         for price in (19.99, 99.0):
             sequence = catalog.update_fields({LIVE_ID: {"price": price}})[0]
-            hit = LIVE_ID in search.search(title, top_k=5, filters=cheap, read=ReadOptions(min_sequence=sequence)).ids
+            hit = LIVE_ID in search.search(title, top_k=5, text_weight=1.0, filters=cheap,
+                                           read=ReadOptions(min_sequence=sequence)).ids
             out(f"== live: price {price:.2f} (sequence {sequence}): {LIVE_ID} "
                 f"{'is' if hit else 'is not'} among the {photo['category']} products up to 20.00")
         sequence = catalog.delete([LIVE_ID])[0]
-        gone = LIVE_ID not in search.search(title, top_k=10, read=ReadOptions(min_sequence=sequence)).ids
+        gone = LIVE_ID not in search.search(title, top_k=10, text_weight=1.0, read=ReadOptions(min_sequence=sequence)).ids
         out(f"== live: deleted {LIVE_ID} (sequence {sequence}); {'never returned again' if gone else 'STILL RETURNED'}")
 
 

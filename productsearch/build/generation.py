@@ -28,14 +28,15 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def finish_generation(out: Path, generation: int, built_by: dict, device: str) -> None:
-    """model.py entry points for version N, device configs, and the generation's manifest."""
+def finish_generation(out: Path, generation: int, built_by: dict, device: str, text_weight: float | None = None) -> None:
+    """model.py entry points for version N, device configs, and the generation's manifest
+    (with the fusion text weight the towers were trained and measured for; None: the default)."""
     for model in GENERATION_MODELS:
         entry = out / model / str(generation) / "model.py"
         if not entry.exists():
             entry.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(out / model / "1" / "model.py", entry)
     write_device_configs(out, device)
-    record_encoders(out, generation, built_by)
+    record_encoders(out, generation, built_by, None if text_weight is None else {"text_weight": float(text_weight)})
     print(f"generation {generation} manifest: {manifest_path(out, generation)}"
           + f"; {device} configs")

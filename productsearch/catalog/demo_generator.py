@@ -164,31 +164,66 @@ def make_price(category: str, rng: random.Random) -> float:
 # Catalog
 # ---------------------------------------------------------------------------------------------
 
-def _meta(renders_per_combo: int, seed: int, categories: Iterable[str]) -> dict:
-    return {"version": CATALOG_VERSION, "renders_per_combo": renders_per_combo, "seed": seed,
+def _meta(renders_per_combo: int, seed: int, categories: Iterable[str], zh_fraction: float = 0.0) -> dict:
+    meta = {"version": CATALOG_VERSION, "renders_per_combo": renders_per_combo, "seed": seed,
             "categories": list(categories), "image_size": IMAGE_SIZE}
+    return {**meta, "zh_fraction": round(zh_fraction, 6)} if zh_fraction else meta
+
+
+def _write_jsonl(out: Path, catalog: list[dict], meta: dict) -> None:
+    jsonl_path = out / "catalog.jsonl"
+    tmp = jsonl_path.with_suffix(".jsonl.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for p in catalog:
+            f.write(json.dumps(p, ensure_ascii=False) + "\n")
+    os.replace(tmp, jsonl_path)
+    (out / "catalog_meta.json").write_text(json.dumps(meta, indent=1))
+
+
+def _with_languages(catalog: list[dict], seed: int, zh_fraction: float) -> list[dict]:
+    """English catalog -> about `zh_fraction` of it served in Chinese (demo_zh); 0: English only."""
+    if not zh_fraction:
+        return [{k: v for k, v in {**p, "title": p.get("title_en", p["title"]),
+                                   "description": p.get("description_en", p["description"])}.items()
+                 if k not in ("title_en", "description_en", "title_zh", "description_zh", "lang")} for p in catalog]
+    from productsearch.catalog.demo_zh import mixed_language_catalog
+
+    return mixed_language_catalog(catalog, seed, zh_fraction)
 
 
 def generate_catalog(out_dir: str | os.PathLike, renders_per_combo: int = 10, seed: int = 0,
-                     categories: Iterable[str] = CATEGORIES) -> list[dict]:
+                     categories: Iterable[str] = CATEGORIES, zh_fraction: float | None = 0.0) -> list[dict]:
     """Write (or reuse) the demo catalog in `out_dir` and return its products.
 
-    Reuses an existing catalog when catalog_meta.json matches the parameters. `categories`
-    allows small catalogs for tests. Each product's rng is seeded from (seed, combo, render),
-    so a product does not change when other parts of the catalog do.
+    Reuses an existing catalog when catalog_meta.json matches the parameters; when only
+    `zh_fraction` (the share of products served in Chinese, demo_zh) differs, the renders are
+    kept and only catalog.jsonl is rewritten. `zh_fraction=None` keeps whatever share an existing
+    catalog has (a new one is English): for builds that share the demo catalog without choosing
+    its language (bert-resnet). `categories` allows small catalogs for tests. Each
+    product's rng is seeded from (seed, combo, render), so a product does not change when other
+    parts of the catalog do.
     """
     out = Path(out_dir)
     categories = list(categories)
-    meta = _meta(renders_per_combo, seed, categories)
+    if zh_fraction is None:
+        try:
+            zh_fraction = float(json.loads((out / "catalog_meta.json").read_text()).get("zh_fraction", 0.0))
+        except (FileNotFoundError, ValueError):
+            zh_fraction = 0.0
+    meta = _meta(renders_per_combo, seed, categories, zh_fraction)
     meta_path, jsonl_path = out / "catalog_meta.json", out / "catalog.jsonl"
     if meta_path.exists() and jsonl_path.exists():
         try:
-            same = json.loads(meta_path.read_text()) == meta
+            old = json.loads(meta_path.read_text())
         except json.JSONDecodeError:
-            same = False
-        if same:
+            old = {}
+        base = {k: v for k, v in meta.items() if k != "zh_fraction"}
+        if {k: v for k, v in old.items() if k != "zh_fraction"} == base:
             catalog = load_catalog(jsonl_path)
             if all((out / p["image"]).exists() for p in catalog):
+                if old != meta:
+                    catalog = _with_languages(catalog, seed, zh_fraction)
+                    _write_jsonl(out, catalog, meta)
                 return catalog
 
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -209,12 +244,8 @@ def generate_catalog(out_dir: str | os.PathLike, renders_per_combo: int = 10, se
                 "image": rel,
                 "heldout": (cat, col, pat) in heldout,
             })
-    tmp = jsonl_path.with_suffix(".jsonl.tmp")
-    with open(tmp, "w") as f:
-        for p in catalog:
-            f.write(json.dumps(p) + "\n")
-    os.replace(tmp, jsonl_path)
-    meta_path.write_text(json.dumps(meta, indent=1))
+    catalog = _with_languages(catalog, seed, zh_fraction)
+    _write_jsonl(out, catalog, meta)
     return catalog
 
 
@@ -223,7 +254,7 @@ def load_catalog(path: str | os.PathLike) -> list[dict]:
     path = Path(path)
     if path.is_dir():
         path = path / "catalog.jsonl"
-    with open(path) as f:
+    with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
 
 

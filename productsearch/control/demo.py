@@ -2,7 +2,8 @@
 
 Starts Triton in the background (or reuses the running one) and brings back the generation that
 served last (its catalog re-encoded from the catalog store where needed); loads the demo catalog
-through `upsert_products` when the store does not hold it yet; then runs the example searches of
+through `upsert_products` when the store does not hold it yet (or holds other titles, e.g. the
+English-only catalog of before); then runs the example searches of
 clients.demo, including a live write: a new product upserted and found at once (MIN_SEQUENCE),
 and a price change moving a product in and out of a price filter. Triton keeps serving.
 """
@@ -25,8 +26,8 @@ from productsearch.control.service import start_background
 def load_demo_catalog(url: str, repository: Path, catalog: Path, key: str, log=print) -> int:
     """Upsert the demo catalog unless the store already holds all of it; the last sequence."""
     store = open_store(catalog_url(repository))
-    wanted = {p.id for p in read_products(catalog)}
-    have = sum(1 for pid in wanted if store.product(pid) is not None)
+    wanted = {p.id: p.title for p in read_products(catalog)}
+    have = sum(1 for pid, title in wanted.items() if (stored := store.product(pid)) is not None and stored["title"] == title)
     head = store.head()
     store.close()
     if have == len(wanted):

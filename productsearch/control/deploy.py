@@ -37,7 +37,7 @@ from productsearch.control.generations import GenerationError, manifest_path, re
 from productsearch.catalog.store import catalog_url, list_shops, open_store, set_write_generation
 from productsearch.catalog.rows import DEFAULT_SHOP
 from productsearch.control.rebuild import Rebuilder, prepare_generation
-from productsearch.control.repository import ENCODERS, GENERATION_MODELS, built_generations
+from productsearch.control.repository import GENERATION_MODELS, QUERY_MODELS, built_generations
 
 SERVING_MODELS = ("scorer", "catalog_writer")  # the generation-numbered models that read/write the catalog
 ENSEMBLES = ("encode_product", "search", "recommend", "upsert_products")
@@ -204,7 +204,7 @@ class Deployer:
         self.log(f"swap: generation {current} -> {generation}")
         both = sorted({v for v in (current, generation) if v is not None})
         try:
-            self.load_generation_models(both, models=ENCODERS)
+            self.load_generation_models(both, models=QUERY_MODELS)
             self.log(f"  {self.encode_catalog(generation)} products encoded for generation {generation}")
             self.load_generation_models(both, models=SERVING_MODELS)
         except (DeployError, InferenceServerException) as err:
@@ -242,7 +242,7 @@ class Deployer:
             except GenerationError as err:
                 self.log(f"not restoring generation {generation}: {err}")
                 continue
-            self.load_generation_models([generation], models=ENCODERS)
+            self.load_generation_models([generation], models=QUERY_MODELS)
             self.encode_catalog(generation)
             set_write_generation(catalog_url(self.repository), generation)
             self.load_generation_models([generation], models=SERVING_MODELS)

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 from productsearch.control.repository import ENCODERS, GENERATION_MODELS
+from productsearch.runtime.generation_settings import MANIFEST_DIR  # shared with the stub
 
-MANIFEST_DIR = "generations"
 SERVING_FILE = "serving.json"
 
 
@@ -72,14 +72,15 @@ def read_manifest(repository: Path, generation: int) -> dict:
         raise GenerationError(f"manifest {path} is not valid JSON: {err}") from None
 
 
-def record_encoders(repository: Path, generation: int, built_by: dict) -> dict:
-    """After a build: checksum generation N's encoders into its manifest (an unchanged rebuild
-    keeps the manifest). Vectors made by other encoders are re-made at the next swap or restore
-    (control/rebuild.py)."""
+def record_encoders(repository: Path, generation: int, built_by: dict, fusion: dict | None = None) -> dict:
+    """After a build: checksum generation N's encoders into its manifest, with how it is served
+    (`fusion`: {"text_weight": w}, read by fusion N and scorer N; runtime/generation_settings.py).
+    An unchanged rebuild keeps the manifest. Vectors made by other encoders are re-made at the
+    next swap or restore (control/rebuild.py)."""
     checksums = {name: tree_checksum(path) for name, path in encoder_dirs(repository, generation).items()}
     if manifest_path(repository, generation).exists():
         existing = read_manifest(repository, generation)
-        if existing.get("encoders") == checksums:
+        if existing.get("encoders") == checksums and existing.get("fusion") == fusion:
             return existing
     manifest = {
         "generation": generation,
@@ -87,6 +88,8 @@ def record_encoders(repository: Path, generation: int, built_by: dict) -> dict:
         "built_by": built_by,
         "encoders": checksums,
     }
+    if fusion is not None:
+        manifest["fusion"] = dict(fusion)
     write_json_atomic(manifest_path(repository, generation), manifest)
     return manifest
 
@@ -134,4 +137,5 @@ def clone_encoders(repository: Path, generation: int, source: int) -> dict:
                     (target / item.name).symlink_to(item.resolve(), target_is_directory=True)
                 elif item.is_file() and item.name != "model.py":
                     shutil.copy2(item, target / item.name)
-    return record_encoders(repository, generation, {"cloned_encoders_of": source})
+    return record_encoders(repository, generation, {"cloned_encoders_of": source},
+                           read_manifest(repository, source).get("fusion"))

@@ -1,8 +1,10 @@
 """Layout of the model repository: which generations are built and indexed, and private linked
 copies of it for tests and benchmarks.
 
-A generation N is the version N of every generation-numbered model (the encoders, the scorer and
-the catalog writer): model version N is generation N (model_repository/README.md).
+A generation N is the version N of every generation-numbered model (the encoders, the query
+fusion, the scorer and the catalog writer): model version N is generation N
+(model_repository/README.md). `fusion` is per generation because its default weight is the
+generation's (runtime/generation_settings.py).
 """
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ from pathlib import Path
 
 
 ENCODERS = ("text_encoder", "image_encoder")
-GENERATION_MODELS = (*ENCODERS, "scorer", "catalog_writer")
+QUERY_MODELS = (*ENCODERS, "fusion")  # stateless per-generation steps, loaded before the catalog is encoded
+GENERATION_MODELS = (*QUERY_MODELS, "scorer", "catalog_writer")
 
 
 def built_generations(model_repository: Path) -> list[int]:

@@ -1,12 +1,14 @@
 """The one loading path for served towers: a version directory's tower.json names its kind.
 
-    {"kind": "minilm"}        text_model/  the demo text tower (encoders/minilm.py)
-    {"kind": "resnet"}        image_tower/ the demo image tower (encoders/resnet_tower.py)
+    {"kind": "use-multilingual"}  text_model/  USE multilingual v3 in torch (encoders/use_multilingual.py)
+    {"kind": "lite0"}         image_tower/ EfficientNet-Lite0 + projection (encoders/lite_tower.py)
+    {"kind": "minilm"}        text_model/  the English demo text tower (encoders/minilm.py)
+    {"kind": "resnet"}        image_tower/ the from-scratch demo image tower (encoders/resnet_tower.py)
     {"kind": "clip"}          hf_model/    a transformers CLIPModel (both towers from one model)
     {"kind": "chinese-clip"}  hf_model/    a transformers ChineseCLIPModel (Chinese queries)
     {"kind": "bert-proj"}     text_model/ + heads.pt   BERT, mean pooling, trained projection
     {"kind": "resnet-proj"}   backbone.pt + heads.pt   torchvision ResNet, trained projection
-A directory without tower.json is the demo layout. Every tower's `encode` returns unit-norm
+A directory without tower.json is the MiniLM + ResNet layout (`demo-minilm`). Every tower's `encode` returns unit-norm
 float32 rows; on a GPU the demo towers run under fp16/bf16 autocast (config `precision`).
 """
 from __future__ import annotations
@@ -49,6 +51,10 @@ def load_text_tower(version_dir: Path, device: str = "cpu", precision: str = "fp
         from productsearch.encoders.minilm import TextTower
 
         return DemoTowerAdapter(TextTower.load(Path(version_dir) / "text_model", device=device), device, precision)
+    if spec["kind"] == "use-multilingual":
+        from productsearch.encoders.use_multilingual import UseTextTower
+
+        return DemoTowerAdapter(UseTextTower(Path(version_dir) / "text_model", device=device), device, precision)
     if spec["kind"] in HFDualEncoderTower.MODEL_CLASSES:
         return HFDualEncoderTower(Path(version_dir) / HF_DIR, spec["kind"], "text", device, precision)
     if spec["kind"] == "bert-proj":
@@ -62,6 +68,10 @@ def load_image_tower(version_dir: Path, device: str = "cpu", precision: str = "f
         from productsearch.encoders.resnet_tower import ImageTower
 
         return DemoTowerAdapter(ImageTower.load(Path(version_dir) / "image_tower", device=device), device, precision)
+    if spec["kind"] == "lite0":
+        from productsearch.encoders.lite_tower import LiteImageTower
+
+        return DemoTowerAdapter(LiteImageTower.load(Path(version_dir) / "image_tower", device=device), device, precision)
     if spec["kind"] in HFDualEncoderTower.MODEL_CLASSES:
         return HFDualEncoderTower(Path(version_dir) / HF_DIR, spec["kind"], "image", device, precision)
     if spec["kind"] == "resnet-proj":

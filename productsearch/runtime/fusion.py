@@ -9,9 +9,13 @@ Both towers embed into the same space (the image tower is trained into the text 
 so a missing modality is filled with the present one: a text-only query is compared with both the
 products' titles and their photos. An empty query (neither) is normally refused by query_gate
 before it gets here; the model refuses it too, for callers of `fusion` itself.
-Config parameter: `text_weight` (default DEFAULT_TEXT_WEIGHT); a request's TEXT_WEIGHT wins.
+`fusion` is generation-numbered (version N = generation N): its default weight is generation
+N's (runtime/generation_settings.py, the same one scorer N fuses the catalog with); a config
+parameter `text_weight` overrides it for queries only; a request's TEXT_WEIGHT wins over both.
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
@@ -59,8 +63,11 @@ def fuse(
 
 class FusionModel:
     def initialize(self, args: dict) -> None:
+        from productsearch.runtime.generation_settings import generation_text_weight
+
         self.ctx = ModelContext.from_args(args)
-        self.default_weight = float(self.ctx.parameter("text_weight", str(DEFAULT_TEXT_WEIGHT)))
+        generation_weight = generation_text_weight(Path(self.ctx.version_dir).parent.parent, self.ctx.version)
+        self.default_weight = float(self.ctx.parameter("text_weight", str(generation_weight)))
 
     def parse(self, request) -> list[tuple]:
         text = input_array(request, "TEXT_EMBEDDING")

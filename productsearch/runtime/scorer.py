@@ -10,7 +10,7 @@ top-k; numpy on the CPU, torch on a GPU), from there on the CPU through an IVF i
 fp16-coded vectors (faiss, `nprobe` lists per query).
 Parameters: `catalog` (store URL; PRODUCTSEARCH_CATALOG wins), `search` (auto | exact | ivf),
 `exact_max_products`, `nprobe`, `ivf_nlist`, `exact_filter_max`, `min_sequence_wait_s`,
-`torch_threads`.
+`torch_threads`. The catalog is fused with generation N's text weight (runtime/generation_settings.py).
 
 Inputs per query row (see the README's contract): QUERY_EMBEDDING, or SEED_IDS (+ SEED_WEIGHTS:
 "more like this", "for this shopper"; seeds are excluded, unknown ids refused, default recency
@@ -37,6 +37,7 @@ from productsearch.catalog.ranking import EXACT_FILTER_MAX, QueryError, RowQuery
 from productsearch.catalog.records import RecordError
 from productsearch.catalog.store import catalog_url, open_store
 from productsearch.catalog.rows import DEFAULT_SHOP, check_shop
+from productsearch.runtime.generation_settings import generation_text_weight
 from productsearch.runtime.limits import MAX_DEPTH, MAX_LIST, MAX_TOP_K
 from productsearch.runtime.model_io import (ModelContext, RequestError, configured_threads, input_array, internal, invalid,
                                             response, unavailable)
@@ -167,11 +168,13 @@ class ScorerModel:
         self.wait_s = float(self.ctx.parameter("min_sequence_wait_s", str(MIN_SEQUENCE_WAIT_S)))
         self.url = catalog_url(Path(self.ctx.version_dir).parent.parent, self.ctx.parameter("catalog", "") or None)
         self.generation = np.array([self.ctx.version], dtype=np.int64)
+        self.text_weight = generation_text_weight(Path(self.ctx.version_dir).parent.parent, self.ctx.version)
         self.shops: dict[str, ShopFollower] = {}
         self.follower(DEFAULT_SHOP)  # load the default shop now, not on the first query
 
     def make_index(self) -> LiveIndex:
-        return LiveIndex(self.ctx.device, self.threads, self.method, self.exact_max, self.spec, self.nprobe, log=print)
+        return LiveIndex(self.ctx.device, self.threads, self.method, self.exact_max, self.spec, self.nprobe,
+                         text_weight=self.text_weight, log=print)
 
     def follower(self, shop: str) -> ShopFollower:
         if shop not in self.shops:

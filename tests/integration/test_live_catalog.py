@@ -60,7 +60,8 @@ def reader(live):
 def test_an_upsert_is_searchable_with_its_sequence(writer, reader):
     title = "Aurora glacier-blue thermos flask"
     sequence = writer.upsert([Product("LIVE-1", title, photo(5), {"category": "water bottle", "price": 12.5})])[0]
-    result = reader.search("aurora glacier thermos", top_k=3, read=ReadOptions(min_sequence=sequence))
+    # TEXT_WEIGHT 1: ranked by the titles' words alone, whatever the generation's default weight
+    result = reader.search("aurora glacier thermos", top_k=3, text_weight=1.0, read=ReadOptions(min_sequence=sequence))
     assert result.ids[0] == "LIVE-1" and result.titles[0] == title
     assert result.catalog_sequence >= sequence
 
@@ -95,7 +96,7 @@ def test_update_fields_moves_a_product_in_and_out_of_a_price_filter(writer, read
 def test_a_deleted_product_is_never_returned_again(writer, reader):
     title = "Cobalt paisley silk scarf"
     sequence = writer.upsert([Product("LIVE-5", title, photo(11), {"category": "hat", "price": 30.0})])[0]
-    assert reader.search(title, top_k=1, read=ReadOptions(min_sequence=sequence)).ids == ["LIVE-5"]
+    assert reader.search(title, top_k=1, text_weight=1.0, read=ReadOptions(min_sequence=sequence)).ids == ["LIVE-5"]
     sequence = writer.delete(["LIVE-5"])[0]
     for query in (dict(text=title), dict(image=photo(11)), dict(text=title, filters=Filters(categories=["hat"]))):
         assert "LIVE-5" not in reader.search(top_k=50, read=ReadOptions(min_sequence=sequence), **query).ids

