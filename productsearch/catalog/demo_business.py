@@ -9,7 +9,6 @@ import math
 import random
 
 BUSINESS_VERSION = 1  # bump when these fields change, to rewrite catalog.jsonl
-BRANDS = ("Northwind", "Kestrel", "Lumen", "Ardent", "Mosaic", "Tidewater", "Quill", "Saffron")
 CATEGORY_CODES = {"t-shirt": "TS", "dress": "DR", "jeans": "JN", "sneakers": "SN", "handbag": "HB", "backpack": "BP",
                   "hat": "HT", "sunglasses": "SG", "watch": "WT", "mug": "MG", "lipstick": "LS", "water bottle": "WB"}
 COLOR_CODES = {"red": "RD", "orange": "OR", "yellow": "YL", "green": "GN", "blue": "BL", "purple": "PU", "pink": "PK",
@@ -17,13 +16,18 @@ COLOR_CODES = {"red": "RD", "orange": "OR", "yellow": "YL", "green": "GN", "blue
 
 
 def business_fields(product: dict, seed: int = 0) -> dict:
-    """brand, sku ("TS-00042-RD": category, product number, colour), group (the variant group:
-    every render of one category x colour x pattern), rating 1-5, popularity, stock (0 for ~15%)."""
+    """brand (the one its title or description names, else one of the generator's), sku
+    ("TS-00042-RD": category, product number, colour), group (the variant group: every render of
+    one category x colour x pattern), rating 1-5, popularity, stock (0 for ~15%)."""
+    from productsearch.catalog.demo_generator import BRANDS
+
     rng = random.Random(f"business:{seed}:{product['id']}")
+    texts = [str(product.get(key, "")) for key in ("title", "description", "title_en", "description_en")]
+    named = next((brand for text in texts for brand in BRANDS if brand in text), None)  # the served title first
     number = int("".join(c for c in product["id"] if c.isdigit()) or 0)
     category, color = product["category"], product["color"]
     return {
-        "brand": rng.choice(BRANDS),
+        "brand": named or rng.choice(BRANDS),
         "sku": f"{CATEGORY_CODES.get(category, 'XX')}-{number:05d}-{COLOR_CODES.get(color, 'XX')}",
         "group": f"{category}/{color}/{product['pattern']}",
         "rating": round(min(5.0, max(1.0, rng.gauss(4.0, 0.7))), 1),

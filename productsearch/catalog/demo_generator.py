@@ -21,6 +21,7 @@ from itertools import product as cartesian
 from pathlib import Path
 from typing import Iterable
 
+from productsearch.catalog.demo_business import BUSINESS_VERSION, with_business_fields
 from productsearch.catalog.demo_render import IMAGE_SIZE, render_product
 
 CATEGORIES = (
@@ -166,7 +167,7 @@ def make_price(category: str, rng: random.Random) -> float:
 
 def _meta(renders_per_combo: int, seed: int, categories: Iterable[str], zh_fraction: float = 0.0) -> dict:
     meta = {"version": CATALOG_VERSION, "renders_per_combo": renders_per_combo, "seed": seed,
-            "categories": list(categories), "image_size": IMAGE_SIZE}
+            "categories": list(categories), "image_size": IMAGE_SIZE, "business": BUSINESS_VERSION}
     return {**meta, "zh_fraction": round(zh_fraction, 6)} if zh_fraction else meta
 
 
@@ -196,8 +197,9 @@ def generate_catalog(out_dir: str | os.PathLike, renders_per_combo: int = 10, se
     """Write (or reuse) the demo catalog in `out_dir` and return its products.
 
     Reuses an existing catalog when catalog_meta.json matches the parameters; when only
-    `zh_fraction` (the share of products served in Chinese, demo_zh) differs, the renders are
-    kept and only catalog.jsonl is rewritten. `zh_fraction=None` keeps whatever share an existing
+    `zh_fraction` (the share of products served in Chinese, demo_zh) or the business fields'
+    version (demo_business: brand, sku, group, rating, popularity, stock) differ, the renders
+    are kept and only catalog.jsonl is rewritten. `zh_fraction=None` keeps whatever share an existing
     catalog has (a new one is English): for builds that share the demo catalog without choosing
     its language (bert-resnet). `categories` allows small catalogs for tests. Each
     product's rng is seeded from (seed, combo, render), so a product does not change when other
@@ -217,12 +219,13 @@ def generate_catalog(out_dir: str | os.PathLike, renders_per_combo: int = 10, se
             old = json.loads(meta_path.read_text())
         except json.JSONDecodeError:
             old = {}
-        base = {k: v for k, v in meta.items() if k != "zh_fraction"}
-        if {k: v for k, v in old.items() if k != "zh_fraction"} == base:
+        text_only = ("zh_fraction", "business")  # a change here rewrites the JSONL, not the renders
+        base = {k: v for k, v in meta.items() if k not in text_only}
+        if {k: v for k, v in old.items() if k not in text_only} == base:
             catalog = load_catalog(jsonl_path)
             if all((out / p["image"]).exists() for p in catalog):
                 if old != meta:
-                    catalog = _with_languages(catalog, seed, zh_fraction)
+                    catalog = with_business_fields(_with_languages(catalog, seed, zh_fraction), seed)
                     _write_jsonl(out, catalog, meta)
                 return catalog
 
@@ -244,7 +247,7 @@ def generate_catalog(out_dir: str | os.PathLike, renders_per_combo: int = 10, se
                 "image": rel,
                 "heldout": (cat, col, pat) in heldout,
             })
-    catalog = _with_languages(catalog, seed, zh_fraction)
+    catalog = with_business_fields(_with_languages(catalog, seed, zh_fraction), seed)
     _write_jsonl(out, catalog, meta)
     return catalog
 

@@ -10,7 +10,8 @@ import pytest
 from productsearch.catalog import demo_generator as cat
 
 SMALL = dict(renders_per_combo=10, categories=("t-shirt", "mug"))  # 2 x 11 x 4 x 10 = 880
-KEYS = {"id", "title", "description", "category", "color", "pattern", "price", "image", "heldout"}
+KEYS = {"id", "title", "description", "category", "color", "pattern", "price", "image", "heldout",
+        "brand", "sku", "group", "rating", "popularity", "stock"}
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +48,10 @@ def test_records(small):
         assert p["category"] in p["title"].lower() and p["color"] in p["title"].lower()
         low, high = cat.PRICE_RANGE[p["category"]]
         assert low <= p["price"] <= high
+        assert p["brand"] in cat.BRANDS and 1 <= p["rating"] <= 5 and p["stock"] >= 0 and p["popularity"] >= 0
+        assert p["sku"].endswith(p["id"][1:] + "-" + p["sku"][-2:]) and p["group"].startswith(p["category"] + "/")
+        named = [b for b in cat.BRANDS if b in p["title"]]
+        assert not named or p["brand"] == named[0], "the brand field agrees with the title"
         assert not p["image"].startswith("/") and (out / p["image"]).is_file()
         assert p["heldout"] == (cat.combo_of(p) in cat.heldout_combos(0))
     assert cat.load_catalog(out / "catalog.jsonl") == products
