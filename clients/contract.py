@@ -107,7 +107,7 @@ class Filters:
 class Relevance:
     """How results are ranked beyond the vectors (README "Relevance"); the defaults are neutral
     except the server's default lexical weight. lexical_weight: 0..1 (None: the server's default,
-    0 = vectors only); hybrid_mode: "rrf" or "weighted"; boosts: {"rating", "popularity", "recency",
+    0.1; 0 = vectors only); hybrid_mode: "weighted" (the default) or "rrf"; boosts: {"rating", "popularity", "recency",
     "in_stock": weight}; max_per_group: at most this many results per `group_by` value (brand);
     facets: fields to count over every product that passes the filters (category, color,
     pattern, brand, sku, group, price, in_stock); explain: per-result scores and rules."""

@@ -24,7 +24,7 @@ from productsearch.build.generation import finish_generation, pick_generation
 from productsearch.build.projection import ProjectionConfig, class_targets, combo_targets, train_projection
 from productsearch.catalog import demo_generator as cat
 from productsearch.catalog.demo_zh import ZH_FRACTION
-from productsearch.encoders.lite_tower import LiteImageTower, lite0_checkpoint
+from productsearch.encoders.lite_tower import ONNX_FILE, LiteImageTower, lite0_checkpoint
 from productsearch.encoders.loading import write_tower_kind
 from productsearch.encoders.use_multilingual import UseTextTower, copy_use_model
 
@@ -162,7 +162,10 @@ def build_multilingual_demo(args: argparse.Namespace) -> int:
         shutil.rmtree(tower_dir, ignore_errors=True)
         os.replace(tmp, tower_dir)
         print(f"image tower: saved to {tower_dir}")
-    write_tower_kind(tower_dir.parent, {"kind": "lite0"})
+    if not (tower_dir / ONNX_FILE).exists():
+        LiteImageTower.load(tower_dir).export_onnx(tower_dir)
+        print(f"image tower: ONNX Runtime export {tower_dir / ONNX_FILE} (equal to torch within 1e-4)")
+    write_tower_kind(tower_dir.parent, {"kind": "lite0", "runtime": "onnxruntime on the CPU, torch on a GPU"})
 
     finish_generation(out, generation, {"preset": "demo", "seed": args.seed, "epochs": cfg.epochs,
                                         "towers": "use-multilingual + lite0"}, args.device, text_weight=TEXT_WEIGHT)

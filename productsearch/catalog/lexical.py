@@ -30,6 +30,9 @@ import sqlite3
 WORDS_WEIGHT, GRAMS_WEIGHT = 3.0, 1.0
 CODE_FIELDS = ("sku",)
 TEXT_FIELDS = ("description", "brand", "sku")
+# Localized texts a catalog may carry beside the served ones (title_en, description_zh, ...): a
+# query in one language then matches a product served in another.
+LOCALIZED = re.compile(r"^(title|description)_[a-z]{2}$")
 MAX_QUERY_TERMS = 64
 # Query words that match most of a catalog and say nothing about the product (single letters,
 # as in "t-shirt", and English function words): left out of the query, kept in the index.
@@ -66,7 +69,8 @@ def key(pid: str) -> int:
 def document(title: str, fields_json: str) -> tuple[str, list[str]]:
     """(the searchable text, the product codes) of a product."""
     fields = json.loads(fields_json) if fields_json else {}
-    parts = [title] + [str(fields[name]) for name in TEXT_FIELDS if isinstance(fields.get(name), (str, int, float))]
+    names = list(TEXT_FIELDS) + sorted(name for name in fields if LOCALIZED.match(name))
+    parts = [title] + [str(fields[name]) for name in names if isinstance(fields.get(name), (str, int, float))]
     codes = [str(fields[name]) for name in CODE_FIELDS if isinstance(fields.get(name), (str, int))]
     return " ".join(parts), codes
 
@@ -80,14 +84,17 @@ def words(title: str, fields_json: str) -> str:
     return " ".join([text] + [compact(c) for c in codes])
 
 
-def grams_of(text: str) -> list[str]:
+def grams_of(text: str, query: bool = False) -> list[str]:
+    """A text's grams; for a query, a CJK run of 2+ characters gives its bigrams only (single
+    characters such as 色 match most of a Chinese catalog)."""
     text = text.casefold()
     grams: list[str] = []
     for word in LATIN_WORD.findall(text):
         padded = f"0{word}0"
         grams += [padded[i:i + 3] for i in range(len(padded) - 2)]
     for run in CJK_RUN.findall(text):
-        grams += list(run) + [run[i:i + 2] for i in range(len(run) - 1)]
+        bigrams = [run[i:i + 2] for i in range(len(run) - 1)]
+        grams += bigrams if (query and bigrams) else list(run) + bigrams
     return grams
 
 
@@ -123,7 +130,8 @@ def match_expression(text: str, db: sqlite3.Connection | None = None) -> str | N
     word_terms = list(dict.fromkeys(tokens + [t for t in joined if t]))[:MAX_QUERY_TERMS]
     known = known_words(db, word_terms) if db is not None else set()
     unknown = " ".join(w for w in LATIN_WORD.findall(folded) if w not in known)
-    gram_terms = list(dict.fromkeys(grams_of(unknown) + grams_of(" ".join(CJK_RUN.findall(folded)))))[:MAX_QUERY_TERMS]
+    gram_terms = list(dict.fromkeys(grams_of(unknown) + grams_of(" ".join(CJK_RUN.findall(folded)), query=True)))
+    gram_terms = gram_terms[:MAX_QUERY_TERMS]
     parts = []
     if word_terms:
         parts.append("words : (" + " OR ".join(map(quoted, word_terms)) + ")")

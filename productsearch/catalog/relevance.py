@@ -5,9 +5,9 @@ counts and an explanation of every result.
 The score of a candidate (documented in the README, "Relevance"):
 0. a query that is a product code (its letters and digits equal a product's SKU's, e.g.
    "sku-0042 rd" for "SKU-0042-RD") puts that product first (what a shopper typing a code means);
-1. relevance: with text and LEXICAL_WEIGHT w > 0, `rrf` (default): (1-w)/(60+r_vec) + w/(60+r_lex)
-   (ranks from 1; a list the product is not in adds 0), or `weighted`: (1-w)*cos + w*bm25/max_bm25;
-   otherwise the cosine alone;
+1. relevance: with text and LEXICAL_WEIGHT w > 0 (default 0.1), `weighted` (default):
+   (1-w)*cos + w*bm25/max_bm25, or `rrf`: (1-w)/(60+r_vec) + w/(60+r_lex) (ranks from 1; a list
+   the product is not in adds 0); otherwise the cosine alone;
 2. boosts (BOOSTS, all 0 by default, so neutral): relevance * (1 + rating*rating/5
    + popularity*popularity/max_popularity + recency*exp(-age_days/30)) + in_stock*[stock > 0];
 3. merchandising rules for the query (catalog/merchandising.py): hide, brand boost (a factor on 2),
@@ -30,7 +30,8 @@ from productsearch.catalog.live_index import LiveIndex, TermColumn
 from productsearch.catalog.merchandising import applicable, normalized_query
 from productsearch.catalog.records import TERM_FIELDS
 
-DEFAULT_LEXICAL_WEIGHT = 0.3
+DEFAULT_LEXICAL_WEIGHT = 0.1  # chosen by loadtest/relevance_bench.py on training queries (BENCHMARKS.md)
+DEFAULT_FUSION = "weighted"
 RRF_K = 60
 FUSION_MODES = ("rrf", "weighted")
 BOOST_NAMES = ("rating", "popularity", "recency", "in_stock")
@@ -47,7 +48,7 @@ class Relevance:
 
     text: str = ""
     lexical_weight: float = DEFAULT_LEXICAL_WEIGHT
-    fusion: str = "rrf"
+    fusion: str = DEFAULT_FUSION
     boosts: dict = field(default_factory=dict)
     max_per_group: int | None = None
     group_by: str = "brand"

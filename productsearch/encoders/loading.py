@@ -62,16 +62,21 @@ def load_text_tower(version_dir: Path, device: str = "cpu", precision: str = "fp
     raise ValueError(f"{version_dir}: unknown text tower kind {spec['kind']!r}")
 
 
-def load_image_tower(version_dir: Path, device: str = "cpu", precision: str = "fp32"):
+def load_image_tower(version_dir: Path, device: str = "cpu", precision: str = "fp32", runtime: str = "auto"):
+    """runtime: auto (ONNX Runtime on the CPU where the generation has an ONNX export, else
+    torch), torch, or onnxruntime."""
     spec = tower_kind(version_dir, "resnet")
     if spec["kind"] == "resnet":
         from productsearch.encoders.resnet_tower import ImageTower
 
         return DemoTowerAdapter(ImageTower.load(Path(version_dir) / "image_tower", device=device), device, precision)
     if spec["kind"] == "lite0":
-        from productsearch.encoders.lite_tower import LiteImageTower
+        from productsearch.encoders.lite_tower import ONNX_FILE, LiteImageTower, OrtLiteTower
 
-        return DemoTowerAdapter(LiteImageTower.load(Path(version_dir) / "image_tower", device=device), device, precision)
+        model_dir = Path(version_dir) / "image_tower"
+        if runtime == "onnxruntime" or (runtime == "auto" and str(device) == "cpu" and (model_dir / ONNX_FILE).exists()):
+            return OrtLiteTower(model_dir, threads=torch.get_num_threads())
+        return DemoTowerAdapter(LiteImageTower.load(model_dir, device=device), device, precision)
     if spec["kind"] in HFDualEncoderTower.MODEL_CLASSES:
         return HFDualEncoderTower(Path(version_dir) / HF_DIR, spec["kind"], "image", device, precision)
     if spec["kind"] == "resnet-proj":

@@ -20,7 +20,8 @@ class ImageEncoderModel:
 
         self.ctx = ModelContext.from_args(args)
         set_torch_threads(self.ctx)
-        self.tower = load_image_tower(self.ctx.version_dir, self.ctx.device, self.ctx.parameter("precision", "fp32"))
+        self.tower = load_image_tower(self.ctx.version_dir, self.ctx.device, self.ctx.parameter("precision", "fp32"),
+                                      self.ctx.parameter("runtime", "auto"))
         self.dim = self.tower.encode([Image.new("RGB", (64, 64))]).shape[1]  # also the first-call warm-up
 
     def parse(self, request) -> list:

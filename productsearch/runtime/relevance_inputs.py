@@ -9,8 +9,8 @@ import math
 
 import numpy as np
 
-from productsearch.catalog.relevance import (BOOST_NAMES, DEFAULT_LEXICAL_WEIGHT, FACET_NAMES, FUSION_MODES,
-                                             GROUP_FIELDS, Relevance)
+from productsearch.catalog.relevance import (BOOST_NAMES, DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT, FACET_NAMES,
+                                             FUSION_MODES, GROUP_FIELDS, Relevance)
 from productsearch.runtime.model_io import RequestError
 
 MAX_BOOST = 100.0
@@ -65,7 +65,7 @@ def parse_relevance(get, rows: int) -> list[tuple[Relevance, bool | None]]:
             options.lexical_weight = float(weight)
         else:
             options.lexical_weight = DEFAULT_LEXICAL_WEIGHT
-        mode = text(first(arrays["HYBRID_MODE"], rows, "HYBRID_MODE", i)) or "rrf"
+        mode = text(first(arrays["HYBRID_MODE"], rows, "HYBRID_MODE", i)) or DEFAULT_FUSION
         if mode not in FUSION_MODES:
             raise RequestError(f"HYBRID_MODE must be one of {', '.join(FUSION_MODES)}, got {mode!r}")
         options.fusion = mode

@@ -56,3 +56,22 @@ def test_tower_round_trips_through_the_served_loading_path(tmp_path):
     write_tower_kind(tmp_path, {"kind": "lite0"})
     served = load_image_tower(tmp_path)
     assert np.allclose(served.encode(images()), expected, atol=1e-6)
+
+
+def test_the_onnx_runtime_tower_equals_torch_and_is_what_the_cpu_serves(tmp_path):
+    """The build's ONNX export: equal to the torch tower within 1e-4 on the same photos (its
+    preprocessing included), any batch size; the served loading path takes it on the CPU."""
+    from productsearch.encoders.lite_tower import ONNX_FILE, OrtLiteTower
+
+    torch.manual_seed(1)
+    tower = LiteImageTower(32, dim=8, hidden=16, backbone=TINY).eval()
+    expected = tower.encode(images(5))
+    tower.save(tmp_path / "image_tower")
+    tower.export_onnx(tmp_path / "image_tower")
+    assert (tmp_path / "image_tower" / ONNX_FILE).exists()
+    write_tower_kind(tmp_path, {"kind": "lite0"})
+    served = load_image_tower(tmp_path)
+    assert isinstance(served, OrtLiteTower)
+    assert np.allclose(served.encode(images(5)), expected, atol=1e-4)
+    assert np.allclose(served.encode(images(5), batch_size=2), expected, atol=1e-4)
+    assert not isinstance(load_image_tower(tmp_path, runtime="torch"), OrtLiteTower)
