@@ -18,6 +18,7 @@ from productsearch.catalog.sqlite_store import SqliteCatalog
 
 POLL_S = 0.05
 REBUILD_CHECK_S = 5.0
+LEXICAL_CACHE_SIZE = 4096  # distinct (text, depth) lexical results kept until the catalog changes
 
 
 def release_freed_memory() -> None:
@@ -44,6 +45,9 @@ class ShopFollower:
         self._stop = threading.Event()
         self._catch_up_lock = threading.Lock()
         self._rebuilding = False
+        self._lexical_lock = threading.Lock()
+        self._lexical: dict[tuple[str, int], list] = {}
+        self._lexical_at = -1
         self._thread = threading.Thread(target=self._follow, name=f"follow-{store.shop}", daemon=True)
         self._thread.start()
 
@@ -70,6 +74,24 @@ class ShopFollower:
                 if changes.head <= index.applied:
                     return index
                 index.apply(changes)
+
+    def lexical(self, text: str, limit: int) -> list[tuple[str, float]]:
+        """The store's lexical search, cached per (text, limit) until the index applies another
+        change: shoppers repeat queries, and an FTS5 query costs ~1 us per matching product."""
+        applied = self.index.applied
+        with self._lexical_lock:
+            if self._lexical_at != applied:
+                self._lexical.clear()
+                self._lexical_at = applied
+            hits = self._lexical.get((text, limit))
+        if hits is None:
+            hits = self.store.lexical(text, limit)
+            with self._lexical_lock:
+                if self._lexical_at == applied:
+                    if len(self._lexical) >= LEXICAL_CACHE_SIZE:
+                        self._lexical.clear()
+                    self._lexical[(text, limit)] = hits
+        return hits
 
     def wait_for(self, sequence: int, timeout_s: float) -> LiveIndex:
         """The index once it has applied `sequence`; Lagging after `timeout_s`."""

@@ -190,7 +190,7 @@ class ScorerModel:
         follower = self.follower(rows[0].shop)
         index = follower.catch_up()
         with index.lock:
-            results = rank(index, rows, self.ctx.version, self.exact_filter_max, follower.store.lexical,
+            results = rank(index, rows, self.ctx.version, self.exact_filter_max, follower.lexical,
                            follower.store.rules())
         for result in results:
             if isinstance(result, QueryError):
@@ -242,7 +242,7 @@ class ScorerModel:
                         f"QUERY_EMBEDDING has dim {dims.pop()}, the catalog has {index.dim}"))
             members = [i for i in members if responses[i] is None]
             rows = [row for i in members for row in parsed[i]]
-            results = rank(index, rows, self.ctx.version, self.exact_filter_max, follower.store.lexical,
+            results = rank(index, rows, self.ctx.version, self.exact_filter_max, follower.lexical,
                            rules) if rows else []
             start = 0
             for i in members:
