@@ -18,7 +18,7 @@ import numpy as np
 
 from productsearch.catalog.ann import top_rows
 from productsearch.catalog.live_index import LiveIndex
-from productsearch.catalog.relevance import Relevance, depth_for, facet_counts, rerank
+from productsearch.catalog.relevance import LEXICAL_DEPTH, Relevance, depth_for, facet_counts, rerank
 
 RECENCY_DECAY = 0.8
 EXACT_FILTER_MAX = 50_000  # IVF path: more products than this pass a filter -> filtered IVF scan
@@ -155,7 +155,7 @@ def rank(index: LiveIndex, rows: list[RowQuery], generation: int, exact_filter_m
             results[i] = Ranked(*filtered_search(index, searched[i], queries[i].astype(np.float32), mask,
                                                  exact_filter_max))
         if i in reranked:
-            hits = lexical(row.relevance.text, searched[i].k) if (lexical and row.relevance.lexical) else []
+            hits = lexical(row.relevance.text, LEXICAL_DEPTH) if (lexical and row.relevance.lexical) else []
             slots, scores, notes = rerank(index, row.relevance, queries[i].astype(np.float32), tuple(results[i]),
                                           hits, mask, rules, row.offset, row.k)
             results[i] = Ranked(slots, scores, notes)

@@ -13,8 +13,11 @@ The score of a candidate (documented in the README, "Relevance"):
 3. merchandising rules for the query (catalog/merchandising.py): hide, brand boost (a factor on 2),
    then pins at fixed positions;
 4. MAX_PER_GROUP: at most N results per value of GROUP_BY (brand by default), in score order.
-Candidates are the vector top `depth` among the products that pass the filters, plus the lexical
-top `depth` that pass them; so `depth` bounds how far a boost or the lexical list can lift a product.
+Candidates are the vector top `depth` among the products that pass the filters, plus those of the
+catalog's lexical top LEXICAL_DEPTH that pass them; so these bound how far a boost or the lexical
+list can lift a product. In the weighted mode a product's score does not depend on the filter or
+the page, so a filtered ranking is the unfiltered one restricted to the filter (RRF is rank-based:
+a filter changes the ranks it fuses).
 """
 from __future__ import annotations
 
@@ -40,6 +43,9 @@ PRICE_EDGES = (0.0, 25.0, 50.0, 100.0, 200.0)
 FACET_NAMES = (*TERM_FIELDS, "price", "in_stock")
 RECENCY_DAYS = 30.0
 MIN_DEPTH = 100
+# The lexical candidates: the best LEXICAL_DEPTH matches over the whole catalog, whatever the
+# page or the filter, so a product's hybrid score depends on the product and the query only.
+LEXICAL_DEPTH = 200
 
 
 @dataclass
@@ -72,10 +78,13 @@ def rerank(index: LiveIndex, options: Relevance, query: np.ndarray, vector: tupl
     """(slots, scores, explanations) of the window [offset, offset + k) after steps 1-4."""
     vec_slots, vec_scores = vector
     vec_rank = {int(s): r + 1 for r, s in enumerate(vec_slots.tolist())}
-    lex_slots = [index.slot_of[pid] for pid, _ in lexical_hits if pid in index.slot_of]
-    lex_slots = [s for s in lex_slots if s < len(mask) and mask[s]]
-    lex_score = {index.slot_of[pid]: score for pid, score in lexical_hits if pid in index.slot_of}
-    lex_rank = {s: r + 1 for r, s in enumerate(lex_slots)}
+    # Lexical ranks and the BM25 maximum are taken over every hit, before the filter, so that a
+    # product's score does not depend on the filter (a filtered ranking is the unfiltered one
+    # restricted to the filter, as for vector-only queries).
+    known = [(index.slot_of[pid], score) for pid, score in lexical_hits if pid in index.slot_of]
+    lex_rank = {s: r + 1 for r, (s, _) in enumerate(known)}
+    lex_score = dict(known)
+    lex_slots = [s for s, _ in known if s < len(mask) and mask[s]]
     slots = np.array(list(dict.fromkeys(vec_slots.tolist() + lex_slots)), dtype=np.int64)
     if len(slots) == 0:
         return slots, np.zeros(0, np.float32), []
@@ -87,9 +96,8 @@ def rerank(index: LiveIndex, options: Relevance, query: np.ndarray, vector: tupl
         base = np.array([(1 - w) / (RRF_K + vec_rank[s]) if s in vec_rank else 0.0 for s in slots.tolist()]) + \
             np.array([w / (RRF_K + lex_rank[s]) if s in lex_rank else 0.0 for s in slots.tolist()])
     else:
-        top = max((lex_score[s] for s in lex_slots), default=0.0) or 1.0
-        base = (1 - w) * cosine + w * np.array([lex_score.get(s, 0.0) / top if s in lex_rank else 0.0
-                                                 for s in slots.tolist()])
+        top = max(lex_score.values(), default=0.0) or 1.0
+        base = (1 - w) * cosine + w * np.array([lex_score.get(s, 0.0) / top for s in slots.tolist()])
     factor, bonus = boost_terms(index, slots, options.boosts)
     hidden, pins, brand_factors = applicable(rules, normalized_query(options.text))
     brands = index.terms["brand"]

@@ -258,7 +258,9 @@ def test_short_deadlines_are_deadline_exceeded_and_the_service_outlives_them(ser
     # UNAVAILABLE (retried) while a crashed server starts again; the client's deadline covers it
     with SearchClient(service.url, timeout_s=240, retries=1000, backoff_s=0.5) as client:
         assert client.search("red striped t-shirt", image=photo, top_k=5).generation == 1
-    after = service.state()
+    # a restarted server answers searches before its restore has finished (the catalog models
+    # load last) and the state is recorded once it has
+    after = wait_for(lambda: read_state(service.run_dir), 120, "the service's state after the restore", every_s=0.5)
     assert after["pid"] == before["pid"] or after["restarts"] > before["restarts"]
 
 

@@ -215,3 +215,18 @@ def test_a_deleted_product_leaves_the_lexical_index(ask, catalog):
 def test_bad_relevance_inputs_are_refused_with_their_name(ask, inputs, message):
     with pytest.raises(RequestError, match=message):
         ask("red", **inputs)
+
+
+@pytest.mark.parametrize("filters", [{"CATEGORIES": ["mug", "dress"]}, {"PRICE_MIN": np.float32(40), "PRICE_MAX": np.float32(90)},
+                                     {"IN_STOCK": True}])
+def test_a_filtered_hybrid_ranking_is_the_full_one_restricted_to_the_filter(ask, catalog, filters):
+    """Weighted hybrid (the default): a product's score does not depend on the filter or the page."""
+    products = by_id(catalog[2])
+    full = ask("blue mug by Acme", top_k=1000)
+    keep = [(p, s) for p, s in zip(ids(full), full.scores.tolist())
+            if ("CATEGORIES" not in filters or products[p]["category"] in filters["CATEGORIES"])
+            and ("PRICE_MIN" not in filters or filters["PRICE_MIN"] <= products[p]["price"] <= filters["PRICE_MAX"])
+            and ("IN_STOCK" not in filters or products[p].get("stock", 0) > 0)]
+    filtered = ask("blue mug by Acme", top_k=10, **filters)
+    assert ids(filtered) == [p for p, _ in keep[:10]]
+    np.testing.assert_allclose(filtered.scores, [s for _, s in keep[:10]], atol=1e-5)
