@@ -11,7 +11,25 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.integration
 
 
-def test_locust_smoke_has_no_failures(triton, tmp_path):
+@pytest.fixture
+def locust_server(triton, tmp_path):
+    """A server of its own over a copy of the session server's catalog: Triton 2.51 can segfault
+    when Locust's exit cancels calls in flight (server issue #7368), and that must not take the
+    session server down with it."""
+    from productsearch.control.repository import link_repository
+    from tests.conftest import serve_generation, start_server
+
+    repository = link_repository(triton.repository, tmp_path / "model_repository", generations=[1], with_catalogs=True)
+    server = start_server(repository, tmp_path / "triton.log", [])
+    try:
+        serve_generation(server, repository)
+        yield server
+    finally:
+        server.stop()
+
+
+def test_locust_smoke_has_no_failures(locust_server, tmp_path):
+    triton = locust_server
     run = subprocess.run(
         [sys.executable, "-m", "locust", "-f", "loadtest/locustfile.py", "--host", triton.grpc_url,
          "--headless", "-u", "8", "-r", "8", "-t", "20s", "--only-summary", "--csv", str(tmp_path / "smoke"),
@@ -28,9 +46,10 @@ def test_locust_smoke_has_no_failures(triton, tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
 
 
-def test_locust_web_ui_swarms_and_exits_cleanly(triton):
+def test_locust_web_ui_swarms_and_exits_cleanly(locust_server):
     """Non-headless mode: the UI answers, a swarm started from it searches without failures, and
     Locust exits promptly on SIGTERM (no hang in gRPC's channel close)."""
+    triton = locust_server
     import json
     import signal
     import time
