@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import random
 
+from productsearch.catalog.demo_generator import BRANDS  # the same brands in both languages
+
 ZH_FRACTION = 1 / 3  # share of the demo products served in Chinese
 
 # key -> surface forms; forms[0] is canonical
@@ -62,7 +64,6 @@ USE_ZH = {  # selling point, a clause that can follow a comma
     "watch": "表盘清晰，表带佩戴舒适", "mug": "350毫升大容量",
     "lipstick": "持久显色", "water bottle": "双层杯壁，长效保冷",
 }
-BRANDS = ("Nordia", "Calloway", "Brightline", "Mossgrove", "Urbanite", "Kestrel")
 
 TITLE_TEMPLATES_ZH = (
     "{color}{adj}{cat}",                 # 红色条纹T恤
