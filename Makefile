@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 CATALOG := data/demo_catalog/catalog.jsonl
 BUILT := model_repository/image_encoder/1/image_tower/config.json
+FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
 .PHONY: demo test install models serve stop status index clean loadtest bench evaluate evaluate-photos
 
@@ -25,8 +26,15 @@ $(INSTALLED): requirements.txt pyproject.toml
 
 models: $(BUILT)
 
-$(BUILT): $(INSTALLED)
+$(BUILT): $(INSTALLED) | $(FASHION_MNIST)
 	$(PY) build_models.py --preset demo
+
+# The Fashion-MNIST photos the image tower trains on (train split) and is measured on (test split):
+# Debian's package, installed once when missing (the build refuses to guess without it).
+$(FASHION_MNIST):
+	@command -v apt-get >/dev/null || { echo "install Debian's dataset-fashion-mnist (no apt-get here)"; exit 1; }
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q dataset-fashion-mnist >/dev/null || \
+	  { $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q >/dev/null && $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q dataset-fashion-mnist >/dev/null; }
 
 serve: models  ## start Triton in the background if it is not up (idempotent)
 	$(PY) -m productsearch.control.launcher start

@@ -3,13 +3,15 @@ products of a list, with random text and image vectors, through the writer's own
 from __future__ import annotations
 
 import json
+import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from productsearch.catalog.rows import ProductWrite
-from productsearch.catalog.store import DEFAULT_DIR, open_store
+from productsearch.catalog.store import CATALOG_ENV, catalog_url, open_store, register_generation
 from productsearch.runtime.fusion import fuse, normalize
 
 
@@ -26,7 +28,8 @@ def write_store(repository: Path, products: list[dict], text: np.ndarray, image:
     """Products (dicts with id, title and fields) with these vectors for `generation`, into the
     store beside `repository` (<repository>/catalog_store); returns the fused matrix the scorer
     will hold, rows in product order."""
-    store = open_store(f"sqlite://{Path(repository) / DEFAULT_DIR}", shop)
+    store = open_store(catalog_url(Path(repository)), shop)
+    register_generation(catalog_url(Path(repository)), generation, 0.5)
     now = time.time()
     with store.transaction() as db:
         for i, product in enumerate(products):
@@ -45,3 +48,24 @@ def scorer_args(repository: Path, generation: int, parameters: dict | None = Non
     (Path(repository) / "scorer" / str(generation)).mkdir(parents=True, exist_ok=True)
     return {"model_config": json.dumps({"parameters": params}), "model_version": str(generation), "model_name": "scorer",
             "model_repository": str(Path(repository) / "scorer"), "model_instance_kind": "CPU"}
+
+
+STORE_KINDS = ("sqlite", "milvus")
+
+
+@contextmanager
+def catalog_store(kind: str, root: Path):
+    """The catalog store the scorer and write_store use while the block runs: the embedded SQLite
+    default (beside the repository), or an embedded milvus-lite database under `root`."""
+    previous = os.environ.get(CATALOG_ENV)
+    if kind == "milvus":
+        os.environ[CATALOG_ENV] = f"milvus+lite://{Path(root) / 'milvus'}?images={Path(root) / 'images'}"
+    else:
+        os.environ.pop(CATALOG_ENV, None)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(CATALOG_ENV, None)
+        else:
+            os.environ[CATALOG_ENV] = previous

@@ -12,8 +12,10 @@ import ctypes
 import ctypes.util
 import threading
 import time
+from contextlib import contextmanager
 
 from productsearch.catalog.live_index import LiveIndex
+from productsearch.catalog.ranking import rank
 from productsearch.catalog.sqlite_store import SqliteCatalog
 
 POLL_S = 0.05
@@ -37,6 +39,8 @@ class Lagging(RuntimeError):
 class ShopFollower:
     """The store of one shop, and the index of it for `generation`. `make_index()` returns an
     empty LiveIndex with the scorer's settings."""
+
+    in_place = False
 
     def __init__(self, store: SqliteCatalog, generation: int, make_index, log=print, poll_s: float = POLL_S):
         self.store, self.generation, self.make_index, self.log = store, generation, make_index, log
@@ -105,6 +109,19 @@ class ShopFollower:
             time.sleep(min(self.poll_s, max(deadline - time.monotonic(), 0)))
             index = self.catch_up()
         return index
+
+    @property
+    def dim(self) -> int | None:
+        return self.index.dim
+
+    @contextmanager
+    def searching(self, rows: list, min_sequence: int, wait_s: float, exact_filter_max: int):
+        """(index, a Ranked or QueryError per row) once the index has applied `min_sequence`; the
+        index is locked until the block ends (the caller reads ids and titles off its slots)."""
+        index = self.wait_for(min_sequence, wait_s)
+        rules = self.store.rules()
+        with index.lock:
+            yield index, rank(index, rows, self.generation, exact_filter_max, self.lexical, rules)
 
     # ------------------------------------------------------------------ background
 

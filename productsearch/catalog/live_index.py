@@ -20,7 +20,7 @@ import numpy as np
 from productsearch.catalog.ann import DEFAULT_NPROBE, EXACT_MAX_PRODUCTS, ExactSearch, IndexSpec, IvfSearch
 from productsearch.catalog.records import NUMBER_FIELDS, TERM_FIELDS
 from productsearch.catalog.rows import ChangeSet, ProductRow
-from productsearch.runtime.fusion import DEFAULT_TEXT_WEIGHT, fuse
+from productsearch.runtime.fusion import DEFAULT_TEXT_WEIGHT, fuse, normalize
 
 NUMBER_COLUMNS = (*NUMBER_FIELDS, "updated_at")
 
@@ -54,8 +54,9 @@ class LiveIndex:
 
     def __init__(self, device: str = "cpu", threads: int = 1, method: str = "auto", exact_max: int = EXACT_MAX_PRODUCTS,
                  spec: IndexSpec = IndexSpec(), nprobe: int = DEFAULT_NPROBE, text_weight: float = DEFAULT_TEXT_WEIGHT,
-                 log=lambda *a: None):
+                 log=lambda *a: None, prefused: bool = False):
         self.device, self.threads, self.method, self.exact_max = device, threads, method, exact_max
+        self.prefused = prefused  # rows carry their fused vector as `text` (candidates from a Milvus store)
         self.spec, self.nprobe, self.text_weight, self.log = spec, nprobe, text_weight, log
         self.lock = threading.RLock()
         self.applied = 0
@@ -103,6 +104,8 @@ class LiveIndex:
 
     def fused(self, rows: list[ProductRow]) -> np.ndarray:
         text = np.stack([r.text for r in rows])
+        if self.prefused:
+            return normalize(text)
         has_image = np.array([r.image is not None for r in rows])
         image = np.stack([r.image if r.image is not None else np.zeros_like(r.text) for r in rows]) \
             if has_image.any() else np.zeros_like(text)

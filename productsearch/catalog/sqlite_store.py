@@ -64,6 +64,8 @@ class SqliteCatalog:
     """The catalog of one shop in `<root>/<shop>.sqlite`. One connection per instance and thread
     (sqlite3 connections are not shared across threads)."""
 
+    searched_in_place = False  # each scorer loads it into a live index and follows the log
+
     def __init__(self, root: Path, shop: str = DEFAULT_SHOP, create: bool = True):
         self.root, self.shop = Path(root), check_shop(shop)
         self.path = self.root / f"{shop}.sqlite"
@@ -128,6 +130,10 @@ class SqliteCatalog:
             db.execute("RELEASE request")
             raise
         db.execute("RELEASE request")
+
+    def committed(self, db: sqlite3.Connection, sequences: list[int]) -> list[int]:
+        """The SEQUENCEs of a committed request's writes (here known inside the transaction)."""
+        return sequences
 
     # ------------------------------------------------------------------ meta
 

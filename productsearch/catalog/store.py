@@ -2,10 +2,17 @@
 config parameter, else the embedded default beside the model repository.
 
     sqlite:///abs/path/dir   one SQLite database per shop in that folder (the embedded default,
-                             <model repository>/catalog_store)
+                             <model repository>/catalog_store); each scorer holds the catalog in
+                             memory and follows the store's log
+    milvus://host:19530?images=/shared/dir
+                             a Milvus server (standalone or cluster), searched in place by every
+                             replica (catalog/milvus_store.py); milvus+lite:///abs/dir is the same
+                             on an embedded milvus-lite file (one process only: tests, benchmarks)
 The store interface is what sqlite_store.SqliteCatalog offers: writes (upsert_one, update_one,
-delete_one inside `transaction()`), reads (snapshot, changes, head), rebuild support
-(needing_vectors, put_vectors) and meta (write fence, closed field lists).
+delete_one inside `transaction()`, then `committed()` for the SEQUENCEs), reads (snapshot,
+changes, head, lexical, product, info), rebuild support (needing_vectors, put_vectors) and meta
+(write fence, closed field lists, rules). `searched_in_place` tells the scorer which way to search.
+pymilvus is imported only for a Milvus URL.
 """
 from __future__ import annotations
 
@@ -16,6 +23,7 @@ from productsearch.catalog.sqlite_store import DEFAULT_SHOP, SqliteCatalog, Stor
 
 CATALOG_ENV = "PRODUCTSEARCH_CATALOG"
 DEFAULT_DIR = "catalog_store"
+MILVUS_SCHEMES = ("milvus://", "milvus+lite://")
 
 
 def catalog_url(repository: Path | None = None, configured: str | None = None) -> str:
@@ -28,23 +36,50 @@ def catalog_url(repository: Path | None = None, configured: str | None = None) -
     return f"sqlite://{Path(repository).resolve() / DEFAULT_DIR}"
 
 
+def is_milvus(url: str) -> bool:
+    return url.startswith(MILVUS_SCHEMES)
+
+
 def store_root(url: str) -> Path:
+    """The folder of an embedded (SQLite) store."""
     if url.startswith("sqlite://"):
         return Path(url[len("sqlite://"):])
     if "://" not in url:
         return Path(url)
-    raise StoreError(f"unknown catalog store URL {url!r}: use sqlite:///path")
+    raise StoreError(f"catalog URL {url!r} is not a SQLite folder (sqlite:///path)")
 
 
-def open_store(url: str, shop: str = DEFAULT_SHOP, create: bool = True) -> SqliteCatalog:
+def open_store(url: str, shop: str = DEFAULT_SHOP, create: bool = True):
     """The catalog of `shop` in the store at `url` (created empty unless create=False)."""
+    if is_milvus(url):
+        from productsearch.catalog.milvus_store import open_milvus
+
+        return open_milvus(url, check_shop(shop), create)
     return SqliteCatalog(store_root(url), check_shop(shop), create=create)
 
 
 def list_shops(url: str) -> list[str]:
+    if is_milvus(url):
+        from productsearch.catalog.milvus_store import milvus_shops
+
+        return milvus_shops(url)
     return shops(store_root(url))
 
 
 def set_write_generation(url: str, generation: int) -> None:
     """The write fence of a generation swap: writers of other generations are refused (retry)."""
+    if is_milvus(url):
+        from productsearch.catalog.milvus_store import fence_milvus
+
+        fence_milvus(url, generation)
+        return
     fence_writes(store_root(url), generation)
+
+
+def register_generation(url: str, generation: int, text_weight: float) -> None:
+    """What a generation's models tell the store when they load: its fusion weight (the Milvus
+    store keeps fused vectors; the embedded one fuses in each scorer and needs nothing)."""
+    if is_milvus(url):
+        from productsearch.catalog.milvus_store import register_fusion
+
+        register_fusion(url, generation, text_weight)

@@ -27,7 +27,8 @@ import numpy as np
 from productsearch.catalog.merchandising import RuleError, check_rules
 from productsearch.catalog.records import RecordError, parse_fields, product_id
 from productsearch.catalog.rows import DEFAULT_SHOP, FencedWrite, ProductWrite, UnknownProduct, check_shop
-from productsearch.catalog.store import catalog_url, list_shops, open_store
+from productsearch.catalog.store import catalog_url, list_shops, open_store, register_generation
+from productsearch.runtime.generation_settings import generation_text_weight
 from productsearch.runtime.image_input import InvalidImage, decode_image
 from productsearch.runtime.limits import MAX_IMAGE_BYTES
 from productsearch.runtime.model_io import (ModelContext, RequestError, input_array, internal, invalid, not_found, response,
@@ -148,9 +149,13 @@ class CatalogModel:
                                 results[i] = [self.write(store, db, row, now) for row in parsed[i][1]]
                         except (RecordError, FencedWrite, RequestError) as err:
                             results[i] = err
+                for i in members:
+                    if not isinstance(results[i], Exception):
+                        results[i] = store.committed(db, results[i])
             except Exception as err:  # noqa: BLE001 - the commit failed: none of these is acknowledged
                 for i in members:
-                    results[i] = err if isinstance(results[i], Exception) else RuntimeError(f"catalog write failed: {err}")
+                    results[i] = results[i] if isinstance(results[i], Exception) else \
+                        err if isinstance(err, FencedWrite) else RuntimeError(f"catalog write failed: {err}")
         return [error_response(r) if isinstance(r, Exception) else
                 response(SEQUENCE=np.array(r, dtype=np.int64).reshape(-1, 1)) for r in results]
 
@@ -199,6 +204,11 @@ class CatalogGateModel(CatalogModel):
 
 class CatalogWriterModel(CatalogModel):
     """catalog_writer (version N = generation N): upserts with generation N's embeddings."""
+
+    def initialize(self, args: dict) -> None:
+        super().initialize(args)
+        repository = Path(self.ctx.version_dir).parent.parent
+        register_generation(self.url, self.ctx.version, generation_text_weight(repository, self.ctx.version))
 
     def parse(self, request) -> tuple[str, list]:
         ids, titles, images, fields = (column(request, n) for n in ("ID", "TITLE", "IMAGE", "FIELDS"))

@@ -27,21 +27,25 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from productsearch.catalog.ann import DEFAULT_NPROBE, EXACT_MAX_PRODUCTS, IndexSpec
 from productsearch.catalog.follower import Lagging, ShopFollower
 from productsearch.catalog.live_index import LiveIndex
-from productsearch.catalog.ranking import EXACT_FILTER_MAX, QueryError, RowQuery, rank
+from productsearch.catalog.ranking import EXACT_FILTER_MAX, QueryError, RowQuery
 from productsearch.catalog.records import RecordError
-from productsearch.catalog.store import catalog_url, open_store
+from productsearch.catalog.store import catalog_url, open_store, register_generation
 from productsearch.catalog.rows import DEFAULT_SHOP, check_shop
 from productsearch.runtime.generation_settings import generation_text_weight
 from productsearch.runtime.limits import MAX_DEPTH, MAX_LIST, MAX_TOP_K
 from productsearch.runtime.model_io import (ModelContext, RequestError, configured_threads, input_array, internal, invalid,
                                             response, unavailable)
 from productsearch.runtime.relevance_inputs import parse_relevance
+
+if TYPE_CHECKING:
+    from productsearch.catalog.milvus_search import MilvusShopSearch
 
 MIN_SEQUENCE_WAIT_S = 2.0
 
@@ -169,17 +173,24 @@ class ScorerModel:
         self.url = catalog_url(Path(self.ctx.version_dir).parent.parent, self.ctx.parameter("catalog", "") or None)
         self.generation = np.array([self.ctx.version], dtype=np.int64)
         self.text_weight = generation_text_weight(Path(self.ctx.version_dir).parent.parent, self.ctx.version)
-        self.shops: dict[str, ShopFollower] = {}
+        register_generation(self.url, self.ctx.version, self.text_weight)
+        self.shops: dict = {}
         self.follower(DEFAULT_SHOP)  # load the default shop now, not on the first query
 
     def make_index(self) -> LiveIndex:
         return LiveIndex(self.ctx.device, self.threads, self.method, self.exact_max, self.spec, self.nprobe,
                          text_weight=self.text_weight, log=print)
 
-    def follower(self, shop: str) -> ShopFollower:
+    def follower(self, shop: str) -> ShopFollower | MilvusShopSearch:
+        """The shop's searcher: a follower of the embedded store, or a Milvus search in place."""
         if shop not in self.shops:
             store = open_store(self.url, shop, create=shop == DEFAULT_SHOP)
-            self.shops[shop] = ShopFollower(store, self.ctx.version, self.make_index)
+            if store.searched_in_place:
+                from productsearch.catalog.milvus_search import MilvusShopSearch
+
+                self.shops[shop] = MilvusShopSearch(store, self.ctx.version, self.text_weight)
+            else:
+                self.shops[shop] = ShopFollower(store, self.ctx.version, self.make_index)
         return self.shops[shop]
 
     def parse(self, request) -> list[RowQuery]:
@@ -187,15 +198,24 @@ class ScorerModel:
 
     def compute(self, rows: list[RowQuery]) -> list[tuple[np.ndarray, np.ndarray]]:
         """In-process ranking (tests, benchmarks): (slots, scores) per row, rows of one shop."""
-        follower = self.follower(rows[0].shop)
-        index = follower.catch_up()
-        with index.lock:
-            results = rank(index, rows, self.ctx.version, self.exact_filter_max, follower.lexical,
-                           follower.store.rules())
+        with self.follower(rows[0].shop).searching(rows, 0, self.wait_s, self.exact_filter_max) as (_, results):
+            pass
         for result in results:
             if isinstance(result, QueryError):
                 raise RequestError(str(result))
         return results
+
+    def compute_ranked(self, rows: list[RowQuery]) -> list:
+        """In-process ranking on either store (tests, benchmarks): a Ranked per row, with `ids`."""
+        with self.follower(rows[0].shop).searching(rows, 0, self.wait_s, self.exact_filter_max) as (index, results):
+            for result in results:
+                if isinstance(result, QueryError):
+                    raise RequestError(str(result))
+                result.ids = [index.ids[s].decode() for s in result.slots.tolist()]
+            return results
+
+    def compute_ids(self, rows: list[RowQuery]) -> list[tuple[list[str], np.ndarray]]:
+        return [(r.ids, r.scores) for r in self.compute_ranked(rows)]
 
     def index(self, shop: str = DEFAULT_SHOP) -> LiveIndex:
         return self.follower(shop).catch_up()
@@ -223,33 +243,35 @@ class ScorerModel:
 
     def rank_shop(self, shop: str, members: list[int], parsed: list, responses: list) -> None:
         try:
-            follower = self.follower(shop)
-            index = follower.wait_for(max(r.min_sequence for i in members for r in parsed[i]), self.wait_s)
-            rules = follower.store.rules()
-        except Lagging as err:
-            for i in members:
-                responses[i] = unavailable(str(err))
-            return
+            searcher = self.follower(shop)
+            dim = searcher.dim
         except Exception as err:  # noqa: BLE001 - an unknown shop, an unreadable store
             for i in members:
                 responses[i] = error_response(RequestError(str(err)))
             return
-        with index.lock:
+        for i in members:
+            dims = {r.query.shape[0] for r in parsed[i] if r.query is not None}
+            if dim is not None and dims and dims != {dim}:
+                responses[i] = error_response(RequestError(f"QUERY_EMBEDDING has dim {dims.pop()}, the catalog has {dim}"))
+        members = [i for i in members if responses[i] is None]
+        if not members:
+            return
+        rows = [row for i in members for row in parsed[i]]
+        try:
+            with searcher.searching(rows, max(r.min_sequence for r in rows), self.wait_s, self.exact_filter_max) as (index, results):
+                start = 0
+                for i in members:
+                    mine = results[start:start + len(parsed[i])]
+                    start += len(parsed[i])
+                    failed = next((r for r in mine if isinstance(r, QueryError)), None)
+                    responses[i] = error_response(RequestError(str(failed))) if failed else self.respond(index, mine)
+        except Lagging as err:
             for i in members:
-                dims = {r.query.shape[0] for r in parsed[i] if r.query is not None}
-                if index.dim is not None and dims and dims != {index.dim}:
-                    responses[i] = error_response(RequestError(
-                        f"QUERY_EMBEDDING has dim {dims.pop()}, the catalog has {index.dim}"))
-            members = [i for i in members if responses[i] is None]
-            rows = [row for i in members for row in parsed[i]]
-            results = rank(index, rows, self.ctx.version, self.exact_filter_max, follower.lexical,
-                           rules) if rows else []
-            start = 0
+                responses[i] = unavailable(str(err))
+        except Exception as err:  # noqa: BLE001 - the store failed (Milvus down): these fail, the server lives on
             for i in members:
-                mine = results[start:start + len(parsed[i])]
-                start += len(parsed[i])
-                failed = next((r for r in mine if isinstance(r, QueryError)), None)
-                responses[i] = error_response(RequestError(str(failed))) if failed else self.respond(index, mine)
+                if responses[i] is None:
+                    responses[i] = unavailable(f"the catalog store did not answer: {type(err).__name__}: {err}")
 
     def respond(self, index: LiveIndex, results: list):
         width = max(len(r.slots) for r in results)

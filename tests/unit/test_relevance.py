@@ -10,11 +10,11 @@ import pytest
 
 from productsearch.catalog.merchandising import RuleError, check_rules
 from productsearch.catalog.relevance import PRICE_EDGES
-from productsearch.catalog.store import DEFAULT_DIR, open_store
+from productsearch.catalog.store import catalog_url, open_store
 from productsearch.runtime import scorer as scorer_module
 from productsearch.runtime.model_io import RequestError
 from productsearch.runtime.scorer import ScorerModel
-from tests.catalog_fixtures import random_vectors, scorer_args, write_store
+from tests.catalog_fixtures import STORE_KINDS, catalog_store, random_vectors, scorer_args, write_store
 
 COUNT, DIM = 1200, 32
 KINDS = [("sneakers", "运动鞋"), ("t-shirt", "T恤"), ("dress", "连衣裙"), ("mug", "马克杯"), ("backpack", "双肩包")]
@@ -37,10 +37,15 @@ def make_products(rng) -> list[dict]:
     return products
 
 
-@pytest.fixture(scope="module")
-def catalog(tmp_path_factory):
-    rng = np.random.default_rng(5)
+@pytest.fixture(scope="module", params=STORE_KINDS)
+def catalog(request, tmp_path_factory):
     root = tmp_path_factory.mktemp("relevance")
+    with catalog_store(request.param, root):
+        yield from scorer_over(root)
+
+
+def scorer_over(root):
+    rng = np.random.default_rng(5)
     products = make_products(rng)
     embeddings = write_store(root, products, random_vectors(COUNT, DIM // 2, 3), random_vectors(COUNT, DIM // 2, 4))
     model = ScorerModel()
@@ -64,12 +69,12 @@ def ask(catalog, monkeypatch):
                                      dtype=object if isinstance(value, (str, bytes, list)) else None)
             if request[name].dtype == object:
                 request[name] = np.vectorize(lambda v: v.encode() if isinstance(v, str) else v, otypes=[object])(request[name])
-        return model.compute(model.parse(request))[0]
+        return model.compute_ranked(model.parse(request))[0]
     return run
 
 
 def ids(ranked) -> list[str]:
-    return [f"P{s:05d}" for s in ranked.slots.tolist()]
+    return ranked.ids
 
 
 def by_id(products):
@@ -170,7 +175,7 @@ def test_max_per_group_caps_brands_and_keeps_the_order(ask, catalog):
 
 def test_merchandising_rules_pin_hide_and_boost_a_brand(ask, catalog):
     root = catalog[1]
-    store = open_store(f"sqlite://{root / DEFAULT_DIR}")
+    store = open_store(catalog_url(root))
     before = ids(ask("Summer  Dress!", top_k=10))
     rules = check_rules([{"query": "summer dress", "pin": "P00999", "position": 2},
                          {"query": "summer dress", "hide": before[0]},
@@ -198,12 +203,11 @@ def test_bad_rules_are_refused():
 
 def test_a_deleted_product_leaves_the_lexical_index(ask, catalog):
     model, root = catalog[0], catalog[1]
-    store = open_store(f"sqlite://{root / DEFAULT_DIR}")
+    store = open_store(catalog_url(root))
     assert "P00421" in ids(ask("SKU-00421-RE"))
     with store.transaction() as db:
         store.delete_one(db, "P00421", time.time())
-    store.close()
-    model.index()  # the scorer catches up before each batch
+    store.close()  # the next search sees it: the scorer catches up first (embedded) or searches Milvus in place
     assert "P00421" not in ids(ask("SKU-00421-RE", LEXICAL_WEIGHT=np.float32(1.0), top_k=50))
 
 

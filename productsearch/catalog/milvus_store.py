@@ -1,0 +1,448 @@
+"""The catalog on Milvus (catalog/milvus_schema.py has the layout): the store interface of the
+embedded store (sqlite_store.SqliteCatalog) for one shop, so the write models, the rebuild and
+the catalog CLI work unchanged, and the scorer searches Milvus in place (catalog/milvus_search.py)
+instead of holding the catalog in its own memory.
+
+Consistency: every call is made at Milvus's Strong consistency, so a search sees every write
+Milvus acknowledged before the search started. A write's SEQUENCE is the time (microseconds,
+strictly increasing in this process) taken AFTER Milvus acknowledged it; a search's
+CATALOG_SEQUENCE is the time it started. So an answer reflects every write whose SEQUENCE is
+below its CATALOG_SEQUENCE, and MIN_SEQUENCE waits until the clock has passed it (across
+hosts, within their clock skew: keep them on NTP).
+A request is all-or-nothing within the batch (its rows are buffered, a bad row drops the whole
+request's rows) and the batch is flushed in one upsert and one delete per collection; Milvus has
+no multi-row transaction, so a flush that fails halfway acknowledges nothing and the client
+resends (upserts and deletes are idempotent). The write fence of a generation swap is checked
+before and after the flush: a write that raced the swap is refused (UNAVAILABLE: send again).
+Images are content-addressed files in the `images` folder (a shared volume: catalog/image_files.py).
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from productsearch.catalog.image_files import ImageFiles
+from productsearch.catalog.milvus_schema import (OUTPUT_FIELDS, MilvusUrl, document_terms, meta_schema, number_column,
+                                                 parse_url, product_indexes, product_schema, query_terms, term_column)
+from productsearch.catalog.records import NUMBER_FIELDS, TERM_FIELDS, RecordError, check_fields
+from productsearch.catalog.rows import (DEFAULT_SHOP, FencedWrite, ProductRow, ProductWrite, StoreError, UnknownProduct,
+                                        check_shop)
+from productsearch.runtime.fusion import fuse
+
+PENDING = -1  # what a write returns inside a batch; committed() turns it into the batch's SEQUENCE
+_clock_lock = threading.Lock()
+_last_stamp = 0
+_clients: dict[str, object] = {}
+
+
+def stamp() -> int:
+    """Microseconds since the epoch, strictly increasing in this process."""
+    global _last_stamp
+    with _clock_lock:
+        _last_stamp = max(time.time_ns() // 1000, _last_stamp + 1)
+        return _last_stamp
+
+
+def client_for(url: MilvusUrl):
+    """One MilvusClient per server and process (it is thread-safe; milvus-lite files allow one)."""
+    if url.uri not in _clients:
+        from pymilvus import MilvusClient
+
+        if not url.uri.startswith("http"):
+            Path(url.uri).parent.mkdir(parents=True, exist_ok=True)
+        _clients[url.uri] = MilvusClient(url.uri)
+    return _clients[url.uri]
+
+
+class Batch:
+    """The buffered writes of one batch: (collection, pk) -> row to upsert, or None to delete."""
+
+    def __init__(self):
+        self.rows: dict[tuple[str, str], dict | None] = {}
+        self.sequence = PENDING
+
+
+class MilvusCatalog:
+    """The catalog of one shop in the Milvus at `url` (a parsed MilvusUrl)."""
+
+    searched_in_place = True
+
+    def __init__(self, url: MilvusUrl, shop: str = DEFAULT_SHOP, create: bool = True):
+        self.url, self.shop = url, check_shop(shop)
+        self.client = client_for(url)
+        self.images = ImageFiles(url.images) if url.images else None
+        self._ensure_meta()
+        if self.meta("shop") is None:
+            if not create:
+                raise StoreError(f"shop {shop!r} has no catalog in {url.uri}")
+            self.set_meta("shop", {"created_at": time.time()})
+
+    # ------------------------------------------------------------------ collections
+
+    def _ensure_meta(self) -> None:
+        if not self.client.has_collection(self.url.meta):
+            schema, params = meta_schema(self.client)
+            self.client.create_collection(self.url.meta, schema=schema, index_params=params, consistency_level="Strong")
+
+    def generations(self) -> list[int]:
+        prefix = f"{self.url.prefix}_g"
+        return sorted(int(name[len(prefix):]) for name in self.client.list_collections()
+                      if name.startswith(prefix) and name[len(prefix):].isdigit())
+
+    def ensure_generation(self, generation: int, dim: int) -> str:
+        name = self.url.collection(generation)
+        if not self.client.has_collection(name):
+            self.client.create_collection(name, schema=product_schema(self.client, dim),
+                                          index_params=product_indexes(self.client, self.url), consistency_level="Strong")
+        return name
+
+    def dim(self, generation: int) -> int | None:
+        name = self.url.collection(generation)
+        if not self.client.has_collection(name):
+            return None
+        field = next(f for f in self.client.describe_collection(name)["fields"] if f["name"] == "vector")
+        return int(field["params"]["dim"])
+
+    def text_weight(self, generation: int) -> float:
+        weight = self.global_meta(f"fusion:{generation}")
+        if weight is None:
+            raise StoreError(f"generation {generation}'s fusion weight is not registered in {self.url.uri} "
+                             "(its scorer or writer registers it when it loads)")
+        return float(weight)
+
+    # ------------------------------------------------------------------ meta
+
+    def _meta_get(self, shop: str, key: str, default=None):
+        rows = self.client.get(self.url.meta, ids=[f"{shop}/{key}"], output_fields=["value"])
+        return default if not rows else json.loads(rows[0]["value"])
+
+    def _meta_put(self, shop: str, key: str, value) -> None:
+        self.client.upsert(self.url.meta, [{"key": f"{shop}/{key}", "shop": shop, "value": json.dumps(value),
+                                            "unused": [0.0, 0.0]}])
+
+    def meta(self, key: str, default=None):
+        return self._meta_get(self.shop, key, default)
+
+    def set_meta(self, key: str, value, db=None) -> None:
+        self._meta_put(self.shop, key, value)
+
+    def global_meta(self, key: str, default=None):
+        return self._meta_get("*", key, default)
+
+    def closed_values(self) -> dict[str, list[str]]:
+        return self.meta("closed_values", {})
+
+    def rules(self) -> list[dict]:
+        return self.meta("rules", [])
+
+    def set_rules(self, rules: list[dict]) -> int:
+        self.set_meta("rules", rules)
+        return stamp()
+
+    def write_generation(self) -> int | None:
+        return self.global_meta("write_generation")
+
+    # ------------------------------------------------------------------ writes
+
+    @contextmanager
+    def transaction(self, write: bool = True):
+        """A batch of writes, flushed when the block ends (nothing is written if it raises)."""
+        batch = Batch()
+        yield batch
+        if write and batch.rows:
+            self._flush(batch)
+
+    @contextmanager
+    def savepoint(self, batch: Batch):
+        kept = dict(batch.rows)
+        try:
+            yield
+        except BaseException:
+            batch.rows = kept
+            raise
+
+    def committed(self, batch: Batch, sequences: list[int]) -> list[int]:
+        return [batch.sequence if s == PENDING else s for s in sequences]
+
+    def _fence(self, generation: int) -> None:
+        fence = self.write_generation()
+        if fence is not None and fence != generation:
+            raise FencedWrite(f"catalog writes moved from generation {generation} to {fence} during this request; send it again")
+
+    def _flush(self, batch: Batch) -> None:
+        generations = {int(name.rsplit("_g", 1)[1]) for name, _ in batch.rows}
+        for collection in sorted({name for name, _ in batch.rows}):
+            rows = [row for (name, _), row in batch.rows.items() if name == collection and row is not None]
+            gone = [pk for (name, pk), row in batch.rows.items() if name == collection and row is None]
+            if rows:
+                self.client.upsert(collection, rows)
+            if gone:
+                self.client.delete(collection, ids=gone)
+        writer = getattr(batch, "generation", None)
+        if writer is not None and writer in generations:
+            self._fence(writer)  # after: a swap that started during the flush refuses this batch
+        batch.sequence = stamp()
+
+    def _pk(self, pid: str) -> str:
+        return f"{self.shop}/{pid}"
+
+    def _current(self, batch: Batch, collection: str, pid: str) -> dict | None:
+        key = (collection, self._pk(pid))
+        if key in batch.rows:
+            return batch.rows[key]
+        if not self.client.has_collection(collection):
+            return None
+        rows = self.client.get(collection, ids=[self._pk(pid)], output_fields=OUTPUT_FIELDS)
+        return rows[0] if rows else None
+
+    def _row(self, pid: str, title: str, fields: dict, image_sha: str | None, has_image: bool, content_seq: int,
+             seq: int, now: float, vector: np.ndarray) -> dict:
+        fields_json = json.dumps(fields, ensure_ascii=False)
+        words, grams = document_terms(title, fields_json)
+        row = {"pk": self._pk(pid), "shop": self.shop, "id": pid, "title": title, "fields": fields, "image_sha": image_sha,
+               "has_image": has_image, "content_seq": content_seq, "seq": seq, "updated_at": now,
+               "words": words, "grams": grams, "vector": np.asarray(vector, np.float32).tolist()}
+        for name in TERM_FIELDS:
+            row[term_column(name)] = None if fields.get(name) is None else str(fields[name])
+        for name in NUMBER_FIELDS:
+            row[number_column(name)] = None if fields.get(name) is None else float(fields[name])
+        return row
+
+    def modalities(self, row: dict, generation: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """A stored product's (text, image) vectors, recovered from its fused vector."""
+        w = self.text_weight(generation)
+        vector = np.asarray(row["vector"], np.float32)
+        half = len(vector) // 2
+        if not 0.0 < w < 1.0:
+            raise StoreError(f"generation {generation} fuses at text weight {w}: a write must send both modalities")
+        return vector[:half] / np.sqrt(w), (vector[half:] / np.sqrt(1 - w) if row["has_image"] else None)
+
+    def upsert_one(self, batch: Batch, generation: int, write: ProductWrite, now: float) -> int:
+        """Buffer one product (replacing the shop's product of that id); PENDING until the flush."""
+        if getattr(batch, "generation", None) is None:
+            self._fence(generation)
+            batch.generation = generation
+            batch.closed = self.closed_values()
+        check_fields(write.id, write.fields, batch.closed)
+        collection = self.url.collection(generation)
+        old = self._current(batch, collection, write.id)
+        if old is None and not write.title:
+            raise RecordError(f"product {write.id!r}: TITLE is required for a new product")
+        title = write.title or old["title"]
+        image_sha = old["image_sha"] if old is not None and write.image is None else None
+        if write.image:
+            if self.images is None:
+                raise StoreError("this Milvus catalog has no image folder (add ?images=/shared/dir to its URL)")
+            image_sha = self.images.put(write.image)
+        kept_text, kept_image = self.modalities(old, generation) if old is not None else (None, None)
+        text = write.text_vector if write.text_vector is not None else kept_text
+        image = write.image_vector if write.image is not None else kept_image
+        if text is None:
+            raise StoreError(f"product {write.id!r}: no text vector for generation {generation} to keep")
+        has_image = image is not None
+        fused = fuse(np.asarray(text, np.float32)[None], np.asarray(image if has_image else text, np.float32)[None],
+                     np.ones(1, bool), np.array([has_image]), self.text_weight(generation))[0]
+        seq = stamp()
+        if not getattr(batch, "collections", None):
+            self.ensure_generation(generation, len(fused))
+            batch.collections = self.generations()
+        batch.rows[(collection, self._pk(write.id))] = self._row(write.id, title, write.fields, image_sha, has_image,
+                                                                 seq, seq, now, fused)
+        for other in batch.collections:
+            if other != generation:  # its vectors are stale now: a rebuild of `other` re-encodes the product
+                batch.rows[(self.url.collection(other), self._pk(write.id))] = None
+        return PENDING
+
+    def _everywhere(self, batch: Batch, pid: str) -> dict[str, dict]:
+        found = {}
+        for generation in self.generations():
+            name = self.url.collection(generation)
+            row = self._current(batch, name, pid)
+            if row is not None:
+                found[name] = row
+        return found
+
+    def update_one(self, batch: Batch, pid: str, fields: dict, now: float) -> int:
+        """Merge fields into the product in every generation that has it (no re-encoding)."""
+        found = self._everywhere(batch, pid)
+        if not found:
+            raise UnknownProduct(f"unknown product id {pid!r} (update_fields changes existing products only)")
+        closed = self.closed_values()
+        seq = stamp()
+        for name, row in found.items():
+            merged = {k: v for k, v in {**row["fields"], **fields}.items() if v is not None}
+            check_fields(pid, merged, closed)
+            batch.rows[(name, self._pk(pid))] = self._row(pid, row["title"], merged, row["image_sha"], row["has_image"],
+                                                          row["content_seq"], seq, now, row["vector"])
+        return PENDING
+
+    def delete_one(self, batch: Batch, pid: str, now: float) -> int:
+        found = self._everywhere(batch, pid)
+        if not found:
+            raise UnknownProduct(f"unknown product id {pid!r} (nothing to delete)")
+        for name in found:
+            batch.rows[(name, self._pk(pid))] = None
+        return PENDING
+
+    # ------------------------------------------------------------------ rebuild (a generation swap)
+
+    def needing_vectors(self, generation: int, limit: int = 1000) -> list[tuple[str, int, str, bytes | None]]:
+        """(id, content_seq, title, image bytes) of the products of the write generation that
+        generation N has no current vectors for."""
+        source = self.write_generation()
+        if source is None or source == generation or not self.client.has_collection(self.url.collection(source)):
+            return []
+        have = {r["pk"]: r["content_seq"] for r in self._scan(self.url.collection(generation), ["content_seq"])} \
+            if self.client.has_collection(self.url.collection(generation)) else {}
+        todo = []
+        for row in self._scan(self.url.collection(source), ["content_seq", "id", "title", "image_sha"]):
+            if have.get(row["pk"]) != row["content_seq"]:
+                todo.append((row["id"], row["content_seq"], row["title"],
+                             self.images.get(row["image_sha"]) if row["image_sha"] and self.images else None))
+                if len(todo) >= limit:
+                    break
+        return todo
+
+    def put_vectors(self, generation: int, vectors: list[tuple[str, int, np.ndarray, np.ndarray | None]]) -> int:
+        """Generation N's vectors for products as of their content_seq; changed ones are skipped."""
+        source = self.url.collection(self.write_generation())
+        weight, rows = self.text_weight(generation), []
+        for pid, content_seq, text, image in vectors:
+            found = self.client.get(source, ids=[self._pk(pid)], output_fields=OUTPUT_FIELDS)
+            if not found or found[0]["content_seq"] != content_seq:
+                continue
+            row = found[0]
+            fused = fuse(np.asarray(text, np.float32)[None], np.asarray(image if image is not None else text, np.float32)[None],
+                         np.ones(1, bool), np.array([image is not None]), weight)[0]
+            rows.append(self._row(pid, row["title"], row["fields"], row["image_sha"], image is not None, content_seq,
+                                  row["seq"], row["updated_at"], fused))
+        if rows:
+            self.client.upsert(self.ensure_generation(generation, len(rows[0]["vector"])), rows)
+        return len(rows)
+
+    def drop_generation(self, generation: int) -> None:
+        """Generation N's vectors of this shop (its collection is shared by every shop)."""
+        name = self.url.collection(generation)
+        if self.client.has_collection(name):
+            self.client.delete(name, filter=f'shop == "{self.shop}"')
+
+    # ------------------------------------------------------------------ reads
+
+    def _scan(self, collection: str, fields: list[str], where: str = "", batch_size: int = 2000):
+        expression = f'shop == "{self.shop}"' + (f" and ({where})" if where else "")
+        iterator = self.client.query_iterator(collection, batch_size=batch_size, filter=expression, output_fields=["pk", *fields])
+        try:
+            while rows := iterator.next():
+                yield from rows
+        finally:
+            iterator.close()
+
+    def head(self) -> int:
+        return stamp()
+
+    def _serving(self) -> str | None:
+        generation = self.write_generation()
+        if generation is None:
+            known = self.generations()
+            generation = known[-1] if known else None
+        return None if generation is None else self.url.collection(generation)
+
+    def count(self, collection: str | None = None) -> int:
+        collection = collection or self._serving()
+        if collection is None or not self.client.has_collection(collection):
+            return 0
+        rows = self.client.query(collection, filter=f'shop == "{self.shop}"', output_fields=["count(*)"])
+        return int(rows[0]["count(*)"])
+
+    def product_row(self, row: dict, generation: int) -> ProductRow:
+        text, image = self.modalities(row, generation)
+        return ProductRow(row["id"], row["title"], row["fields"], text, image, row["updated_at"])
+
+    def snapshot(self, generation: int, chunk: int = 20_000):
+        from productsearch.catalog.rows import ChangeSet
+
+        head, rows = stamp(), []
+        name = self.url.collection(generation)
+        if self.client.has_collection(name):
+            for row in self._scan(name, OUTPUT_FIELDS[1:]):
+                rows.append(self.product_row(row, generation))
+                if len(rows) >= chunk:
+                    yield ChangeSet(head, rows)
+                    rows = []
+        yield ChangeSet(head, rows)
+
+    def changes(self, generation: int, after: int, limit: int = 100_000):
+        raise StoreError("the Milvus catalog is searched in place; it has no log to follow")
+
+    def lexical(self, text: str, limit: int, generation: int | None = None) -> list[tuple[str, float]]:
+        """(id, BM25) best first: 3 x BM25 over words + 1 x BM25 over grams, as the embedded store weighs them."""
+        collection = self.url.collection(generation) if generation is not None else self._serving()
+        if collection is None or limit <= 0 or not self.client.has_collection(collection):
+            return []
+        scores: dict[str, float] = {}
+        for terms, field, weight in zip(query_terms(text), ("words", "grams"), (3.0, 1.0)):
+            if not terms:
+                continue
+            hits = self.client.search(collection, [terms], anns_field=f"{field}_bm25", limit=limit,
+                                      filter=f'shop == "{self.shop}"', output_fields=["id"])[0]
+            for hit in hits:  # milvus-lite reports BM25 as a negative distance, Milvus as a positive score
+                scores[hit["entity"]["id"]] = scores.get(hit["entity"]["id"], 0.0) + weight * abs(float(hit["distance"]))
+        return sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:limit]
+
+    def product(self, pid: str) -> dict | None:
+        collection = self._serving()
+        rows = self.client.get(collection, ids=[self._pk(pid)], output_fields=OUTPUT_FIELDS[1:-1]) if collection else []
+        if not rows:
+            return None
+        row = rows[0]
+        return {"id": row["id"], "title": row["title"], "fields": row["fields"], "has_image": bool(row["has_image"]),
+                "sequence": row["seq"], "updated_at": row["updated_at"]}
+
+    def info(self) -> dict:
+        generations = {str(g): self.count(self.url.collection(g)) for g in self.generations()}
+        return {"shop": self.shop, "engine": "milvus", "uri": self.url.uri, "products": self.count(), "sequence": stamp(),
+                "vectors": {g: n for g, n in generations.items() if n}, "write_generation": self.write_generation(),
+                "closed_values": self.closed_values()}
+
+    def close(self) -> None:
+        """The client is shared by the process's stores (client_for)."""
+
+
+def open_milvus(url: str, shop: str, create: bool = True) -> MilvusCatalog:
+    return MilvusCatalog(parse_url(url), shop, create)
+
+
+def milvus_shops(url: str) -> list[str]:
+    parsed = parse_url(url)
+    client = client_for(parsed)
+    if not client.has_collection(parsed.meta):
+        return []
+    rows = client.query(parsed.meta, filter='shop != "*"', output_fields=["key", "shop"])
+    return sorted({r["shop"] for r in rows if r["key"] == f"{r['shop']}/shop"})
+
+
+def fence_milvus(url: str, generation: int) -> None:
+    """The write fence (every shop) and the `<prefix>_live` alias moved to generation N."""
+    store = MilvusCatalog(parse_url(url), DEFAULT_SHOP)
+    store._meta_put("*", "write_generation", generation)
+    name = store.url.collection(generation)
+    if store.client.has_collection(name):
+        aliases = store.client.list_aliases()
+        aliases = aliases.get("aliases", []) if isinstance(aliases, dict) else aliases
+        if store.url.alias in aliases:
+            store.client.alter_alias(name, store.url.alias)
+        else:
+            store.client.create_alias(name, store.url.alias)
+
+
+def register_fusion(url: str, generation: int, text_weight: float) -> None:
+    """Generation N's text weight, read by writes that keep a modality and by the rebuild."""
+    store = MilvusCatalog(parse_url(url), DEFAULT_SHOP)
+    known = store.global_meta(f"fusion:{generation}")
+    if known is None or abs(float(known) - text_weight) > 1e-9:
+        store._meta_put("*", f"fusion:{generation}", float(text_weight))
