@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 CATALOG := data/demo_catalog/catalog.jsonl
-BUILT := model_repository/image_encoder/1/image_tower/config.json
+BUILT := model_repository/generations/1.json  # written last by the build: the generation is complete
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
 .PHONY: demo test install models serve stop status index clean loadtest bench evaluate evaluate-photos

@@ -25,18 +25,31 @@ def require_built() -> None:
 
 
 def start_server(repository: Path, log_file: Path, load: list[str], extra_args: list[str] | None = None,
-                 tls=None) -> TritonServer:
+                 tls=None, catalog_url: str | None = None) -> TritonServer:
     http, grpc, metrics = free_ports(3)
     return TritonServer(model_repository=repository, http_port=http, grpc_port=grpc, metrics_port=metrics,
-                        log_file=log_file, load_models=load, extra_args=extra_args or [], tls=tls).start()
+                        log_file=log_file, load_models=load, extra_args=extra_args or [], tls=tls,
+                        catalog_url=catalog_url).start()
 
 
 def serve_generation(server: TritonServer, repository: Path) -> int:
-    """The generation a fresh server brings back (the catalog re-encoded where it lacks vectors)."""
+    """The generation a fresh server brings back (the catalog re-encoded where it lacks vectors);
+    the deploy tools read the server's catalog store (its catalog_url, else beside the repository)."""
+    import os
+
+    from productsearch.catalog.store import CATALOG_ENV
     from productsearch.control.deploy import Deployer
 
-    with Deployer(server.grpc_url, repository, server.admin_headers, log=lambda *a: None) as deployer:
-        return deployer.restore()
+    previous = os.environ.pop(CATALOG_ENV, None)
+    if server.catalog_url:
+        os.environ[CATALOG_ENV] = server.catalog_url
+    try:
+        with Deployer(server.grpc_url, repository, server.admin_headers, log=lambda *a: None) as deployer:
+            return deployer.restore()
+    finally:
+        os.environ.pop(CATALOG_ENV, None)
+        if previous is not None:
+            os.environ[CATALOG_ENV] = previous
 
 
 def load_catalog(server: TritonServer, products) -> int:

@@ -19,44 +19,22 @@ Images are content-addressed files in the `images` folder (a shared volume: cata
 from __future__ import annotations
 
 import json
-import threading
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 
 from productsearch.catalog.image_files import ImageFiles
+from productsearch.catalog.milvus_client import client_for, point_alias, stamp
+from productsearch.catalog.milvus_generations import Generations
 from productsearch.catalog.milvus_schema import (OUTPUT_FIELDS, MilvusUrl, document_terms, meta_schema, number_column,
-                                                 parse_url, product_indexes, product_schema, query_terms, term_column)
+                                                 parse_url, query_terms, term_column)
 from productsearch.catalog.records import NUMBER_FIELDS, TERM_FIELDS, RecordError, check_fields
-from productsearch.catalog.rows import (DEFAULT_SHOP, FencedWrite, ProductRow, ProductWrite, StoreError, UnknownProduct,
+from productsearch.catalog.rows import (DEFAULT_SHOP, FencedWrite, ProductWrite, StoreError, UnknownProduct,
                                         check_shop)
 from productsearch.runtime.fusion import fuse
 
 PENDING = -1  # what a write returns inside a batch; committed() turns it into the batch's SEQUENCE
-_clock_lock = threading.Lock()
-_last_stamp = 0
-_clients: dict[str, object] = {}
-
-
-def stamp() -> int:
-    """Microseconds since the epoch, strictly increasing in this process."""
-    global _last_stamp
-    with _clock_lock:
-        _last_stamp = max(time.time_ns() // 1000, _last_stamp + 1)
-        return _last_stamp
-
-
-def client_for(url: MilvusUrl):
-    """One MilvusClient per server and process (it is thread-safe; milvus-lite files allow one)."""
-    if url.uri not in _clients:
-        from pymilvus import MilvusClient
-
-        if not url.uri.startswith("http"):
-            Path(url.uri).parent.mkdir(parents=True, exist_ok=True)
-        _clients[url.uri] = MilvusClient(url.uri)
-    return _clients[url.uri]
 
 
 class Batch:
@@ -67,7 +45,7 @@ class Batch:
         self.sequence = PENDING
 
 
-class MilvusCatalog:
+class MilvusCatalog(Generations):
     """The catalog of one shop in the Milvus at `url` (a parsed MilvusUrl)."""
 
     searched_in_place = True
@@ -88,32 +66,6 @@ class MilvusCatalog:
         if not self.client.has_collection(self.url.meta):
             schema, params = meta_schema(self.client)
             self.client.create_collection(self.url.meta, schema=schema, index_params=params, consistency_level="Strong")
-
-    def generations(self) -> list[int]:
-        prefix = f"{self.url.prefix}_g"
-        return sorted(int(name[len(prefix):]) for name in self.client.list_collections()
-                      if name.startswith(prefix) and name[len(prefix):].isdigit())
-
-    def ensure_generation(self, generation: int, dim: int) -> str:
-        name = self.url.collection(generation)
-        if not self.client.has_collection(name):
-            self.client.create_collection(name, schema=product_schema(self.client, dim),
-                                          index_params=product_indexes(self.client, self.url), consistency_level="Strong")
-        return name
-
-    def dim(self, generation: int) -> int | None:
-        name = self.url.collection(generation)
-        if not self.client.has_collection(name):
-            return None
-        field = next(f for f in self.client.describe_collection(name)["fields"] if f["name"] == "vector")
-        return int(field["params"]["dim"])
-
-    def text_weight(self, generation: int) -> float:
-        weight = self.global_meta(f"fusion:{generation}")
-        if weight is None:
-            raise StoreError(f"generation {generation}'s fusion weight is not registered in {self.url.uri} "
-                             "(its scorer or writer registers it when it loads)")
-        return float(weight)
 
     # ------------------------------------------------------------------ meta
 
@@ -213,15 +165,6 @@ class MilvusCatalog:
             row[number_column(name)] = None if fields.get(name) is None else float(fields[name])
         return row
 
-    def modalities(self, row: dict, generation: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """A stored product's (text, image) vectors, recovered from its fused vector."""
-        w = self.text_weight(generation)
-        vector = np.asarray(row["vector"], np.float32)
-        half = len(vector) // 2
-        if not 0.0 < w < 1.0:
-            raise StoreError(f"generation {generation} fuses at text weight {w}: a write must send both modalities")
-        return vector[:half] / np.sqrt(w), (vector[half:] / np.sqrt(1 - w) if row["has_image"] else None)
-
     def upsert_one(self, batch: Batch, generation: int, write: ProductWrite, now: float) -> int:
         """Buffer one product (replacing the shop's product of that id); PENDING until the flush."""
         if getattr(batch, "generation", None) is None:
@@ -289,48 +232,6 @@ class MilvusCatalog:
             batch.rows[(name, self._pk(pid))] = None
         return PENDING
 
-    # ------------------------------------------------------------------ rebuild (a generation swap)
-
-    def needing_vectors(self, generation: int, limit: int = 1000) -> list[tuple[str, int, str, bytes | None]]:
-        """(id, content_seq, title, image bytes) of the products of the write generation that
-        generation N has no current vectors for."""
-        source = self.write_generation()
-        if source is None or source == generation or not self.client.has_collection(self.url.collection(source)):
-            return []
-        have = {r["pk"]: r["content_seq"] for r in self._scan(self.url.collection(generation), ["content_seq"])} \
-            if self.client.has_collection(self.url.collection(generation)) else {}
-        todo = []
-        for row in self._scan(self.url.collection(source), ["content_seq", "id", "title", "image_sha"]):
-            if have.get(row["pk"]) != row["content_seq"]:
-                todo.append((row["id"], row["content_seq"], row["title"],
-                             self.images.get(row["image_sha"]) if row["image_sha"] and self.images else None))
-                if len(todo) >= limit:
-                    break
-        return todo
-
-    def put_vectors(self, generation: int, vectors: list[tuple[str, int, np.ndarray, np.ndarray | None]]) -> int:
-        """Generation N's vectors for products as of their content_seq; changed ones are skipped."""
-        source = self.url.collection(self.write_generation())
-        weight, rows = self.text_weight(generation), []
-        for pid, content_seq, text, image in vectors:
-            found = self.client.get(source, ids=[self._pk(pid)], output_fields=OUTPUT_FIELDS)
-            if not found or found[0]["content_seq"] != content_seq:
-                continue
-            row = found[0]
-            fused = fuse(np.asarray(text, np.float32)[None], np.asarray(image if image is not None else text, np.float32)[None],
-                         np.ones(1, bool), np.array([image is not None]), weight)[0]
-            rows.append(self._row(pid, row["title"], row["fields"], row["image_sha"], image is not None, content_seq,
-                                  row["seq"], row["updated_at"], fused))
-        if rows:
-            self.client.upsert(self.ensure_generation(generation, len(rows[0]["vector"])), rows)
-        return len(rows)
-
-    def drop_generation(self, generation: int) -> None:
-        """Generation N's vectors of this shop (its collection is shared by every shop)."""
-        name = self.url.collection(generation)
-        if self.client.has_collection(name):
-            self.client.delete(name, filter=f'shop == "{self.shop}"')
-
     # ------------------------------------------------------------------ reads
 
     def _scan(self, collection: str, fields: list[str], where: str = "", batch_size: int = 2000):
@@ -358,10 +259,6 @@ class MilvusCatalog:
             return 0
         rows = self.client.query(collection, filter=f'shop == "{self.shop}"', output_fields=["count(*)"])
         return int(rows[0]["count(*)"])
-
-    def product_row(self, row: dict, generation: int) -> ProductRow:
-        text, image = self.modalities(row, generation)
-        return ProductRow(row["id"], row["title"], row["fields"], text, image, row["updated_at"])
 
     def snapshot(self, generation: int, chunk: int = 20_000):
         from productsearch.catalog.rows import ChangeSet
@@ -430,14 +327,8 @@ def fence_milvus(url: str, generation: int) -> None:
     """The write fence (every shop) and the `<prefix>_live` alias moved to generation N."""
     store = MilvusCatalog(parse_url(url), DEFAULT_SHOP)
     store._meta_put("*", "write_generation", generation)
-    name = store.url.collection(generation)
-    if store.client.has_collection(name):
-        aliases = store.client.list_aliases()
-        aliases = aliases.get("aliases", []) if isinstance(aliases, dict) else aliases
-        if store.url.alias in aliases:
-            store.client.alter_alias(name, store.url.alias)
-        else:
-            store.client.create_alias(name, store.url.alias)
+    if store.client.has_collection(store.url.collection(generation)):
+        point_alias(store.client, store.url, generation)
 
 
 def register_fusion(url: str, generation: int, text_weight: float) -> None:

@@ -65,7 +65,6 @@ class SqliteCatalog:
     (sqlite3 connections are not shared across threads)."""
 
     searched_in_place = False  # each scorer loads it into a live index and follows the log
-
     def __init__(self, root: Path, shop: str = DEFAULT_SHOP, create: bool = True):
         self.root, self.shop = Path(root), check_shop(shop)
         self.path = self.root / f"{shop}.sqlite"
@@ -86,8 +85,6 @@ class SqliteCatalog:
             fence = self.root / FENCE_FILE
             if fence.exists() and db.execute("SELECT 1 FROM meta WHERE key='write_generation'").fetchone() is None:
                 db.execute("INSERT INTO meta VALUES ('write_generation', ?)", (fence.read_text().strip(),))
-
-    # ------------------------------------------------------------------ connection
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -132,10 +129,7 @@ class SqliteCatalog:
         db.execute("RELEASE request")
 
     def committed(self, db: sqlite3.Connection, sequences: list[int]) -> list[int]:
-        """The SEQUENCEs of a committed request's writes (here known inside the transaction)."""
-        return sequences
-
-    # ------------------------------------------------------------------ meta
+        return sequences  # the SEQUENCEs of a committed request's writes, known inside the transaction here
 
     def meta(self, key: str, default=None):
         row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()

@@ -202,7 +202,7 @@ def test_bad_rules_are_refused():
 
 
 def test_a_deleted_product_leaves_the_lexical_index(ask, catalog):
-    model, root = catalog[0], catalog[1]
+    root = catalog[1]
     store = open_store(catalog_url(root))
     assert "P00421" in ids(ask("SKU-00421-RE"))
     with store.transaction() as db:

@@ -1,0 +1,99 @@
+"""A shop's generations in Milvus (part of catalog/milvus_store.py's MilvusCatalog): one collection
+per generation, made by the first write or rebuild of it; its fusion weight registered by its
+models; and the rebuild of a swap - the products of the write generation that generation N has
+no current vectors for (re-encoded by control/rebuild.py through N's encoders), and N's vectors
+written back beside the record copied from the write generation.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from productsearch.catalog.milvus_client import point_alias
+from productsearch.catalog.milvus_schema import OUTPUT_FIELDS, product_indexes, product_schema
+from productsearch.catalog.rows import ProductRow, StoreError
+from productsearch.runtime.fusion import fuse
+
+
+class Generations:
+    """Mixed into MilvusCatalog (self.client, self.url, self.shop, meta and rows come from it)."""
+
+    def generations(self) -> list[int]:
+        prefix = f"{self.url.prefix}_g"
+        return sorted(int(name[len(prefix):]) for name in self.client.list_collections()
+                      if name.startswith(prefix) and name[len(prefix):].isdigit())
+
+    def ensure_generation(self, generation: int, dim: int) -> str:
+        name = self.url.collection(generation)
+        if not self.client.has_collection(name):
+            self.client.create_collection(name, schema=product_schema(self.client, dim),
+                                          index_params=product_indexes(self.client, self.url), consistency_level="Strong")
+            if self.write_generation() == generation:
+                point_alias(self.client, self.url, generation)
+        return name
+
+    def dim(self, generation: int) -> int | None:
+        name = self.url.collection(generation)
+        if not self.client.has_collection(name):
+            return None
+        field = next(f for f in self.client.describe_collection(name)["fields"] if f["name"] == "vector")
+        return int(field["params"]["dim"])
+
+    def text_weight(self, generation: int) -> float:
+        weight = self.global_meta(f"fusion:{generation}")
+        if weight is None:
+            raise StoreError(f"generation {generation}'s fusion weight is not registered in {self.url.uri} "
+                             "(its scorer or writer registers it when it loads)")
+        return float(weight)
+
+    def needing_vectors(self, generation: int, limit: int = 1000) -> list[tuple[str, int, str, bytes | None]]:
+        """(id, content_seq, title, image bytes) of the products of the write generation that
+        generation N has no current vectors for."""
+        source = self.write_generation()
+        if source is None or source == generation or not self.client.has_collection(self.url.collection(source)):
+            return []
+        have = {r["pk"]: r["content_seq"] for r in self._scan(self.url.collection(generation), ["content_seq"])} \
+            if self.client.has_collection(self.url.collection(generation)) else {}
+        todo = []
+        for row in self._scan(self.url.collection(source), ["content_seq", "id", "title", "image_sha"]):
+            if have.get(row["pk"]) != row["content_seq"]:
+                todo.append((row["id"], row["content_seq"], row["title"],
+                             self.images.get(row["image_sha"]) if row["image_sha"] and self.images else None))
+                if len(todo) >= limit:
+                    break
+        return todo
+
+    def put_vectors(self, generation: int, vectors: list[tuple[str, int, np.ndarray, np.ndarray | None]]) -> int:
+        """Generation N's vectors for products as of their content_seq; changed ones are skipped."""
+        source = self.url.collection(self.write_generation())
+        weight, rows = self.text_weight(generation), []
+        for pid, content_seq, text, image in vectors:
+            found = self.client.get(source, ids=[self._pk(pid)], output_fields=OUTPUT_FIELDS)
+            if not found or found[0]["content_seq"] != content_seq:
+                continue
+            row = found[0]
+            fused = fuse(np.asarray(text, np.float32)[None], np.asarray(image if image is not None else text, np.float32)[None],
+                         np.ones(1, bool), np.array([image is not None]), weight)[0]
+            rows.append(self._row(pid, row["title"], row["fields"], row["image_sha"], image is not None, content_seq,
+                                  row["seq"], row["updated_at"], fused))
+        if rows:
+            self.client.upsert(self.ensure_generation(generation, len(rows[0]["vector"])), rows)
+        return len(rows)
+
+    def drop_generation(self, generation: int) -> None:
+        """Generation N's vectors of this shop (its collection is shared by every shop)."""
+        name = self.url.collection(generation)
+        if self.client.has_collection(name):
+            self.client.delete(name, filter=f'shop == "{self.shop}"')
+
+    def modalities(self, row: dict, generation: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """A stored product's (text, image) vectors, recovered from its fused vector."""
+        w = self.text_weight(generation)
+        vector = np.asarray(row["vector"], np.float32)
+        half = len(vector) // 2
+        if not 0.0 < w < 1.0:
+            raise StoreError(f"generation {generation} fuses at text weight {w}: a write must send both modalities")
+        return vector[:half] / np.sqrt(w), (vector[half:] / np.sqrt(1 - w) if row["has_image"] else None)
+
+    def product_row(self, row: dict, generation: int) -> ProductRow:
+        text, image = self.modalities(row, generation)
+        return ProductRow(row["id"], row["title"], row["fields"], text, image, row["updated_at"])
