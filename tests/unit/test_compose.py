@@ -219,6 +219,73 @@ def test_server_services_share_one_image(compose):
     assert compose["services"]["locust"]["build"]["target"] == "loadtest"
 
 
+# ---------------------------------------------------------------- profile `scale`: Triton replicas on Milvus
+
+SCALE = {"milvus-etcd", "milvus-minio", "milvus", "triton-milvus-a", "triton-milvus-b", "indexer-milvus"}
+MILVUS_CATALOG = "milvus://milvus:19530?images=/srv/catalog-images"
+
+
+def in_profile(service: dict, profile: str) -> bool:
+    return profile in service.get("profiles", [])
+
+
+def test_default_up_is_unchanged_by_the_scale_profile(compose):
+    """`docker compose up` (no profile) starts exactly the four services it always did."""
+    default = {name for name, service in compose["services"].items() if not service.get("profiles")}
+    assert default == {"build", "triton", "indexer", "locust"}
+    assert "PRODUCTSEARCH_CATALOG" not in compose["services"]["triton"]["environment"]  # SQLite in the volume
+    for name in default:  # nothing the default services need waits on the profile
+        assert not set(compose["services"][name].get("depends_on", {})) & SCALE, name
+
+
+def test_scale_profile_services(compose):
+    services = compose["services"]
+    assert {name for name, s in services.items() if in_profile(s, "scale")} == SCALE
+    assert re.fullmatch(r"milvusdb/milvus:v2\.6\.\d+", services["milvus"]["image"])
+    assert services["milvus"]["command"] == ["milvus", "run", "standalone"]
+    env = services["milvus"]["environment"]
+    assert env["ETCD_ENDPOINTS"] == "milvus-etcd:2379" and env["MINIO_ADDRESS"] == "milvus-minio:9000"
+    assert services["milvus"]["depends_on"] == {"milvus-etcd": {"condition": "service_healthy"},
+                                                "milvus-minio": {"condition": "service_healthy"}}
+    # health checks as in Milvus's own compose file: what `service_healthy` waits on
+    assert "http://localhost:9091/healthz" in services["milvus"]["healthcheck"]["test"]
+    assert services["milvus-etcd"]["healthcheck"]["test"] == ["CMD", "etcdctl", "endpoint", "health"]
+    assert "http://localhost:9000/minio/health/live" in services["milvus-minio"]["healthcheck"]["test"]
+    for name in ("milvus-etcd", "milvus-minio", "milvus"):
+        assert mounts(services[name]), f"{name} keeps its data in a named volume"
+        assert set(mounts(services[name])) <= set(compose["volumes"]), name
+
+
+def test_scale_tritons_are_the_triton_service_on_milvus(compose):
+    services = compose["services"]
+    triton = services["triton"]
+    ports = set()
+    for name in ("triton-milvus-a", "triton-milvus-b"):
+        replica = services[name]
+        assert replica["environment"]["PRODUCTSEARCH_CATALOG"] == MILVUS_CATALOG, name
+        assert "PRODUCTSEARCH_ADMIN_KEY" in replica["environment"]
+        for key in ("command", "image", "healthcheck", "deploy", "shm_size", "ulimits", "init", "restart"):
+            assert replica[key] == triton[key], f"{name}.{key} differs from triton's"
+        assert mounts(replica)["catalog-images"] == MILVUS_CATALOG.split("images=")[1]  # shared image folder
+        assert mounts(replica)["model-repository"] == MODEL_REPOSITORY
+        assert mounts(replica)["run"] == mounts(triton)["run"]  # one admin key for all replicas
+        assert {p.split(":")[-1] for p in replica["ports"]} == {"8000", "8001", "8002"}
+        ports |= {p.split(":")[0] for p in replica["ports"]}
+    assert len(ports) == 6 and not ports & {p.split(":")[0] for p in triton["ports"]}  # no host port clash
+    a, b = services["triton-milvus-a"], services["triton-milvus-b"]
+    assert a["depends_on"]["milvus"]["condition"] == "service_healthy"
+    assert a["depends_on"]["triton"]["condition"] == "service_healthy"  # admin key and serving generation exist
+    assert b["depends_on"]["triton-milvus-a"]["condition"] == "service_healthy"
+    indexer = services["indexer-milvus"]
+    assert "--url triton-milvus-a:8001,triton-milvus-b:8001" in service_command(indexer)
+    assert all(indexer["depends_on"][n]["condition"] == "service_healthy" for n in ("triton-milvus-a", "triton-milvus-b"))
+
+
+def test_scale_ports_are_overridable():
+    custom = load_compose({"TRITON_SCALE_B_GRPC_PORT": "9201"})
+    assert "9201:8001" in custom["services"]["triton-milvus-b"]["ports"]
+
+
 # ---------------------------------------------------------------- Dockerfile
 
 
@@ -237,7 +304,8 @@ def test_dockerfile_is_based_on_triton_24_10(compose):
     assert stages["server"] == TRITON_IMAGE
     assert stages["server"].rsplit(":", 1)[1] == "24.10-py3"
     for service in compose["services"].values():  # every target compose builds exists
-        assert service["build"]["target"] in stages
+        if "build" in service:  # Milvus and its dependencies are published images
+            assert service["build"]["target"] in stages
 
 
 def test_dockerfile_installs_what_the_container_needs():
@@ -245,6 +313,7 @@ def test_dockerfile_installs_what_the_container_needs():
     assert "numpy==1." in text  # numpy 2 breaks the python backend stub
     assert "nvidia-pytriton" not in re.sub(r"#.*", "", text)  # the container has its own server
     assert "download.pytorch.org/whl/cu126" in text  # torch built for the container's CUDA 12.6
+    assert "pymilvus==3.0.2" in text  # the catalog store on Milvus (profile scale, Kubernetes)
     assert re.search(r"pip install .*-e \.", text)  # model.py files import productsearch
 
 

@@ -105,7 +105,7 @@ def test_readme_layout_table_names_every_folder():
     layout = readme[readme.index("## Layout"):]
     layout = layout[:layout.index("\n## ", 4)]
     rooms = [p for p in (ROOT / "productsearch").iterdir() if p.is_dir() and (p / "__init__.py").exists()]
-    for folder in ["model_repository", "clients", "loadtest", "tests", *(f"productsearch/{p.name}" for p in rooms)]:
+    for folder in ["model_repository", "clients", "loadtest", "deploy", "tests", *(f"productsearch/{p.name}" for p in rooms)]:
         assert f"`{folder}/`" in layout, f"README Layout table lacks {folder}/"
     for mentioned in __import__("re").findall(r"`(productsearch/\w+)/`", layout):
         assert (ROOT / mentioned).is_dir(), f"README Layout names {mentioned}/, which does not exist"
