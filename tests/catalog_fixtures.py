@@ -32,6 +32,7 @@ def write_store(repository: Path, products: list[dict], text: np.ndarray, image:
     register_generation(catalog_url(Path(repository)), generation, 0.5)
     now = time.time()
     with store.transaction() as db:
+        store.prefetch(db, generation, [p["id"] for p in products])
         for i, product in enumerate(products):
             fields = {k: v for k, v in product.items() if k not in ("id", "title")}
             store.upsert_one(db, generation, ProductWrite(product["id"], product.get("title") or product["id"], fields,

@@ -39,11 +39,15 @@ class Generations:
         return int(field["params"]["dim"])
 
     def text_weight(self, generation: int) -> float:
-        weight = self.global_meta(f"fusion:{generation}")
-        if weight is None:
-            raise StoreError(f"generation {generation}'s fusion weight is not registered in {self.url.uri} "
-                             "(its scorer or writer registers it when it loads)")
-        return float(weight)
+        """Generation N's fusion weight (read once: it belongs to N's towers, as N's manifest says)."""
+        weights = self.__dict__.setdefault("_weights", {})
+        if generation not in weights:
+            weight = self.global_meta(f"fusion:{generation}")
+            if weight is None:
+                raise StoreError(f"generation {generation}'s fusion weight is not registered in {self.url.uri} "
+                                 "(its scorer or writer registers it when it loads)")
+            weights[generation] = float(weight)
+        return weights[generation]
 
     def needing_vectors(self, generation: int, limit: int = 1000) -> list[tuple[str, int, str, bytes | None]]:
         """(id, content_seq, title, image bytes) of the products of the write generation that

@@ -26,7 +26,7 @@ from productsearch.catalog.records import NUMBER_FIELDS, TERM_FIELDS
 from productsearch.catalog.rows import StoreError
 from productsearch.runtime.limits import MAX_TEXT_BYTES
 
-INDEX_TYPES = ("FLAT", "IVF_FLAT", "IVF_SQ8", "HNSW", "AUTOINDEX")
+INDEX_TYPES = ("FLAT", "IVF_FLAT", "IVF_SQ8", "HNSW", "DISKANN", "GPU_CAGRA", "AUTOINDEX")  # milvus-lite: FLAT, IVF_*, HNSW
 MAX_TERMS_CHARS = 65_535  # Milvus VARCHAR limit: a document's terms beyond it are not indexed
 MAX_QUERY_TERMS = 64
 TITLE_MAX = MAX_TEXT_BYTES  # bytes of UTF-8, as records.py checks them
@@ -143,13 +143,13 @@ def product_schema(client, dim: int):
 
 def product_indexes(client, url: MilvusUrl):
     params = client.prepare_index_params()
-    vector_params = {"nlist": url.nlist} if url.index.startswith("IVF") else {"M": 16, "efConstruction": 200} \
-        if url.index == "HNSW" else {}
+    vector_params = {"IVF_FLAT": {"nlist": url.nlist}, "IVF_SQ8": {"nlist": url.nlist}, "HNSW": {"M": 16, "efConstruction": 200},
+                     "GPU_CAGRA": {"intermediate_graph_degree": 64, "graph_degree": 32}}.get(url.index, {})
     params.add_index("vector", index_type=url.index, metric_type="IP", params=vector_params)
     for name in ("words", "grams"):
         params.add_index(f"{name}_bm25", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
-    for name in ("category", "brand", "sku", "group"):
-        params.add_index(term_column(name), index_type="INVERTED")
+    # scalar indexes on what Milvus filters by (the other fields are read for re-ranking only)
+    params.add_index(term_column("category"), index_type="INVERTED")
     for name in ("price", "stock"):
         params.add_index(number_column(name), index_type="INVERTED")
     params.add_index("id", index_type="INVERTED")

@@ -102,7 +102,14 @@ class MilvusShopSearch:
         rows = self.store.client.query(self.collection, filter=expression, output_fields=["count(*)"])
         return int(rows[0]["count(*)"])
 
-    def search_params(self, expression: str, filtered: bool, total: int) -> dict:
+    def search_params(self, expression: str, filtered: bool, total: int, limit: int) -> dict:
+        """The index's search breadth: nprobe (IVF, scaled by the filter's share), ef (HNSW),
+        search_list (DISKANN), each at least the depth asked for."""
+        kind = self.store.url.index
+        if kind == "HNSW":
+            return {"params": {"ef": max(64, limit)}}
+        if kind == "DISKANN":
+            return {"params": {"search_list": max(100, limit)}}
         if not self.ivf:
             return {}
         nprobe = BASE_NPROBE
@@ -115,7 +122,7 @@ class MilvusShopSearch:
         total = self.count(f"shop == {literal(self.store.shop)}") if self.ivf else 0
         for (expression, limit, filtered), vectors in groups.items():
             hits = self.store.client.search(self.collection, [v.tolist() for v in vectors], limit=limit, filter=expression,
-                                            output_fields=OUTPUT_FIELDS, search_params=self.search_params(expression, filtered, total))
+                                            output_fields=OUTPUT_FIELDS, search_params=self.search_params(expression, filtered, total, limit))
             for per_query in hits:
                 for hit in per_query:
                     if hit["entity"]["id"] not in have:

@@ -38,11 +38,17 @@ PENDING = -1  # what a write returns inside a batch; committed() turns it into t
 
 
 class Batch:
-    """The buffered writes of one batch: (collection, pk) -> row to upsert, or None to delete."""
+    """The buffered writes of one batch: (collection, pk) -> row to upsert, or None to delete;
+    what it read (`known`: the same keys -> stored row or None), and its writer's generation,
+    closed lists and collections, read once per batch."""
 
     def __init__(self):
         self.rows: dict[tuple[str, str], dict | None] = {}
+        self.known: dict[tuple[str, str], dict | None] = {}
         self.sequence = PENDING
+        self.generation: int | None = None
+        self.closed: dict = {}
+        self.collections: list[int] | None = None
 
 
 class MilvusCatalog(Generations):
@@ -135,22 +141,31 @@ class MilvusCatalog(Generations):
                 self.client.upsert(collection, rows)
             if gone:
                 self.client.delete(collection, ids=gone)
-        writer = getattr(batch, "generation", None)
-        if writer is not None and writer in generations:
-            self._fence(writer)  # after: a swap that started during the flush refuses this batch
+        if batch.generation is not None and batch.generation in generations:
+            self._fence(batch.generation)  # after: a swap that started during the flush refuses this batch
         batch.sequence = stamp()
 
     def _pk(self, pid: str) -> str:
         return f"{self.shop}/{pid}"
 
+    def prefetch(self, batch: Batch, generation: int, ids: list[str]) -> None:
+        """Read the stored rows of a batch's products in one call (instead of one per write)."""
+        collection = self.url.collection(generation)
+        keys = [self._pk(pid) for pid in dict.fromkeys(ids) if (collection, self._pk(pid)) not in batch.known]
+        if not keys or not self.client.has_collection(collection):
+            return
+        found = {r["pk"]: r for r in self.client.get(collection, ids=keys, output_fields=OUTPUT_FIELDS)}
+        batch.known.update({(collection, key): found.get(key) for key in keys})
+
     def _current(self, batch: Batch, collection: str, pid: str) -> dict | None:
         key = (collection, self._pk(pid))
         if key in batch.rows:
             return batch.rows[key]
-        if not self.client.has_collection(collection):
-            return None
-        rows = self.client.get(collection, ids=[self._pk(pid)], output_fields=OUTPUT_FIELDS)
-        return rows[0] if rows else None
+        if key not in batch.known:
+            rows = self.client.get(collection, ids=[key[1]], output_fields=OUTPUT_FIELDS) \
+                if self.client.has_collection(collection) else []
+            batch.known[key] = rows[0] if rows else None
+        return batch.known[key]
 
     def _row(self, pid: str, title: str, fields: dict, image_sha: str | None, has_image: bool, content_seq: int,
              seq: int, now: float, vector: np.ndarray) -> dict:
@@ -167,7 +182,7 @@ class MilvusCatalog(Generations):
 
     def upsert_one(self, batch: Batch, generation: int, write: ProductWrite, now: float) -> int:
         """Buffer one product (replacing the shop's product of that id); PENDING until the flush."""
-        if getattr(batch, "generation", None) is None:
+        if batch.generation is None:
             self._fence(generation)
             batch.generation = generation
             batch.closed = self.closed_values()
@@ -191,7 +206,7 @@ class MilvusCatalog(Generations):
         fused = fuse(np.asarray(text, np.float32)[None], np.asarray(image if has_image else text, np.float32)[None],
                      np.ones(1, bool), np.array([has_image]), self.text_weight(generation))[0]
         seq = stamp()
-        if not getattr(batch, "collections", None):
+        if batch.collections is None:
             self.ensure_generation(generation, len(fused))
             batch.collections = self.generations()
         batch.rows[(collection, self._pk(write.id))] = self._row(write.id, title, write.fields, image_sha, has_image,

@@ -131,6 +131,9 @@ class SqliteCatalog:
     def committed(self, db: sqlite3.Connection, sequences: list[int]) -> list[int]:
         return sequences  # the SEQUENCEs of a committed request's writes, known inside the transaction here
 
+    def prefetch(self, db: sqlite3.Connection, generation: int, ids: list[str]) -> None:
+        """Nothing to read ahead: a local database answers each write's reads at once."""
+
     def meta(self, key: str, default=None):
         row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return default if row is None else json.loads(row[0])

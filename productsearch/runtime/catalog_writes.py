@@ -128,6 +128,9 @@ class CatalogModel:
         """Apply one row inside the transaction; its sequence."""
         raise NotImplementedError
 
+    def prepare(self, store, db, rows: list) -> None:
+        """Before the batch's writes (the writer reads its products' stored rows in one call)."""
+
     def execute(self, requests):
         parsed: list = []
         for request in requests:
@@ -143,6 +146,7 @@ class CatalogModel:
                 store = self.store(shop)
                 now = time.time()
                 with store.transaction() as db:
+                    self.prepare(store, db, [row for i in members for row in parsed[i][1]])
                     for i in members:
                         try:
                             with store.savepoint(db):
@@ -224,6 +228,9 @@ class CatalogWriterModel(CatalogModel):
                 image=images[i] or None, text_vector=text[i] if text_present[i] else None,
                 image_vector=image[i] if image_present[i] else None))
         return shop_of(request, len(ids)), rows
+
+    def prepare(self, store, db, rows: list[ProductWrite]) -> None:
+        store.prefetch(db, self.ctx.version, [row.id for row in rows])
 
     def write(self, store, db, row: ProductWrite, now: float) -> int:
         return store.upsert_one(db, self.ctx.version, row, now)

@@ -4,17 +4,22 @@ import pytest
 
 from productsearch.runtime.model_io import RequestError
 from productsearch.runtime.scorer import RowQuery, ScorerModel, check_top_k
-from tests.catalog_fixtures import random_vectors, scorer_args, write_store
+from tests.catalog_fixtures import STORE_KINDS, catalog_store, random_vectors, scorer_args, write_store
 
 
-@pytest.fixture
-def scorer(tmp_path):
-    products = [{"id": f"P{i:04d}", "title": f"product {i}"} for i in range(500)]
-    embeddings = write_store(tmp_path, products, random_vectors(500, 384, 7), random_vectors(500, 384, 17), generation=3)
-    model = ScorerModel()
-    model.initialize(scorer_args(tmp_path, 3))
-    yield model, embeddings
-    model.finalize()
+@pytest.fixture(params=STORE_KINDS)
+def scorer(request, tmp_path):
+    with catalog_store(request.param, tmp_path):
+        products = [{"id": f"P{i:04d}", "title": f"product {i}"} for i in range(500)]
+        embeddings = write_store(tmp_path, products, random_vectors(500, 384, 7), random_vectors(500, 384, 17), generation=3)
+        model = ScorerModel()
+        model.initialize(scorer_args(tmp_path, 3))
+        yield model, embeddings
+        model.finalize()
+
+
+def positions(ids: list[str]) -> list[int]:
+    return [int(pid[1:]) for pid in ids]
 
 
 def test_batched_top_k_equals_brute_force(scorer):
@@ -22,11 +27,11 @@ def test_batched_top_k_equals_brute_force(scorer):
     rng = np.random.default_rng(8)
     queries = random_vectors(7, 768, 8)
     ks = [1, 5, 10, 10, 50, 3, 500]
-    results = model.compute([RowQuery(q, k) for q, k in zip(queries, ks)])
-    for query, k, (index, scores) in zip(queries, ks, results):
+    results = model.compute_ids([RowQuery(q, k) for q, k in zip(queries, ks)])
+    for query, k, (ids, scores) in zip(queries, ks, results):
         brute = embeddings @ query
         expected = np.argsort(-brute, kind="stable")[:k]
-        assert list(index) == list(expected)
+        assert positions(ids) == list(expected)
         np.testing.assert_allclose(scores, brute[expected], atol=1e-5)
         assert np.all(np.diff(scores) <= 0)
     assert model.generation.tolist() == [3]
@@ -35,8 +40,8 @@ def test_batched_top_k_equals_brute_force(scorer):
 
 def test_top_k_larger_than_catalog_returns_whole_catalog_ranked(scorer):
     model, embeddings = scorer
-    (index, scores), = model.compute([RowQuery(embeddings[0], 1000)])
-    assert len(index) == 500 and index[0] == 0 and scores[0] == pytest.approx(1.0, abs=1e-5)
+    (ids, scores), = model.compute_ids([RowQuery(embeddings[0], 1000)])
+    assert len(ids) == 500 and ids[0] == "P0000" and scores[0] == pytest.approx(1.0, abs=1e-5)
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1001, 10**6])
@@ -50,5 +55,5 @@ def test_the_catalog_reads_its_own_changes_before_each_batch(scorer, tmp_path):
     model, embeddings = scorer
     extra = write_store(tmp_path, [{"id": "NEW", "title": "new"}], random_vectors(1, 384, 99), random_vectors(1, 384, 98),
                         generation=3)
-    (index, scores), = model.compute([RowQuery(extra[0], 1)])
-    assert model.index().ids[index[0]] == b"NEW" and scores[0] == pytest.approx(1.0, abs=1e-5)
+    (ids, scores), = model.compute_ids([RowQuery(extra[0], 1)])
+    assert ids == ["NEW"] and scores[0] == pytest.approx(1.0, abs=1e-5)
