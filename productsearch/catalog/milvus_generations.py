@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from productsearch.catalog.milvus_client import point_alias
+from productsearch.catalog.milvus_client import point_alias, stamp
 from productsearch.catalog.milvus_schema import OUTPUT_FIELDS, product_indexes, product_schema
-from productsearch.catalog.rows import ProductRow, StoreError
+from productsearch.catalog.rows import ChangeSet, ProductRow, StoreError
 from productsearch.runtime.fusion import fuse
 
 
@@ -101,3 +101,17 @@ class Generations:
     def product_row(self, row: dict, generation: int) -> ProductRow:
         text, image = self.modalities(row, generation)
         return ProductRow(row["id"], row["title"], row["fields"], text, image, row["updated_at"])
+
+    def snapshot(self, generation: int, chunk: int = 20_000):
+        head, rows = stamp(), []
+        name = self.url.collection(generation)
+        if self.client.has_collection(name):
+            for row in self._scan(name, OUTPUT_FIELDS[1:]):
+                rows.append(self.product_row(row, generation))
+                if len(rows) >= chunk:
+                    yield ChangeSet(head, rows)
+                    rows = []
+        yield ChangeSet(head, rows)
+
+    def changes(self, generation: int, after: int, limit: int = 100_000):
+        raise StoreError("the Milvus catalog is searched in place; it has no log to follow")

@@ -275,22 +275,6 @@ class MilvusCatalog(Generations):
         rows = self.client.query(collection, filter=f'shop == "{self.shop}"', output_fields=["count(*)"])
         return int(rows[0]["count(*)"])
 
-    def snapshot(self, generation: int, chunk: int = 20_000):
-        from productsearch.catalog.rows import ChangeSet
-
-        head, rows = stamp(), []
-        name = self.url.collection(generation)
-        if self.client.has_collection(name):
-            for row in self._scan(name, OUTPUT_FIELDS[1:]):
-                rows.append(self.product_row(row, generation))
-                if len(rows) >= chunk:
-                    yield ChangeSet(head, rows)
-                    rows = []
-        yield ChangeSet(head, rows)
-
-    def changes(self, generation: int, after: int, limit: int = 100_000):
-        raise StoreError("the Milvus catalog is searched in place; it has no log to follow")
-
     def lexical(self, text: str, limit: int, generation: int | None = None) -> list[tuple[str, float]]:
         """(id, BM25) best first: 3 x BM25 over words + 1 x BM25 over grams, as the embedded store weighs them."""
         collection = self.url.collection(generation) if generation is not None else self._serving()

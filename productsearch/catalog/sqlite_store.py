@@ -170,8 +170,6 @@ class SqliteCatalog:
         """The generation whose writers may write (None: any, until a deploy sets it)."""
         return self.meta("write_generation")
 
-    # ------------------------------------------------------------------ writes
-
     def _log(self, db: sqlite3.Connection, op: str, pid: str, now: float) -> int:
         return db.execute("INSERT INTO log (op, id, at) VALUES (?, ?, ?)", (op, pid, now)).lastrowid
 
