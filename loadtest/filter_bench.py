@@ -30,11 +30,12 @@ from productsearch.catalog.store import catalog_url, open_store
 from productsearch.runtime.scorer import RowQuery, ScorerModel
 
 
-def scorer_over(store_root: Path, work: Path, generation: int) -> ScorerModel:
-    """A scorer (as Triton would make it) reading the synthetic store at `store_root`."""
+def scorer_over(store: Path | str, work: Path, generation: int) -> ScorerModel:
+    """A scorer (as Triton would make it) reading the store at `store` (a SQLite folder or a URL)."""
     (work / "scorer" / str(generation)).mkdir(parents=True, exist_ok=True)
+    url = store if isinstance(store, str) else f"sqlite://{store}"
     model = ScorerModel()
-    model.initialize({"model_config": json.dumps({"parameters": {"catalog": {"string_value": f"sqlite://{store_root}"}}}),
+    model.initialize({"model_config": json.dumps({"parameters": {"catalog": {"string_value": url}}}),
                       "model_version": str(generation), "model_name": "scorer", "model_repository": str(work / "scorer"),
                       "model_instance_kind": "CPU"})
     return model

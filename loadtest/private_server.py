@@ -5,6 +5,7 @@ model-repository API; and a throwaway server over a temporary linked repository 
 """
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from contextlib import contextmanager
@@ -13,7 +14,7 @@ from pathlib import Path
 import tritonclient.grpc as grpcclient
 
 from clients.index import load_products, read_products
-from productsearch.catalog.store import catalog_url, open_store
+from productsearch.catalog.store import CATALOG_ENV, catalog_url, open_store
 from productsearch.control.deploy import Deployer, versions_config
 from productsearch.control.generations import GenerationError, read_manifest
 from productsearch.control.paths import DEFAULT_MODEL_REPOSITORY, DEMO_CATALOG
@@ -89,23 +90,39 @@ def start_private_server(work: Path, log=print) -> TritonServer:
 
 
 @contextmanager
-def temporary_server(tmp: Path, generations=(1,), prepare=None):
-    """A tritonserver over a fresh link of the model repository's `generations` in `tmp` (its own,
-    empty catalog store), `prepare(repository)` run before it starts, serving after a restore;
-    stopped on exit. `server.repository` is the linked repository."""
-    repository = link_repository(DEFAULT_MODEL_REPOSITORY, Path(tmp) / "model_repository", generations=list(generations))
+def temporary_server(tmp: Path, generations=(1,), prepare=None, catalog_url: str | None = None, name: str = "triton",
+                     repository: Path | None = None):
+    """A tritonserver over a fresh link of the model repository's `generations` in `tmp` (or over
+    `repository`), with its own empty catalog store (or the one at `catalog_url`), `prepare(repository)`
+    run before it starts, serving after a restore; stopped on exit. `server.repository` is the
+    linked repository."""
+    repository = repository or link_repository(DEFAULT_MODEL_REPOSITORY, Path(tmp) / "model_repository",
+                                               generations=list(generations))
     if prepare is not None:
         prepare(repository)
     http, grpc, metrics = free_ports(3)
     server = TritonServer(model_repository=repository, http_port=http, grpc_port=grpc, metrics_port=metrics,
-                          log_file=Path(tmp) / "triton.log").start()
+                          log_file=Path(tmp) / f"{name}.log", catalog_url=catalog_url).start()
     try:
-        with Deployer(server.grpc_url, repository, server.admin_headers, log=lambda *a: None) as deployer:
-            deployer.restore()
+        restore(server, repository)
         server.repository = repository
         yield server
     finally:
         server.stop()
+
+
+def restore(server: TritonServer, repository: Path) -> int | None:
+    """The server's generation brought back, the deploy tools reading the server's catalog store."""
+    previous = os.environ.pop(CATALOG_ENV, None)
+    if server.catalog_url:
+        os.environ[CATALOG_ENV] = server.catalog_url
+    try:
+        with Deployer(server.grpc_url, repository, server.admin_headers, log=lambda *a: None) as deployer:
+            return deployer.restore()
+    finally:
+        os.environ.pop(CATALOG_ENV, None)
+        if previous is not None:
+            os.environ[CATALOG_ENV] = previous
 
 
 def reload_models(server, models, mutate=None, timeout_s: float = 1200) -> float:

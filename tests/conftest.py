@@ -35,21 +35,9 @@ def start_server(repository: Path, log_file: Path, load: list[str], extra_args: 
 def serve_generation(server: TritonServer, repository: Path) -> int:
     """The generation a fresh server brings back (the catalog re-encoded where it lacks vectors);
     the deploy tools read the server's catalog store (its catalog_url, else beside the repository)."""
-    import os
+    from loadtest.private_server import restore
 
-    from productsearch.catalog.store import CATALOG_ENV
-    from productsearch.control.deploy import Deployer
-
-    previous = os.environ.pop(CATALOG_ENV, None)
-    if server.catalog_url:
-        os.environ[CATALOG_ENV] = server.catalog_url
-    try:
-        with Deployer(server.grpc_url, repository, server.admin_headers, log=lambda *a: None) as deployer:
-            return deployer.restore()
-    finally:
-        os.environ.pop(CATALOG_ENV, None)
-        if previous is not None:
-            os.environ[CATALOG_ENV] = previous
+    return restore(server, repository)
 
 
 def load_catalog(server: TritonServer, products) -> int:
