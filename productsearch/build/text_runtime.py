@@ -4,7 +4,8 @@ gate passes: every figure of the held-out target table (demo held-out combinatio
 TEST) within GATE of the torch fp32 tower's (the fastest int8 variant that passes; else ONNX
 Runtime fp32), the image side fixed (the served image tower's
 embeddings). The figures, and the smallest cosine to torch on the held-out queries, go to
-text_model/runtime.json and the generation's manifest. Re-run only this step on a built generation:
+text_model/runtime.json and the generation's manifest (its encoder checksums cover the new files).
+Re-run only this step on a built generation:
 
     python -m productsearch.build.text_runtime [--generation N] [--force]     # ~1-2 minutes
 """
@@ -122,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     from productsearch.catalog.demo_zh import ZH_FRACTION
     from productsearch.control.paths import DEFAULT_MODEL_REPOSITORY, DEMO_CATALOG_DIR
     from productsearch.encoders.use_multilingual import UseTextTower
+    from productsearch.control.generations import read_manifest, record_encoders
     from productsearch.control.repository import latest_generation
     from productsearch.runtime.generation_settings import generation_text_weight
 
@@ -143,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     runtime = choose_text_runtime(model_dir, UseTextTower(model_dir), catalog,
                                   lambda: image_side(out / "image_encoder" / str(generation), catalog,
                                                      Path(args.catalog_dir), args.seed), w, force=args.force)
+    manifest = read_manifest(out, generation)  # the new files are part of the generation's encoders
+    record_encoders(out, generation, {**manifest.get("built_by", {}), "text_runtime": runtime["serve"],
+                                      "text_runtime_gate": runtime["gate"]["max_change"]}, manifest.get("fusion"))
     print(format_gate(runtime))
     return 0
 
