@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scales", default=None, help="catalog sizes for the scale section, e.g. 10000,1000000")
     parser.add_argument("--sigma", type=float, default=1.0, help="scale section: noise of the synthetic catalogs (default 1)")
     parser.add_argument("--variants", default=None, help=f"tuning section: ';'-separated subset of {list(TUNING_VARIANTS)}")
+    parser.add_argument("--rounds", type=int, default=1, help="tuning section: rounds of the variants (median, min-max)")
     parser.add_argument("--write", action="store_true", help="record the tables in BENCHMARKS.md")
     args = parser.parse_args(argv)
 
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                                                   key=server.key if server is not None else None)
             elif section == "tuning":
                 variants = args.variants.split(";") if args.variants else None
-                results[section] = asyncio.run(tuning_section(server, workload, settings, log, variants))
+                results[section] = asyncio.run(tuning_section(server, workload, settings, log, variants, args.rounds))
             log(results[section])
             log(f"({section}: {time.monotonic() - section_started:.0f} s)")
             if args.write:

@@ -169,16 +169,25 @@ def set_instances(config, count: int) -> None:
     group.count = count
 
 
-def encoder_variant(threads: int, instances: int, delay_us: int | None = None, preferred: list[int] | None = None):
-    """A mutate() for reload_models: both encoders with these threads/instances/queue settings."""
+ENCODERS = ("text_encoder", "image_encoder")
+
+
+def encoder_variant(threads: int | None = None, instances: int | None = None, delay_us: int | None = None,
+                    preferred: list[int] | None = None, models=ENCODERS, runtime: str | None = None):
+    """A mutate() for reload_models: `models` (default both encoders) with these threads /
+    instances / queue settings / runtime parameter; None leaves a setting as shipped."""
     def mutate(model, config):
-        if model in ("text_encoder", "image_encoder"):
-            set_parameter(config, "torch_threads", str(threads))
-            set_instances(config, instances)
+        if model in models:
+            if threads is not None:
+                set_parameter(config, "torch_threads", str(threads))
+            if instances is not None:
+                set_instances(config, instances)
             if delay_us is not None:
                 config.dynamic_batching.max_queue_delay_microseconds = delay_us
             if preferred is not None:
                 config.dynamic_batching.preferred_batch_size[:] = preferred
+            if runtime is not None:
+                set_parameter(config, "runtime", runtime)
     return mutate
 
 
@@ -190,16 +199,38 @@ TUNING_VARIANTS = {
     "encoders 1 thread, queue delay 0.5 ms": encoder_variant(1, 1, delay_us=500),
     "encoders 1 thread, queue delay 5 ms": encoder_variant(1, 1, delay_us=5000),
     "encoders 1 thread, preferred batch 4, 8": encoder_variant(1, 1, preferred=[4, 8]),
+    "text 2 instances": encoder_variant(instances=2, models=("text_encoder",)),
+    "image 2 instances": encoder_variant(instances=2, models=("image_encoder",)),
+    "text 2 instances, queue delay 5 ms": encoder_variant(instances=2, delay_us=5000, models=("text_encoder",)),
+    "text 2 threads": encoder_variant(threads=2, models=("text_encoder",)),
+    "text queue delay 0": encoder_variant(delay_us=0, models=("text_encoder",)),
+    "text runtime torch (before)": encoder_variant(runtime="torch", models=("text_encoder",)),
+    "encoders runtime torch": encoder_variant(runtime="torch"),
 }
+TUNING_COLUMNS = ("text p50 ms c=1", "text p50 ms c=16", "text req/s c=16", "text+image p50 ms c=16",
+                  "text+image req/s c=16", "image p50 ms c=16", "image req/s c=16", "mean text batch", "mean image batch")
 
 
-async def tuning_section(server, workload: Workload, settings: Settings, log=print, variants=None) -> str:
-    """Encoder threads / instances / queue settings, each reloaded through the repository API:
-    text c=1, text c=16, text+image c=16 (not part of the default run)."""
+def spread(values: list[float]) -> str:
+    """median (min-max) of several rounds; the value itself for one."""
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{np.median(values):.1f} ({min(values):.1f}-{max(values):.1f})"
+
+
+async def tuning_section(server, workload: Workload, settings: Settings, log=print, variants=None,
+                         rounds: int = 1) -> str:
+    """Encoder threads / instances / queue settings / runtimes, each reloaded through the
+    repository API: text c=1, text c=16, text+image c=16, image c=16 (not part of the default
+    run). `rounds` > 1: the variants alternate round by round, each cell median (min-max)."""
     names = variants or list(TUNING_VARIANTS)
-    lines = ["| encoders | text p50 ms c=1 | text p50 ms c=16 | text req/s c=16 | text+image p50 ms c=16 | "
-             "text+image req/s c=16 | image req/s c=16 | mean text batch | errors |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for name in names + ["shipped"]:  # shipped again at the end: drift check, and leaves the server as shipped
+    unknown = [n for n in names if n not in TUNING_VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown tuning variant(s) {unknown}; choose from {list(TUNING_VARIANTS)}")
+    figures: dict[str, dict[str, list[float]]] = {}
+    errors: dict[str, int] = {}
+    order = [n for _ in range(rounds) for n in names] + (["shipped"] if rounds == 1 else [])
+    for index, name in enumerate(order):  # one round: shipped again at the end (drift check)
         seconds = reload_models(server, PYTHON_MODELS, TUNING_VARIANTS[name])
         c1 = await run_load(server.grpc_url, workload, "text", 1, settings.requests, max_seconds=settings.cell_seconds)
         c16 = await run_load(server.grpc_url, workload, "text", 16, settings.compare_requests, max_seconds=settings.compare_seconds)
@@ -207,9 +238,19 @@ async def tuning_section(server, workload: Workload, settings: Settings, log=pri
                               max_seconds=settings.compare_seconds)
         image = await run_load(server.grpc_url, workload, "image", 16, settings.compare_requests // 2,
                                max_seconds=settings.compare_seconds)
-        row = (f"| {name} | {c1.percentile(50):.1f} | {c16.percentile(50):.1f} | {c16.throughput:.1f} | {both.percentile(50):.1f} | "
-               f"{both.throughput:.1f} | {image.throughput:.1f} | {c16.batch.get('text_encoder', float('nan')):.1f} | "
-               f"{c1.errors + c16.errors + both.errors + image.errors} |")
-        log(row + f"  (reload {seconds:.0f} s)")
-        lines.append(row)
+        values = (c1.percentile(50), c16.percentile(50), c16.throughput, both.percentile(50), both.throughput,
+                  image.percentile(50), image.throughput, c16.batch.get("text_encoder", float("nan")),
+                  image.batch.get("image_encoder", float("nan")))
+        key = name if rounds > 1 or index < len(names) else "shipped (again)"
+        for column, value in zip(TUNING_COLUMNS, values):
+            figures.setdefault(key, {}).setdefault(column, []).append(value)
+        errors[key] = errors.get(key, 0) + c1.errors + c16.errors + both.errors + image.errors
+        log(f"{key}: " + ", ".join(f"{c} {v:.1f}" for c, v in zip(TUNING_COLUMNS, values)) + f"  (reload {seconds:.0f} s)")
+    if rounds > 1:
+        reload_models(server, PYTHON_MODELS, None)  # leave the server as shipped
+    lines = ["| encoders | " + " | ".join(TUNING_COLUMNS) + " | errors |", "|---|" + "---:|" * (len(TUNING_COLUMNS) + 1)]
+    for key, cells in figures.items():
+        lines.append(f"| {key} | " + " | ".join(spread(cells[c]) for c in TUNING_COLUMNS) + f" | {errors[key]} |")
+    if rounds > 1:
+        lines.append(f"\n{rounds} rounds, the variants alternating; each cell the median (min-max).")
     return "\n".join(lines)

@@ -3,7 +3,8 @@ port) as the frozen text tower, ImageNet EfficientNet-Lite0 at 96 px (frozen) wi
 projection trained into its space on the demo renders plus 1,000 Fashion-MNIST TRAIN photos per
 class, a catalog with about a third of its products in Chinese, fusion text weight 0.1, and the
 issue's target table on held-out data (demo held-out combinations, Fashion-MNIST TEST). Writes
-    <out>/text_encoder/N/text_model/   weights.npz + sp.model (tower.json kind use-multilingual)
+    <out>/text_encoder/N/text_model/   weights.npz + sp.model (tower.json kind use-multilingual) + the ONNX
+                                       export, its int8 quantization and runtime.json (build/text_runtime.py)
     <out>/image_encoder/N/image_tower/ LiteImageTower.save + build_info.json (kind lite0)
 Reruns reuse the trained tower unless --force (or the catalog, seed or epochs changed).
 """
@@ -21,6 +22,7 @@ import numpy as np
 from productsearch.build.bilingual_quality import demo_metrics, format_targets, fresh_renders, passed, photo_metrics
 from productsearch.build.demo import BUILD_INFO, RENDERS_PER_COMBO, Timer, reusable
 from productsearch.build.generation import finish_generation, pick_generation
+from productsearch.build.text_runtime import choose_text_runtime, format_gate, image_side
 from productsearch.build.projection import ProjectionConfig, class_targets, combo_targets, train_projection
 from productsearch.catalog import demo_generator as cat
 from productsearch.catalog.demo_zh import ZH_FRACTION
@@ -166,14 +168,24 @@ def build_multilingual_demo(args: argparse.Namespace) -> int:
         LiteImageTower.load(tower_dir).export_onnx(tower_dir)
         print(f"image tower: ONNX Runtime export {tower_dir / ONNX_FILE} (equal to torch within 1e-4)")
     write_tower_kind(tower_dir.parent, {"kind": "lite0", "runtime": "onnxruntime on the CPU, torch on a GPU"})
+    t0 = time.perf_counter()
+    text_runtime = choose_text_runtime(text_dir / "text_model", text_tower, catalog, lambda: image_side(
+        tower_dir.parent, catalog, catalog_dir, args.seed), TEXT_WEIGHT, force=changed)
+    print(f"text tower: ONNX Runtime serves {text_runtime['serve']} on the CPU ({text_runtime['gate']['decision']})")
+    timer("text tower export + gate", t0)
 
     finish_generation(out, generation, {"preset": "demo", "seed": args.seed, "epochs": cfg.epochs,
-                                        "towers": "use-multilingual + lite0"}, args.device, text_weight=TEXT_WEIGHT)
+                                        "towers": "use-multilingual + lite0", "text_runtime": text_runtime["serve"],
+                                        "text_runtime_gate": text_runtime["gate"]["max_change"]},
+                      args.device, text_weight=TEXT_WEIGHT)
     print()
     print(format_targets(metrics, f"Held-out quality (P@10, fusion text weight {TEXT_WEIGHT}): demo held-out "
                                   "combinations and Fashion-MNIST TEST photos, never trained on"))
     print()
     ok = passed(metrics)
     print("quality targets: " + ("all met" if ok else "NOT MET"))
+    print()
+    print("Text tower runtimes, same table (image side: the served image tower):")
+    print(format_gate(text_runtime))
     print(timer.summary())
     return 0 if ok or not args.strict else 1

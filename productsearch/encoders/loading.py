@@ -1,6 +1,7 @@
 """The one loading path for served towers: a version directory's tower.json names its kind.
 
-    {"kind": "use-multilingual"}  text_model/  USE multilingual v3 in torch (encoders/use_multilingual.py)
+    {"kind": "use-multilingual"}  text_model/  USE multilingual v3 in torch (encoders/use_multilingual.py), on
+                              the CPU through ONNX Runtime where the build exported it (encoders/use_onnx.py)
     {"kind": "lite0"}         image_tower/ EfficientNet-Lite0 + projection (encoders/lite_tower.py)
     {"kind": "minilm"}        text_model/  the English demo text tower (encoders/minilm.py)
     {"kind": "resnet"}        image_tower/ the from-scratch demo image tower (encoders/resnet_tower.py)
@@ -45,7 +46,9 @@ class DemoTowerAdapter:
             return np.asarray(self.tower.encode(items, **kwargs), dtype=np.float32)
 
 
-def load_text_tower(version_dir: Path, device: str = "cpu", precision: str = "fp32"):
+def load_text_tower(version_dir: Path, device: str = "cpu", precision: str = "fp32", runtime: str = "auto"):
+    """runtime (USE multilingual): auto (ONNX Runtime on the CPU with the artifact the build chose,
+    text_model/runtime.json, where the generation has one; else torch), torch, or onnxruntime."""
     spec = tower_kind(version_dir, "minilm")
     if spec["kind"] == "minilm":
         from productsearch.encoders.minilm import TextTower
@@ -53,8 +56,15 @@ def load_text_tower(version_dir: Path, device: str = "cpu", precision: str = "fp
         return DemoTowerAdapter(TextTower.load(Path(version_dir) / "text_model", device=device), device, precision)
     if spec["kind"] == "use-multilingual":
         from productsearch.encoders.use_multilingual import UseTextTower
+        from productsearch.encoders.use_onnx import OrtUseTextTower, served_file
 
-        return DemoTowerAdapter(UseTextTower(Path(version_dir) / "text_model", device=device), device, precision)
+        model_dir = Path(version_dir) / "text_model"
+        chosen = served_file(model_dir)
+        if runtime == "onnxruntime" and chosen is None:
+            raise ValueError(f"{model_dir}: runtime onnxruntime, but the build exported no ONNX text tower")
+        if chosen and (runtime == "onnxruntime" or (runtime == "auto" and str(device) == "cpu")):
+            return OrtUseTextTower(model_dir, chosen, threads=torch.get_num_threads())
+        return DemoTowerAdapter(UseTextTower(model_dir, device=device), device, precision)
     if spec["kind"] in HFDualEncoderTower.MODEL_CLASSES:
         return HFDualEncoderTower(Path(version_dir) / HF_DIR, spec["kind"], "text", device, precision)
     if spec["kind"] == "bert-proj":

