@@ -183,7 +183,7 @@ def stores_section(products: int, runs: int, log) -> str:
     with tempfile.TemporaryDirectory(prefix="store_bench_") as tmp:
         root = Path(tmp)
         (root / "sqlite").mkdir()
-        results["embedded SQLite + in-memory exact"] = measure_store("sqlite", f"sqlite://{root / 'sqlite' / 'catalog_store'}",
+        results["embedded SQLite + in-memory index (faiss IVF from 100k)"] = measure_store("sqlite", f"sqlite://{root / 'sqlite' / 'catalog_store'}",
                                                                      root / "sqlite", data, queries, runs, log)
         milvus = MilvusLiteServer(root / "milvus-data").start()
         try:
