@@ -49,11 +49,21 @@ class Generations:
             weights[generation] = float(weight)
         return weights[generation]
 
-    def needing_vectors(self, generation: int, limit: int = 1000) -> list[tuple[str, int, str, bytes | None]]:
-        """(id, content_seq, title, image bytes) of the products of the write generation that
-        generation N has no current vectors for."""
+    def rebuild_source(self, generation: int) -> int | None:
+        """The generation whose records a rebuild of N copies: the write generation, or once the
+        swap's fence has moved the writes to N, the one they were moved from (its last writes)."""
         source = self.write_generation()
+        if source == generation:
+            source = self.global_meta("previous_write_generation")
         if source is None or source == generation or not self.client.has_collection(self.url.collection(source)):
+            return None
+        return source
+
+    def needing_vectors(self, generation: int, limit: int = 1000) -> list[tuple[str, int, str, bytes | None]]:
+        """(id, content_seq, title, image bytes) of the products of the rebuild's source
+        generation that generation N has no current vectors for."""
+        source = self.rebuild_source(generation)
+        if source is None:
             return []
         have = {r["pk"]: r["content_seq"] for r in self._scan(self.url.collection(generation), ["content_seq"])} \
             if self.client.has_collection(self.url.collection(generation)) else {}
@@ -67,21 +77,35 @@ class Generations:
         return todo
 
     def put_vectors(self, generation: int, vectors: list[tuple[str, int, np.ndarray, np.ndarray | None]]) -> int:
-        """Generation N's vectors for products as of their content_seq; changed ones are skipped."""
-        source = self.url.collection(self.write_generation())
+        """Generation N's vectors for products as of their content_seq; changed ones are skipped.
+        Milvus has no transaction around the read and the write: a product that update_fields or
+        delete_products (which write every generation) changed in between is taken out of N
+        again, so the next pass copies it as it is now."""
+        source = self.rebuild_source(generation)
+        if source is None or not vectors:
+            return 0
+        source = self.url.collection(source)
         weight, rows = self.text_weight(generation), []
+        keys = [self._pk(v[0]) for v in vectors]
+        # the records as they are now, in one read (a get per product costs a round trip each)
+        current = {row["pk"]: row for row in self.client.get(source, ids=keys, output_fields=OUTPUT_FIELDS)}
         for pid, content_seq, text, image in vectors:
-            found = self.client.get(source, ids=[self._pk(pid)], output_fields=OUTPUT_FIELDS)
-            if not found or found[0]["content_seq"] != content_seq:
+            row = current.get(self._pk(pid))
+            if row is None or row["content_seq"] != content_seq:
                 continue
-            row = found[0]
             fused = fuse(np.asarray(text, np.float32)[None], np.asarray(image if image is not None else text, np.float32)[None],
                          np.ones(1, bool), np.array([image is not None]), weight)[0]
             rows.append(self._row(pid, row["title"], row["fields"], row["image_sha"], image is not None, content_seq,
                                   row["seq"], row["updated_at"], fused))
-        if rows:
-            self.client.upsert(self.ensure_generation(generation, len(rows[0]["vector"])), rows)
-        return len(rows)
+        if not rows:
+            return 0
+        target = self.ensure_generation(generation, len(rows[0]["vector"]))
+        self.client.upsert(target, rows)
+        after = {row["pk"]: row["seq"] for row in self.client.get(source, ids=[r["pk"] for r in rows], output_fields=["seq"])}
+        changed = [r["pk"] for r in rows if after.get(r["pk"]) != r["seq"]]
+        if changed:
+            self.client.delete(target, ids=changed)
+        return len(rows) - len(changed)
 
     def drop_generation(self, generation: int) -> None:
         """Generation N's vectors of this shop (its collection is shared by every shop)."""

@@ -325,6 +325,9 @@ def milvus_shops(url: str) -> list[str]:
 def fence_milvus(url: str, generation: int) -> None:
     """The write fence (every shop) and the `<prefix>_live` alias moved to generation N."""
     store = MilvusCatalog(parse_url(url), DEFAULT_SHOP)
+    previous = store.write_generation()
+    if previous is not None and previous != generation:  # where the swap's last rebuild pass copies from
+        store._meta_put("*", "previous_write_generation", previous)
     store._meta_put("*", "write_generation", generation)
     if store.client.has_collection(store.url.collection(generation)):
         point_alias(store.client, store.url, generation)

@@ -12,13 +12,15 @@ import argparse
 import asyncio
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 from clients.connection import TlsOptions, add_connection_arguments, grpc_client, tls_from_args
 from clients.contract import bytes_rows
 from productsearch.catalog.sqlite_store import SqliteCatalog
-from productsearch.catalog.store import catalog_url, list_shops, open_store
+from productsearch.catalog.store import catalog_url, list_shops, open_store, register_generation
+from productsearch.runtime.generation_settings import generation_text_weight
 from productsearch.control.paths import DEFAULT_MODEL_REPOSITORY
 
 ROWS_PER_REQUEST = 32  # within the encoders' max_batch_size
@@ -49,26 +51,35 @@ class Rebuilder:
             images[i] = image_vectors[j]
         return [(pid, seq, text_vectors[i], images[i]) for i, (pid, seq, _, _) in enumerate(rows)]
 
-    async def _fill(self, store: SqliteCatalog, generation: int) -> int:
+    async def _fill(self, store: SqliteCatalog, generation: int, leave: int) -> int:
         client = grpc_client(self.url, self.tls, aio=True)
-        done, started = 0, time.monotonic()
+        done, started, idle = 0, time.monotonic(), 0
         try:
             while True:
                 todo = store.needing_vectors(generation, limit=ROWS_PER_REQUEST * IN_FLIGHT * 4)
-                if not todo:
+                if not todo or (done and len(todo) <= leave):
                     return done
+                before = done
                 chunks = [todo[i:i + ROWS_PER_REQUEST] for i in range(0, len(todo), ROWS_PER_REQUEST)]
                 for start in range(0, len(chunks), IN_FLIGHT):
                     encoded = await asyncio.gather(*(self._batch(client, generation, c) for c in chunks[start:start + IN_FLIGHT]))
                     done += store.put_vectors(generation, [v for batch in encoded for v in batch])
+                # a product changed while it was encoded is skipped and comes back next pass; a store
+                # that keeps every vector it is given away would loop here forever
+                idle = idle + 1 if done == before else 0
+                if idle >= 3:
+                    raise RuntimeError(f"shop {store.shop!r}: generation {generation}'s vectors are not kept "
+                                       f"({len(todo)} products still need them, e.g. {todo[0][0]!r})")
                 self.log(f"  shop {store.shop!r}: {done} products encoded for generation {generation} "
                          f"({done / max(time.monotonic() - started, 1e-9):.0f}/s)")
         finally:
             await client.close()
 
-    def fill(self, store: SqliteCatalog, generation: int) -> int:
-        """Encode every product of the shop that lacks current vectors for the generation."""
-        return asyncio.run(self._fill(store, generation))
+    def fill(self, store: SqliteCatalog, generation: int, leave: int = 0) -> int:
+        """Encode every product of the shop that lacks current vectors for the generation. With
+        `leave` > 0 (a swap's pass while writes go on, which would otherwise chase them forever) it
+        stops once a pass finds no more than `leave` to do: the pass after the write fence does the rest."""
+        return asyncio.run(self._fill(store, generation, leave))
 
 
 def prepare_generation(store: SqliteCatalog, generation: int, encoders: dict, log=print) -> None:
@@ -92,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     store_url = catalog_url(args.model_repository)
     rebuilder = Rebuilder(args.url, tls_from_args(args))
     encoders = read_manifest(args.model_repository, args.generation).get("encoders", {})
+    register_generation(store_url, args.generation, generation_text_weight(Path(args.model_repository), args.generation))
     for shop in args.shop or list_shops(store_url):
         store = open_store(store_url, shop, create=False)
         prepare_generation(store, args.generation, encoders)

@@ -145,6 +145,11 @@ def fenced_rebuild(url: str) -> None:
                                    for pid, (seq, _, image) in todo.items()])
     assert stored == 1 and [pid for pid, *_ in store.needing_vectors(2)] == ["P2"]
     set_write_generation(url, 2)
+    # the pass after the fence: what generation 1 took last (P2's change) is still to copy into 2
+    todo = store.needing_vectors(2)
+    assert [(pid, title) for pid, _, title, _ in todo] == [("P2", "blue hat v2")]
+    assert store.put_vectors(2, [(pid, seq, vector(12), None) for pid, seq, *_ in todo]) == 1
+    assert store.needing_vectors(2) == []
     with pytest.raises(FencedWrite, match="moved from generation 1 to 2"):
         write(store, product("P3", "late writer", None, seed=3), generation=1)
     write(store, product("P3", "new writer", None, seed=3), generation=2)
@@ -183,6 +188,30 @@ def test_milvus_keeps_a_collection_per_generation_behind_the_live_alias(milvus_u
     set_write_generation(milvus_url, 2)
     assert store.client.describe_alias(store.url.alias)["collection_name"] == store.url.collection(2)
     assert store.info()["vectors"] == {"1": 1, "2": 1}
+
+
+def test_milvus_rebuild_takes_back_a_product_changed_between_its_read_and_its_write(milvus_url, monkeypatch):
+    """No transaction spans put_vectors' read and write: an update_fields landing in between
+    (it writes every generation, N not yet holding the product) must not be overwritten in N."""
+    store = open_store(milvus_url)
+    write(store, product("P1", "red mug", None, seed=1, price=5.0))
+    set_write_generation(milvus_url, 1)
+    todo = [(pid, seq, vector(5), None) for pid, seq, *_ in store.needing_vectors(2)]
+    real_upsert = store.client.upsert
+
+    def upsert_after_an_update(collection, rows, **kwargs):
+        monkeypatch.setattr(store.client, "upsert", real_upsert)
+        with store.transaction() as batch:
+            store.update_one(batch, "P1", {"price": 9.0}, time.time())
+        return real_upsert(collection, rows, **kwargs)
+
+    monkeypatch.setattr(store.client, "upsert", upsert_after_an_update)
+    assert store.put_vectors(2, todo) == 0  # taken out of N again
+    todo = [(pid, seq, vector(5), None) for pid, seq, *_ in store.needing_vectors(2)]
+    assert [pid for pid, *_ in todo] == ["P1"]
+    assert store.put_vectors(2, todo) == 1
+    set_write_generation(milvus_url, 2)
+    assert store.product("P1")["fields"]["price"] == 9.0
 
 
 def test_a_released_collection_is_loaded_again_on_demand(milvus_url):
