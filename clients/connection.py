@@ -10,7 +10,9 @@ bound exceeded under overload), the INTERNAL "Stub process ... is not healthy" o
 process (the supervisor reloads it) and NOT_FOUND "unknown model" (a restarted server opens its
 port before the serving generation is loaded, ~10-20 s). Never retried: INVALID_ARGUMENT,
 DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED (gRPC's message-size limits: the same request fails
-again), and every other status. Failures raise `ServiceError` with the gRPC status.
+again), and every other status. A write refused by a generation swap's fence ("catalog writes
+moved from generation M to N") is retried until the deadline, however many retries that takes:
+the swap pins the ensembles to N within seconds, and the write is idempotent. Failures raise `ServiceError` with the gRPC status.
 
 Replicas: a client may be given several addresses ("host1:8001,host2:8001" or a list) of
 Triton replicas that serve the same catalog store. Calls go round-robin over them; a replica
@@ -44,6 +46,8 @@ DEAD_STUB = re.compile(r"Stub process '[^']*' is not healthy")
 # A refused catalog write: Triton 2.51's python backend has no such codes, so the server sends
 # INVALID_ARGUMENT with the status name first; the client reports the status it means.
 REFUSED = re.compile(r"\b(PERMISSION_DENIED|UNAUTHENTICATED): ")
+# A write that reached the old generation's writer during a swap (UNAVAILABLE; send it again).
+FENCED = re.compile(r"catalog writes moved from generation \d+ to \d+")
 # What a server answers for a model that is not loaded (yet).
 NOT_LOADED = re.compile(r"Request for unknown model: '[^']*' (is not found|has no available versions)")
 # Reconnect quickly once the server is back (gRPC's default backoff grows to 120 s), with
@@ -158,7 +162,8 @@ class RetryPolicy:
         if status == "StatusCode.UNAVAILABLE" and QUEUE_TIMEOUT in message and time.monotonic() >= deadline:
             status = "StatusCode.DEADLINE_EXCEEDED"  # the server gave up on our deadline first
         pause = min(self.backoff_s * (2 ** (attempt - 1)), self.max_backoff_s) * (0.5 + random.random())
-        if not is_retryable(status, message) or attempt > self.retries or time.monotonic() + pause >= deadline:
+        out_of_retries = attempt > self.retries and not (status == "StatusCode.UNAVAILABLE" and FENCED.search(message))
+        if not is_retryable(status, message) or out_of_retries or time.monotonic() + pause >= deadline:
             raise ServiceError(status, message, attempt) from None
         return pause
 

@@ -83,6 +83,17 @@ class WriteLoad:
                 state[write.id] = write.price
         return state
 
+    def prices_seen_between(self, pid: str, sequence: int, ended: float) -> list[float | None]:
+        """The prices (None: absent) product `pid` may show to a read that started at `sequence`
+        and returned at `ended` (time.monotonic()) on a store that reads its latest state but
+        names no snapshot (Milvus at Strong consistency): its state at `sequence`, then the
+        state after each later write sent before the read returned."""
+        writes = sorted((w for w in self.writes if w.id == pid), key=lambda w: w.sequence)
+        before = [w for w in writes if w.sequence <= sequence]
+        seen = [before[-1].price if before and before[-1].op != "delete" else None]
+        seen += [w.price if w.op != "delete" else None for w in writes if w.sequence > sequence and w.sent < ended]
+        return seen
+
     def __enter__(self) -> "WriteLoad":
         for thread in self.threads:
             thread.start()

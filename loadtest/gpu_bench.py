@@ -105,7 +105,7 @@ def prepare_repository(target: Path, device: str, catalog_size: int, seed: int =
 
 
 def batching_config(repository: Path, model: str, enabled: bool) -> str:
-    from productsearch.control.deploy import read_config, to_json
+    from productsearch.control.model_configs import read_config, to_json
 
     config = read_config(repository, model)
     config.version_policy.specific.versions[:] = [1]
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import tritonclient.grpc as grpcclient
 
-    from productsearch.control.deploy import Deployer
+    from loadtest.private_server import deployer_for
     from productsearch.control.server import TritonServer
     from productsearch.control.processes import free_ports
 
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         server = TritonServer(model_repository=repository, http_port=http, grpc_port=grpc, metrics_port=metrics,
                               log_file=Path(tmp) / "triton.log").start()
         try:
-            with Deployer(server.grpc_url, repository, server.admin_headers, log=lambda *a: None) as deployer:
+            with deployer_for(server, repository, log=lambda *a: None) as deployer:
                 deployer.restore()
             rows = []
             for kind in ("text", "image", "text+image"):

@@ -23,7 +23,7 @@ def load_text_tower(version_dir: Path):
 def config_parameters(repository: Path, model: str) -> dict:
     from google.protobuf import json_format
 
-    from productsearch.control.deploy import read_config
+    from productsearch.control.model_configs import read_config
 
     config = json_format.MessageToDict(read_config(repository, model), preserving_proto_field_name=True)
     return {"parameters": config.get("parameters", {})}

@@ -5,7 +5,6 @@ model-repository API; and a throwaway server over a temporary linked repository 
 """
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from contextlib import contextmanager
@@ -14,8 +13,9 @@ from pathlib import Path
 import tritonclient.grpc as grpcclient
 
 from clients.index import load_products, read_products
-from productsearch.catalog.store import CATALOG_ENV, catalog_url, open_store
-from productsearch.control.deploy import Deployer, versions_config
+from productsearch.catalog.store import catalog_url, open_store
+from productsearch.control.deploy import Deployer
+from productsearch.control.model_configs import versions_config
 from productsearch.control.generations import GenerationError, read_manifest
 from productsearch.control.paths import DEFAULT_MODEL_REPOSITORY, DEMO_CATALOG
 from productsearch.control.processes import free_ports, stub_processes
@@ -79,8 +79,7 @@ def start_private_server(work: Path, log=print) -> TritonServer:
     server = TritonServer(model_repository=repository, http_port=http, grpc_port=grpc, metrics_port=metrics,
                           log_file=Path(work) / "triton.log").start()
     try:
-        with Deployer(server.grpc_url, repository, server.admin_headers, log=lambda *a: None) as deployer:
-            deployer.restore()
+        restore(server, repository)
         load_demo_catalog(server.grpc_url, server.key, repository, log)
     except BaseException:
         server.stop()
@@ -111,18 +110,16 @@ def temporary_server(tmp: Path, generations=(1,), prepare=None, catalog_url: str
         server.stop()
 
 
+def deployer_for(server: TritonServer, repository: Path | None = None, log=lambda *a: None) -> Deployer:
+    """The deploy tools for this server: its address, key, TLS and catalog store."""
+    return Deployer(server.grpc_url, repository or server.model_repository, server.admin_headers, log=log,
+                    tls=server.client_tls, catalog=server.catalog_url)
+
+
 def restore(server: TritonServer, repository: Path) -> int | None:
-    """The server's generation brought back, the deploy tools reading the server's catalog store."""
-    previous = os.environ.pop(CATALOG_ENV, None)
-    if server.catalog_url:
-        os.environ[CATALOG_ENV] = server.catalog_url
-    try:
-        with Deployer(server.grpc_url, repository, server.admin_headers, log=lambda *a: None) as deployer:
-            return deployer.restore()
-    finally:
-        os.environ.pop(CATALOG_ENV, None)
-        if previous is not None:
-            os.environ[CATALOG_ENV] = previous
+    """The server's generation brought back (the catalog re-encoded where it lacks vectors)."""
+    with deployer_for(server, repository) as deployer:
+        return deployer.restore()
 
 
 def reload_models(server, models, mutate=None, timeout_s: float = 1200) -> float:

@@ -20,11 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from clients.index import load_products, read_products
-from loadtest.private_server import temporary_server
+from loadtest.private_server import deployer_for, temporary_server
 from loadtest.report import publish
 from loadtest.search_load import SearchLoad
 from loadtest.workload import DEMO_CATALOG
-from productsearch.control.deploy import Deployer
 from productsearch.control.generations import clone_encoders
 
 def latencies(answers, start: float, end: float) -> list[float]:
@@ -40,8 +39,7 @@ def measure(clients: int, steady_s: float, products: int, log=print) -> str:
         rows = []
         t0 = time.monotonic()
         with SearchLoad(server.grpc_url, clients, timeout_s=60, retries=0) as load, \
-                Deployer(server.grpc_url, repository, server.admin_headers,
-                         log=lambda line: log(f"  [{time.monotonic() - t0:6.1f}s] {line}")) as deployer:
+                deployer_for(server, repository, log=lambda line: log(f"  [{time.monotonic() - t0:6.1f}s] {line}")) as deployer:
             for target in (2, 1):
                 time.sleep(steady_s)
                 steady = (time.monotonic() - steady_s, time.monotonic())

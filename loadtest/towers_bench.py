@@ -18,7 +18,7 @@ from pathlib import Path
 from clients.index import load_products, read_products
 from loadtest.harness import run_load
 from loadtest.workload import DEMO_CATALOG, Workload
-from productsearch.control.deploy import Deployer
+from loadtest.private_server import deployer_for
 from productsearch.control.paths import DEFAULT_MODEL_REPOSITORY
 from productsearch.control.processes import free_ports
 from productsearch.control.repository import link_repository
@@ -32,7 +32,7 @@ def serve(source: Path, work: Path, products) -> TritonServer:
     http, grpc, metrics = free_ports(3)
     server = TritonServer(model_repository=repository, http_port=http, grpc_port=grpc, metrics_port=metrics,
                           log_file=work / "triton.log").start()
-    with Deployer(server.grpc_url, repository, server.admin_headers, log=lambda *a: None) as deployer:
+    with deployer_for(server, repository, log=lambda *a: None) as deployer:
         deployer.restore()
     report = load_products(server.grpc_url, products, key=server.key, progress=False)
     if report.failed:

@@ -6,8 +6,8 @@ Over gRPC's model-repository API (needs the admin header):
    version policy names [M, N], every version checked READY), and encode the catalog for N from
    the catalog store while writes go on (control/rebuild.py);
 3. fence the writes to N, encode what was written meanwhile, then reload the ensembles
-   `encode_product`, `search`, `recommend` and `upsert_products` with configs that pin every
-   step to N. Only now do new requests go to N; requests in flight finish on M's versions;
+   `search`, `upsert_products`, `recommend` and `encode_product` with configs that pin every
+   step to N (writes wait, retried by the clients, from the fence until `upsert_products`). Only now do new requests go to N; requests in flight finish on M's versions;
 4. unload M (version policy [N]) and record N as serving (M as previous, for rollback).
 Triton unloads a serving ensemble whose reload fails (e.g. it pins a version that is not
 loaded), so step 3 only runs once step 2 has proven every pinned version READY.
@@ -19,70 +19,48 @@ Any failure leaves the old generation serving and says why (exit code 1).
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import time
 from pathlib import Path
 
-from google.protobuf import json_format, text_format
-from tritonclient.grpc import model_config_pb2
 from tritonclient.utils import InferenceServerException
 
 from clients.connection import TlsOptions, add_connection_arguments, grpc_client, tls_from_args
-from productsearch.control.admin import admin_headers
+from productsearch.control.admin import GRPC_ADMIN_HEADER, admin_headers
 from productsearch.control.paths import DEFAULT_MODEL_REPOSITORY
-from productsearch.control.device_configs import config_path
+from productsearch.control.model_configs import pinned_ensemble_config, versions_config
 from productsearch.control.generations import GenerationError, manifest_path, read_serving, verify_generation, write_serving
-from productsearch.catalog.store import catalog_url, list_shops, open_store, set_write_generation
+from productsearch.catalog.store import (CATALOG_ENV, catalog_url, list_shops, open_store, register_generation,
+                                         set_write_generation)
 from productsearch.catalog.rows import DEFAULT_SHOP
 from productsearch.control.rebuild import Rebuilder, prepare_generation
+from productsearch.runtime.generation_settings import generation_text_weight
 from productsearch.control.repository import GENERATION_MODELS, QUERY_MODELS, built_generations
 
 SERVING_MODELS = ("scorer", "catalog_writer")  # the generation-numbered models that read/write the catalog
-ENSEMBLES = ("encode_product", "search", "recommend", "upsert_products")
+# Pinned in this order: `search` first (a write N acknowledges must be found by the searches that
+# follow it), then `upsert_products` (writes wait from the fence until here), then the rest.
+ENSEMBLES = ("search", "upsert_products", "recommend", "encode_product")
 CATALOG_MODELS = ("update_fields", "delete_products", "catalog_admin")  # not per generation
+# Products the encoding beside live writes may leave for the pass after the write fence, which
+# writes wait for (clients retry them): small, so that wait stays short.
+FENCED_TAIL = 64
 
 
 class DeployError(RuntimeError):
     """A deploy step failed; the serving generation is untouched unless the message says otherwise."""
 
 
-def read_config(repository: Path, model: str) -> model_config_pb2.ModelConfig:
-    path = config_path(repository, model)  # configs/gpu.pbtxt after build_models --device gpu
-    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
-
-
-def to_json(config: model_config_pb2.ModelConfig) -> str:
-    return json.dumps(json_format.MessageToDict(config, preserving_proto_field_name=True))
-
-
-def versions_config(repository: Path, model: str, versions: list[int], mutate=None) -> str:
-    """The model's on-disk config with a version policy naming exactly `versions`, changed by
-    `mutate(model, config)` if given (benchmarks try variants this way)."""
-    config = read_config(repository, model)
-    config.version_policy.specific.versions[:] = sorted(set(versions))
-    if mutate is not None:
-        mutate(model, config)
-    return to_json(config)
-
-
-def pinned_ensemble_config(repository: Path, ensemble: str, generation: int) -> str:
-    """The ensemble's on-disk config with every generation-numbered step pinned to N."""
-    config = read_config(repository, ensemble)
-    for step in config.ensemble_scheduling.step:
-        if step.model_name in GENERATION_MODELS:
-            step.model_version = generation
-    return to_json(config)
-
-
 class Deployer:
     """Generation control for one server; `log` receives one line per completed step."""
 
     def __init__(self, url: str, repository: Path, headers: dict[str, str], log=print, timeout_s: float = 300,
-                 tls: TlsOptions | None = None):
+                 tls: TlsOptions | None = None, catalog: str | None = None):
         self.url, self.tls = url, tls
         self.repository = Path(repository)
+        # the server's catalog store: PRODUCTSEARCH_CATALOG as the server has it, else beside the repository
+        self.catalog = catalog or catalog_url(self.repository)
         self.headers = headers
         self.log = log
         self.timeout_s = timeout_s
@@ -163,20 +141,35 @@ class Deployer:
 
     def stores(self) -> list:
         """Every shop's catalog in the store (the default shop made if there is none yet)."""
-        url = catalog_url(self.repository)
-        names = list_shops(url) or [DEFAULT_SHOP]
-        return [open_store(url, name) for name in names]
+        names = list_shops(self.catalog) or [DEFAULT_SHOP]
+        return [open_store(self.catalog, name) for name in names]
 
-    def encode_catalog(self, generation: int) -> int:
-        """Re-encode, through generation N's loaded encoders, every product lacking N's vectors."""
+    def encode_catalog(self, generation: int, leave: int = 0) -> int:
+        """Re-encode, through generation N's loaded encoders, every product lacking N's vectors
+        (all but `leave` or fewer, while writes still go to the serving generation)."""
         encoders = verify_generation(self.repository, generation).get("encoders", {})
         rebuilder = Rebuilder(self.url, self.tls, log=self.log)
+        # N's fusion weight, which a store of fused vectors needs before N's scorer or writer loads
+        register_generation(self.catalog, generation, generation_text_weight(self.repository, generation))
         done = 0
         for store in self.stores():
             prepare_generation(store, generation, encoders, log=self.log)
-            done += rebuilder.fill(store, generation)
+            done += rebuilder.fill(store, generation, leave)
             store.close()
         return done
+
+    def check_fence(self, generation: int) -> None:
+        """The server's writers see the fence this tool set, or this tool fenced (and encoded)
+        another store than the server's: refuse before any request goes to N."""
+        if not self.client.is_model_ready("catalog_admin"):
+            return  # a first start: the catalog models load after the generation
+        from clients.catalog import CatalogClient
+
+        with CatalogClient(self.url, timeout_s=60, tls=self.tls, key=self.headers.get(GRPC_ADMIN_HEADER)) as client:
+            seen = client.info().get("write_generation")
+        if seen != generation:
+            raise DeployError(f"the server's catalog store has its writes at generation {seen}, not {generation}: this "
+                              f"tool's store ({self.catalog.split('?')[0]}) is not the server's; set {CATALOG_ENV} as the server has it")
 
     def ensure_catalog_models(self) -> None:
         for model in CATALOG_MODELS:
@@ -205,13 +198,20 @@ class Deployer:
         both = sorted({v for v in (current, generation) if v is not None})
         try:
             self.load_generation_models(both, models=QUERY_MODELS)
-            self.log(f"  {self.encode_catalog(generation)} products encoded for generation {generation}")
+            self.log(f"  {self.encode_catalog(generation, leave=FENCED_TAIL)} products encoded for generation {generation}")
             self.load_generation_models(both, models=SERVING_MODELS)
         except (DeployError, InferenceServerException) as err:
             if current is not None:  # drop the half-loaded N, keep M as it was
                 self.load_generation_models([current])
             raise DeployError(f"generation {generation} not served: {err}") from None
-        set_write_generation(catalog_url(self.repository), generation)
+        set_write_generation(self.catalog, generation)
+        try:
+            self.check_fence(generation)
+        except DeployError:
+            if current is not None:
+                set_write_generation(self.catalog, current)
+                self.load_generation_models([current])
+            raise
         self.log(f"  writes fenced to generation {generation}; {self.encode_catalog(generation)} written meanwhile encoded")
         self.pin_ensembles(generation)
         switched = time.monotonic() - started
@@ -244,7 +244,8 @@ class Deployer:
                 continue
             self.load_generation_models([generation], models=QUERY_MODELS)
             self.encode_catalog(generation)
-            set_write_generation(catalog_url(self.repository), generation)
+            set_write_generation(self.catalog, generation)
+            self.check_fence(generation)
             self.load_generation_models([generation], models=SERVING_MODELS)
             self.pin_ensembles(generation)
             self.ensure_catalog_models()

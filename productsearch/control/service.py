@@ -94,7 +94,8 @@ def restore_serving(server: TritonServer) -> int | None:
     """Load the generation recorded as serving (serving.json) into a freshly started server."""
     from productsearch.control.deploy import Deployer  # tritonclient, only needed here
 
-    with Deployer(server.grpc_url, server.model_repository, server.admin_headers, tls=server.client_tls) as deployer:
+    with Deployer(server.grpc_url, server.model_repository, server.admin_headers, tls=server.client_tls,
+                  catalog=server.catalog_url) as deployer:
         return deployer.serving_generation() or deployer.restore()
 
 

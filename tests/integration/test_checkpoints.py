@@ -9,7 +9,7 @@ import pytest
 
 import build_models
 from clients.index import read_products
-from productsearch.control.deploy import Deployer
+from loadtest.private_server import deployer_for
 from clients.search import SearchClient
 from productsearch.encoders.loading import load_image_tower, load_text_tower
 from productsearch.control.repository import link_repository
@@ -58,7 +58,7 @@ def test_presets_serve_end_to_end_through_triton(preset_repository, tmp_path):
         serve_generation(server, repository)
         load_catalog(server, read_products(subset))
         for generation, preset in PRESETS.items():
-            with Deployer(server.grpc_url, repository, server.admin_headers, log=lambda *a: None) as deployer:
+            with deployer_for(server, repository, log=lambda *a: None) as deployer:
                 deployer.swap(generation)  # the catalog re-encoded from the store by the preset's towers
             with SearchClient(server.grpc_url, timeout_s=60) as client:
                 query = "口红" if preset == "chinese-clip" else "red mug"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import tritonclient.grpc as grpcclient
 
-from productsearch.control.deploy import read_config, to_json
+from productsearch.control.model_configs import read_config, to_json
 
 pytestmark = pytest.mark.integration
 
