@@ -58,3 +58,10 @@ class MilvusLiteServer:
             stop_pid(self.process.pid, timeout_s=30)
             self.process.wait(timeout=30)
         self.process = None
+
+    def restart(self, timeout_s: float = 60.0) -> "MilvusLiteServer":
+        """After a crash or kill: the dead process reaped, a new one on the same port and data folder."""
+        if self.process is not None:
+            self.process.wait(timeout=30)
+            self.process = None
+        return self.start(timeout_s)

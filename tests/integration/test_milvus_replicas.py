@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
-from dataclasses import replace
 
 import pytest
 
@@ -17,10 +15,10 @@ from clients.catalog import CatalogClient
 from clients.contract import Filters, Product, ReadOptions, Relevance
 from clients.index import read_products
 from clients.search import SearchClient
-from loadtest.search_load import SearchLoad
 from productsearch.control.milvus_lite import MilvusLiteServer
 from productsearch.control.processes import pid_alive
 from productsearch.control.repository import link_repository
+from tests.integration.replica_failover import kill_a_under_load_and_write_through_b
 from tests.conftest import DEMO_CATALOG, MODEL_REPOSITORY, load_catalog, require_built, serve_generation, start_server
 
 pytestmark = pytest.mark.integration
@@ -114,30 +112,11 @@ def test_an_acknowledged_write_survives_kill_9_of_milvus(replicas, milvus):
     with CatalogClient(a.grpc_url, timeout_s=60, key=a.key) as writer:
         sequence = writer.upsert([Product("DURABLE-1", "green durable lantern", None, {"sku": "DU-0001-GR"})])[0]
     os.killpg(milvus.pid, signal.SIGKILL)
-    milvus.process.wait(timeout=30)
-    milvus.process = None
-    restarted = replace(milvus, process=None)
-    restarted.start()
-    milvus.process = restarted.process
+    milvus.restart()
     with SearchClient(b.grpc_url, timeout_s=30, retries=20, backoff_s=0.2) as reader:
         found = reader.search("DU-0001-GR", top_k=3, read=ReadOptions(min_sequence=sequence))
     assert found.ids[0] == "DURABLE-1"
 
 
 def test_killing_one_replica_fails_no_search_and_writes_go_on(replicas, catalog):
-    a, b = replicas
-    both = f"{a.grpc_url},{b.grpc_url}"
-    with SearchLoad(both, 4, timeout_s=30, retries=10, backoff_s=0.05) as load:
-        time.sleep(3)
-        os.killpg(a.pid, signal.SIGKILL)
-        killed = time.monotonic()
-        with CatalogClient(both, timeout_s=30, retries=10, key=b.key) as writer:
-            sequences = [writer.upsert([Product(f"AFTER-KILL-{i}", f"replica survivor {i}", None, {})])[0]
-                         for i in range(5)]
-        time.sleep(3)
-    answered_after = [c for c in load.calls if c.sent > killed]
-    assert not load.failures, load.failures[:3]
-    assert len(answered_after) > 20, "searches went on through the surviving replica"
-    assert sequences == sorted(sequences)
-    with SearchClient(both, timeout_s=30, retries=10) as client:
-        assert "AFTER-KILL-3" in client.search("replica survivor 3", top_k=10, read=ReadOptions(min_sequence=sequences[-1])).ids
+    kill_a_under_load_and_write_through_b(*replicas)

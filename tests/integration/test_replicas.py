@@ -4,18 +4,15 @@ read through replica B; a client given both addresses balances across them and, 
 fails no search when A is killed mid-load, and its writes go on through B."""
 from __future__ import annotations
 
-import os
-import signal
-import time
 
 import pytest
 
 from clients.catalog import CatalogClient
 from clients.contract import Product, ReadOptions
 from clients.search import SearchClient
-from loadtest.search_load import SearchLoad
 from productsearch.control.processes import pid_alive
 from productsearch.control.repository import link_repository
+from tests.integration.replica_failover import kill_a_under_load_and_write_through_b
 from tests.conftest import serve_generation, start_server
 
 pytestmark = pytest.mark.integration
@@ -50,19 +47,4 @@ def test_a_write_through_one_replica_is_read_through_the_other(replicas):
 
 
 def test_killing_one_replica_fails_no_search_and_writes_go_on(replicas):
-    a, b = replicas
-    both = f"{a.grpc_url},{b.grpc_url}"
-    with SearchLoad(both, 4, timeout_s=30, retries=10, backoff_s=0.05) as load:
-        time.sleep(3)
-        os.killpg(a.pid, signal.SIGKILL)
-        killed = time.monotonic()
-        with CatalogClient(both, timeout_s=30, retries=10, key=b.key) as writer:
-            sequences = [writer.upsert([Product(f"AFTER-KILL-{i}", f"replica survivor {i}", None, {})])[0]
-                         for i in range(5)]
-        time.sleep(3)
-    answered_after = [c for c in load.calls if c.sent > killed]
-    assert not load.failures, load.failures[:3]
-    assert len(answered_after) > 20, "searches went on through the surviving replica"
-    assert sequences == sorted(sequences)
-    with SearchClient(both, timeout_s=30, retries=10) as client:
-        assert client.search("replica survivor 3", top_k=10, read=ReadOptions(min_sequence=sequences[-1])).ids
+    kill_a_under_load_and_write_through_b(*replicas)
