@@ -145,7 +145,9 @@ def rank(index: LiveIndex, rows: list[RowQuery], generation: int, exact_filter_m
         depth = min(max(searched[i].offset + searched[i].k + len(excluded[i]) for i in plain), len(index))
         found, scores = index.search(np.stack([queries[i] for i in plain]).astype(np.float32), depth)
         for j, i in enumerate(plain):
-            keep = (found[j] >= 0) & ~np.isin(found[j], excluded[i])
+            keep = found[j] >= 0
+            if len(excluded[i]):
+                keep &= ~np.isin(found[j], excluded[i])
             window = slice(searched[i].offset, searched[i].offset + searched[i].k)
             results[i] = Ranked(found[j][keep][window], scores[j][keep][window])
     for i in live:
