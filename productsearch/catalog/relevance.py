@@ -82,13 +82,14 @@ def lexical_arrays(index: LiveIndex, hits: list[tuple[str, float]]) -> tuple[np.
 
 
 def rerank(index: LiveIndex, options: Relevance, query: np.ndarray, vector: tuple[np.ndarray, np.ndarray],
-           lexical_hits: list[tuple[str, float]], mask: np.ndarray, rules: list[dict], offset: int, k: int):
-    """(slots, scores, explanations) of the window [offset, offset + k) after steps 1-4."""
+           lexical: tuple[np.ndarray, np.ndarray], mask: np.ndarray, rules: list[dict], offset: int, k: int):
+    """(slots, scores, explanations) of the window [offset, offset + k) after steps 1-4; `lexical`:
+    the row's lexical hits as `lexical_arrays` gives them."""
     vec_slots, _ = vector
     # Lexical ranks and the BM25 maximum are taken over every hit, before the filter, so that a
     # product's score does not depend on the filter (a filtered ranking is the unfiltered one
     # restricted to the filter, as for vector-only queries).
-    lex_slots, lex_scores = lexical_arrays(index, lexical_hits)
+    lex_slots, lex_scores = lexical
     inside = lex_slots[lex_slots < len(mask)]
     passed = inside[mask[inside]]
     # the vector candidates (distinct, best first), then the lexical ones that pass and are not among
@@ -112,9 +113,9 @@ def rerank(index: LiveIndex, options: Relevance, query: np.ndarray, vector: tupl
             np.where(in_lex, w / (RRF_K + lex_at + 1), 0.0)
     else:
         top = (float(lex_scores.max()) if len(lex_scores) else 0.0) or 1.0
-        lexical = np.zeros(len(slots))
-        lexical[in_lex] = lex_scores[lex_at[in_lex]]
-        base = (1 - w) * cosine + w * (lexical / top)
+        bm25 = np.zeros(len(slots))
+        bm25[in_lex] = lex_scores[lex_at[in_lex]]
+        base = (1 - w) * cosine + w * (bm25 / top)
     factor, bonus = boost_terms(index, slots, options.boosts)
     hidden, pins, brand_factors = applicable(rules, normalized_query(options.text))
     brands = index.terms["brand"]
