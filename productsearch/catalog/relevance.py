@@ -99,14 +99,13 @@ def rerank(index: LiveIndex, options: Relevance, query: np.ndarray, vector: tupl
     slots = np.concatenate([vec_slots.astype(np.int64), passed[~in_vector[passed]]])
     if len(slots) == 0:
         return slots, np.zeros(0, np.float32), []
-    cosine = index.matrix[slots] @ query
     lex_position = np.full(index.high_water, -1, np.int64)  # per slot: its index among the lexical hits
     lex_position[lex_slots] = np.arange(len(lex_slots))
     lex_at = lex_position[slots]
     in_lex = lex_at >= 0
     w = options.lexical_weight if options.lexical else 0.0
     if w == 0:
-        base = cosine.astype(np.float64)
+        base = (index.matrix[slots] @ query).astype(np.float64)
     elif options.fusion == "rrf":
         ranks = np.arange(1, len(slots) + 1)
         base = np.where(ranks <= len(vec_slots), (1 - w) / (RRF_K + ranks), 0.0) + \
@@ -115,7 +114,7 @@ def rerank(index: LiveIndex, options: Relevance, query: np.ndarray, vector: tupl
         top = (float(lex_scores.max()) if len(lex_scores) else 0.0) or 1.0
         bm25 = np.zeros(len(slots))
         bm25[in_lex] = lex_scores[lex_at[in_lex]]
-        base = (1 - w) * cosine + w * (bm25 / top)
+        base = (1 - w) * (index.matrix[slots] @ query) + w * (bm25 / top)
     factor, bonus = boost_terms(index, slots, options.boosts)
     hidden, pins, brand_factors = applicable(rules, normalized_query(options.text))
     brands = index.terms["brand"]
