@@ -13,7 +13,9 @@ is N requests of one row each, as Triton's dynamic batcher hands the scorer the 
 requests: QUERY_EMBEDDING, TOP_K 10 and QUERY_TEXT; every other input is absent, so the
 defaults apply (hybrid lexical weight 0.1, weighted fusion). Queries: loadtest.search_load's
 QUERIES (what the served benchmark repeats; `--queries titles`: demo titles, mostly distinct).
-Timing: median (min-max) over runs of the per-batch mean (each run: new batches of the same kind).
+Timing: median (min-max) over runs of the per-batch mean (each run: new batches of the same kind),
+as CPU time of the calling thread (what the scorer spent, BLAS included: one thread) and as wall
+time (which on a shared machine also counts whatever else ran).
 --compare runs each version in its own process, alternately (a shared machine drifts), and checks
 that both answered a fixed set of batches identically (ids, titles, scores, explanations ...).
 """
@@ -143,21 +145,23 @@ def answers(responses) -> list:
     return out
 
 
-def per_batch_ms(model, work: list[list[dict]]) -> float:
-    started = time.perf_counter()
+def per_batch_ms(model, work: list[list[dict]]) -> tuple[float, float]:
+    """(wall ms, CPU ms of this thread) per batch: the CPU time is what the scorer itself spent
+    (its BLAS runs on this thread, one thread), whatever else the machine runs meanwhile."""
+    wall, cpu = time.perf_counter(), time.thread_time()
     for requests in work:
         model.execute(requests)
-    return (time.perf_counter() - started) * 1000 / len(work)
+    return (time.perf_counter() - wall) * 1000 / len(work), (time.thread_time() - cpu) * 1000 / len(work)
 
 
-def profile(model, work: list[list[dict]], top: int) -> str:
+def profile(model, work: list[list[dict]], top: int, sort: str = "cumulative") -> str:
     profiler = cProfile.Profile()
     profiler.enable()
     for requests in work:
         model.execute(requests)
     profiler.disable()
     out = io.StringIO()
-    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(top)
+    pstats.Stats(profiler, stream=out).sort_stats(sort).print_stats(top)
     return out.getvalue()
 
 
@@ -179,8 +183,9 @@ def measure(args) -> dict:
                 dumped[size] = [answers(model.execute(requests)) for requests in batches(texts, size, 10, seed=size)]
             for run in range(args.runs):  # new queries each run (distinct titles are then lexical cache misses)
                 for size in args.sizes:
-                    times.setdefault(size, []).append(per_batch_ms(model, batches(texts, size, args.batches,
-                                                                                  seed=1000 * (run + 1) + size)))
+                    wall, cpu = per_batch_ms(model, batches(texts, size, args.batches, seed=1000 * (run + 1) + size))
+                    times.setdefault(f"{size} cpu", []).append(cpu)
+                    times.setdefault(f"{size} wall", []).append(wall)
             if args.dump:
                 args.dump.write_bytes(pickle.dumps(dumped))
             return times
@@ -207,14 +212,18 @@ def compare(args) -> None:
                                       "--dump", f"{tmp}/{name}.pkl"], env=env, check=True, capture_output=True,
                                      text=True).stdout
                 for size, values in json.loads(out.strip().splitlines()[-1]).items():
-                    times[name].setdefault(int(size), []).extend(values)
+                    times[name].setdefault(size, []).extend(values)
         same = Path(f"{tmp}/before.pkl").read_bytes() == Path(f"{tmp}/after.pkl").read_bytes()
     print(f"scorer execute() per batch, ms: median (min-max) of {args.runs} alternating runs of {args.batches} batches, "
           f"{args.queries} queries")
-    print("| rows per batch | before | after | before / after |\n|---:|---:|---:|---:|")
+    print("| rows per batch | CPU before | CPU after | ratio | wall before | wall after | ratio |\n"
+          "|---:|---:|---:|---:|---:|---:|---:|")
     for size in args.sizes:
-        before, after = times["before"][size], times["after"][size]
-        print(f"| {size} | {spread(before)} | {spread(after)} | {np.median(before) / np.median(after):.2f}x |")
+        cells = []
+        for clock in ("cpu", "wall"):
+            before, after = times["before"][f"{size} {clock}"], times["after"][f"{size} {clock}"]
+            cells += [spread(before), spread(after), f"{np.median(before) / np.median(after):.2f}x"]
+        print(f"| {size} | " + " | ".join(cells) + " |")
     print(f"identical answers on the checked batches: {'yes' if same else 'NO'}")
 
 
@@ -242,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scorer execute() per batch, ms: median (min-max) of {args.runs} runs of {args.batches} batches, "
               f"{args.queries} queries")
         for size, values in times.items():
-            print(f"batch {size:>2}: {spread(values)}")
+            print(f"batch {size}: {spread(values)}")
     return 0
 
 
