@@ -18,7 +18,7 @@ import numpy as np
 
 from productsearch.catalog.ann import top_rows
 from productsearch.catalog.live_index import LiveIndex
-from productsearch.catalog.relevance import LEXICAL_DEPTH, Relevance, depth_for, facet_counts, rerank
+from productsearch.catalog.relevance import LEXICAL_DEPTH, Relevance, depth_for, facet_counts, lexical_arrays, rerank
 
 RECENCY_DECAY = 0.8
 EXACT_FILTER_MAX = 50_000  # IVF path: more products than this pass a filter -> filtered IVF scan
@@ -145,9 +145,12 @@ def rank(index: LiveIndex, rows: list[RowQuery], generation: int, exact_filter_m
         depth = min(max(searched[i].offset + searched[i].k + len(excluded[i]) for i in plain), len(index))
         found, scores = index.search(np.stack([queries[i] for i in plain]).astype(np.float32), depth)
         for j, i in enumerate(plain):
-            keep = (found[j] >= 0) & ~np.isin(found[j], excluded[i])
+            keep = found[j] >= 0
+            if len(excluded[i]):
+                keep &= ~np.isin(found[j], excluded[i])
             window = slice(searched[i].offset, searched[i].offset + searched[i].k)
             results[i] = Ranked(found[j][keep][window], scores[j][keep][window])
+    hits: dict = {}  # per query text: its lexical hits as slots, looked up once per batch
     for i in live:
         row = rows[i]
         mask = passing(index, row, excluded[i]) if (results[i] is None or i in reranked or row.relevance.facets) else None
@@ -155,9 +158,11 @@ def rank(index: LiveIndex, rows: list[RowQuery], generation: int, exact_filter_m
             results[i] = Ranked(*filtered_search(index, searched[i], queries[i].astype(np.float32), mask,
                                                  exact_filter_max))
         if i in reranked:
-            hits = lexical(row.relevance.text, LEXICAL_DEPTH) if (lexical and row.relevance.lexical) else []
+            text = row.relevance.text if (lexical and row.relevance.lexical) else None
+            if text not in hits:
+                hits[text] = lexical_arrays(index, lexical(text, LEXICAL_DEPTH) if text is not None else [])
             slots, scores, notes = rerank(index, row.relevance, queries[i].astype(np.float32), tuple(results[i]),
-                                          hits, mask, rules, row.offset, row.k)
+                                          hits[text], mask, rules, row.offset, row.k)
             results[i] = Ranked(slots, scores, notes)
         if row.relevance.facets:
             results[i].facets = facet_counts(index, mask, row.relevance.facets)

@@ -73,31 +73,48 @@ def depth_for(offset: int, k: int) -> int:
     return max(MIN_DEPTH, 3 * (offset + k))
 
 
+def lexical_arrays(index: LiveIndex, hits: list[tuple[str, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """(slots, BM25 scores) of the lexical hits the index has, best first."""
+    slots = np.array([index.slot_of.get(pid, -1) for pid, _ in hits], dtype=np.int64)
+    scores = np.array([score for _, score in hits], dtype=np.float64)
+    known = slots >= 0
+    return slots[known], scores[known]
+
+
 def rerank(index: LiveIndex, options: Relevance, query: np.ndarray, vector: tuple[np.ndarray, np.ndarray],
-           lexical_hits: list[tuple[str, float]], mask: np.ndarray, rules: list[dict], offset: int, k: int):
-    """(slots, scores, explanations) of the window [offset, offset + k) after steps 1-4."""
-    vec_slots, vec_scores = vector
-    vec_rank = {int(s): r + 1 for r, s in enumerate(vec_slots.tolist())}
+           lexical: tuple[np.ndarray, np.ndarray], mask: np.ndarray, rules: list[dict], offset: int, k: int):
+    """(slots, scores, explanations) of the window [offset, offset + k) after steps 1-4; `lexical`:
+    the row's lexical hits as `lexical_arrays` gives them."""
+    vec_slots, _ = vector
     # Lexical ranks and the BM25 maximum are taken over every hit, before the filter, so that a
     # product's score does not depend on the filter (a filtered ranking is the unfiltered one
     # restricted to the filter, as for vector-only queries).
-    known = [(index.slot_of[pid], score) for pid, score in lexical_hits if pid in index.slot_of]
-    lex_rank = {s: r + 1 for r, (s, _) in enumerate(known)}
-    lex_score = dict(known)
-    lex_slots = [s for s, _ in known if s < len(mask) and mask[s]]
-    slots = np.array(list(dict.fromkeys(vec_slots.tolist() + lex_slots)), dtype=np.int64)
+    lex_slots, lex_scores = lexical
+    inside = lex_slots[lex_slots < len(mask)]
+    passed = inside[mask[inside]]
+    # the vector candidates (distinct, best first), then the lexical ones that pass and are not among
+    # them; so the vector rank of a candidate is its position + 1 among the first len(vec_slots)
+    in_vector = np.zeros(index.high_water, bool)
+    in_vector[vec_slots] = True
+    slots = np.concatenate([vec_slots.astype(np.int64), passed[~in_vector[passed]]])
     if len(slots) == 0:
         return slots, np.zeros(0, np.float32), []
-    cosine = index.matrix[slots] @ query
+    lex_position = np.full(index.high_water, -1, np.int64)  # per slot: its index among the lexical hits
+    lex_position[lex_slots] = np.arange(len(lex_slots))
+    lex_at = lex_position[slots]
+    in_lex = lex_at >= 0
     w = options.lexical_weight if options.lexical else 0.0
     if w == 0:
-        base = cosine.astype(np.float64)
+        base = (index.matrix[slots] @ query).astype(np.float64)
     elif options.fusion == "rrf":
-        base = np.array([(1 - w) / (RRF_K + vec_rank[s]) if s in vec_rank else 0.0 for s in slots.tolist()]) + \
-            np.array([w / (RRF_K + lex_rank[s]) if s in lex_rank else 0.0 for s in slots.tolist()])
+        ranks = np.arange(1, len(slots) + 1)
+        base = np.where(ranks <= len(vec_slots), (1 - w) / (RRF_K + ranks), 0.0) + \
+            np.where(in_lex, w / (RRF_K + lex_at + 1), 0.0)
     else:
-        top = max(lex_score.values(), default=0.0) or 1.0
-        base = (1 - w) * cosine + w * np.array([lex_score.get(s, 0.0) / top for s in slots.tolist()])
+        top = (float(lex_scores.max()) if len(lex_scores) else 0.0) or 1.0
+        bm25 = np.zeros(len(slots))
+        bm25[in_lex] = lex_scores[lex_at[in_lex]]
+        base = (1 - w) * (index.matrix[slots] @ query) + w * (bm25 / top)
     factor, bonus = boost_terms(index, slots, options.boosts)
     hidden, pins, brand_factors = applicable(rules, normalized_query(options.text))
     brands = index.terms["brand"]
@@ -113,18 +130,29 @@ def rerank(index: LiveIndex, options: Relevance, query: np.ndarray, vector: tupl
     for s in code_matches(index, options.text, slots):
         score[slots == s] = score.max() + 1.0
         rule_notes.setdefault(int(s), []).append("exact product code")
-    keep = np.array([index.ids[s].decode() not in hidden for s in slots.tolist()], dtype=bool)
+    keep = np.array([index.ids[s].decode() not in hidden for s in slots.tolist()], dtype=bool) if hidden else \
+        np.ones(len(slots), bool)
     order = np.lexsort((slots[keep], -score[keep]))
-    ranked = [(int(s), float(v)) for s, v in zip(slots[keep][order], score[keep][order])]
-    ranked = pin(index, ranked, pins, mask, query, score_of=dict(zip(slots.tolist(), score.tolist())), notes=rule_notes)
-    if options.max_per_group is not None:
-        ranked = capped(index, ranked, options.group_by, options.max_per_group)
-    window = ranked[offset: offset + k]
-    out_slots = np.array([s for s, _ in window], dtype=np.int64)
-    out_scores = np.array([v for _, v in window], dtype=np.float32)
+    best_slots, best_scores = slots[keep][order], score[keep][order]
+    if pins or options.max_per_group is not None:  # reorders the whole list: as Python pairs
+        ranked = list(zip(best_slots.tolist(), best_scores.tolist()))
+        if pins:
+            ranked = pin(index, ranked, pins, mask, query, score_of=dict(zip(slots.tolist(), score.tolist())),
+                         notes=rule_notes)
+        if options.max_per_group is not None:
+            ranked = capped(index, ranked, options.group_by, options.max_per_group)
+        window = ranked[offset: offset + k]
+        out_slots = np.array([s for s, _ in window], dtype=np.int64)
+        out_scores = np.array([v for _, v in window], dtype=np.float32)
+    else:
+        out_slots, out_scores = best_slots[offset: offset + k], best_scores[offset: offset + k].astype(np.float32)
+        window = list(zip(out_slots.tolist(), best_scores[offset: offset + k].tolist())) if options.explain else []
     explanations = []
     if options.explain:
         position = {s: i for i, s in enumerate(slots.tolist())}
+        vec_rank = {s: r + 1 for r, s in enumerate(vec_slots.tolist())}
+        lex_rank = {s: r + 1 for r, s in enumerate(lex_slots.tolist())}
+        lex_score = dict(zip(lex_slots.tolist(), lex_scores.tolist()))
         for s, final in window:
             i = position.get(s)
             explanations.append(json.dumps({
