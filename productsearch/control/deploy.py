@@ -7,30 +7,28 @@ Over gRPC's model-repository API (needs the admin header):
    the catalog store while writes go on (control/rebuild.py);
 3. fence the writes to N, encode what was written meanwhile, then reload the ensembles
    `search`, `upsert_products`, `recommend` and `encode_product` with configs that pin every
-   step to N (writes wait, retried by the clients, from the fence until `upsert_products`). Only now do new requests go to N; requests in flight finish on M's versions;
+   step to N (writes wait, retried by the clients, from the fence until `upsert_products`).
+   Only now do new requests go to N; requests in flight finish on M's versions;
 4. unload M (version policy [N]) and record N as serving (M as previous, for rollback).
 Triton unloads a serving ensemble whose reload fails (e.g. it pins a version that is not
-loaded), so step 3 only runs once step 2 has proven every pinned version READY.
-CLI (needs the admin key: PRODUCTSEARCH_ADMIN_KEY or run/admin_key, and this host's model
-repository, whose manifests it verifies):
-    python -m productsearch.control.deploy list | swap N | rollback | restore | prune --keep 2
+loaded), so step 3 only runs once step 2 has proven every pinned version READY. Replicas on one
+catalog store (Milvus) swap together: each step on all of them before the next.
+CLI (control/deploy_cli.py):
+    python -m productsearch.control.deploy [--url a:8001,b:8001] list | swap N | rollback | restore | prune --keep 2
 Any failure leaves the old generation serving and says why (exit code 1).
 """
 from __future__ import annotations
 
-import argparse
-import shutil
 import sys
 import time
 from pathlib import Path
 
 from tritonclient.utils import InferenceServerException
 
-from clients.connection import TlsOptions, add_connection_arguments, grpc_client, tls_from_args
-from productsearch.control.admin import GRPC_ADMIN_HEADER, admin_headers
-from productsearch.control.paths import DEFAULT_MODEL_REPOSITORY
+from clients.connection import TlsOptions, grpc_client
+from productsearch.control.admin import GRPC_ADMIN_HEADER
 from productsearch.control.model_configs import pinned_ensemble_config, versions_config
-from productsearch.control.generations import GenerationError, manifest_path, read_serving, verify_generation, write_serving
+from productsearch.control.generations import GenerationError, read_serving, verify_generation, write_serving
 from productsearch.catalog.store import (CATALOG_ENV, catalog_url, list_shops, open_store, register_generation,
                                          set_write_generation)
 from productsearch.catalog.rows import DEFAULT_SHOP
@@ -177,58 +175,77 @@ class Deployer:
                 self._load(model)
                 self.log(f"  {model}: READY")
 
-    def swap(self, generation: int) -> float:
+    def swap(self, generation: int, peers: tuple["Deployer", ...] = ()) -> float:
         """Serve generation N; returns seconds from start until new requests go to N.
 
         1. N's encoders beside the serving M's; every product encoded for N (writes go on to M);
         2. N's scorer and writer beside M's; 3. the write fence moves to N (M's writers refuse
         with UNAVAILABLE, clients retry); 4. the last writes encoded for N; 5. the ensembles
         pinned to N (new requests go to N, in-flight ones finish on M); 6. M unloaded.
-        Every write acknowledged before step 3 is in N by step 4; after it only N's writer writes."""
+        Every write acknowledged before step 3 is in N by step 4; after it only N's writer writes.
+        `peers`: the other replicas on the same catalog store, each step done on every replica
+        before the next (the catalog encoded once, through this one); `search` is pinned to N on
+        all of them before any `upsert_products`, so a write N acknowledges is found through each."""
         started = time.monotonic()
+        replicas = (self, *peers)
         try:
             verify_generation(self.repository, generation)
         except GenerationError as err:
             raise DeployError(f"refused: {err}") from None
         current = self.serving_generation()
+        others = {d.url: d.serving_generation() for d in peers}
+        if any(g != current for g in others.values()):
+            raise DeployError(f"refused: the replicas serve different generations ({self.url}: {current}, {others})")
         if current == generation:
             self.log(f"generation {generation} is already serving")
             return 0.0
-        self.log(f"swap: generation {current} -> {generation}")
+        self.log(f"swap: generation {current} -> {generation}" + (f" on {len(replicas)} replicas" if peers else ""))
         both = sorted({v for v in (current, generation) if v is not None})
+
+        def back_to_current() -> None:  # drop the half-loaded N, keep M as it was
+            if current is not None:
+                for replica in replicas:
+                    replica.load_generation_models([current])
+
         try:
-            self.load_generation_models(both, models=QUERY_MODELS)
+            for replica in replicas:
+                replica.load_generation_models(both, models=QUERY_MODELS)
             self.log(f"  {self.encode_catalog(generation, leave=FENCED_TAIL)} products encoded for generation {generation}")
-            self.load_generation_models(both, models=SERVING_MODELS)
+            for replica in replicas:
+                replica.load_generation_models(both, models=SERVING_MODELS)
         except (DeployError, InferenceServerException) as err:
-            if current is not None:  # drop the half-loaded N, keep M as it was
-                self.load_generation_models([current])
+            back_to_current()
             raise DeployError(f"generation {generation} not served: {err}") from None
         set_write_generation(self.catalog, generation)
         try:
-            self.check_fence(generation)
+            for replica in replicas:
+                replica.check_fence(generation)
         except DeployError:
             if current is not None:
                 set_write_generation(self.catalog, current)
-                self.load_generation_models([current])
+            back_to_current()
             raise
         self.log(f"  writes fenced to generation {generation}; {self.encode_catalog(generation)} written meanwhile encoded")
-        self.pin_ensembles(generation)
+        for ensembles in (ENSEMBLES[:1], ENSEMBLES[1:2], ENSEMBLES[2:]):
+            for replica in replicas:
+                replica.pin_ensembles(generation, ensembles)
         switched = time.monotonic() - started
-        self.load_generation_models([generation])
-        self.ensure_catalog_models()
-        write_serving(self.repository, generation, current)
+        for replica in replicas:
+            replica.load_generation_models([generation])
+            replica.ensure_catalog_models()
+        for repository in dict.fromkeys(replica.repository.resolve() for replica in replicas):
+            write_serving(repository, generation, current)
         self.log(f"generation {generation} serving (switched after {switched:.1f} s, "
                  f"done after {time.monotonic() - started:.1f} s)")
         return switched
 
-    def rollback(self) -> float:
+    def rollback(self, peers: tuple["Deployer", ...] = ()) -> float:
         state = read_serving(self.repository)
         previous = state.get("previous")
         if previous is None:
             raise DeployError("no previous generation recorded to roll back to")
         self.log(f"rollback to generation {previous}")
-        return self.swap(previous)
+        return self.swap(previous, peers)
 
     def restore(self) -> int | None:
         """After a (re)start: bring back the recorded serving generation (else the newest built),
@@ -255,78 +272,7 @@ class Deployer:
         return None
 
 
-# ------------------------------------------------------------------ command line
+if __name__ == "__main__":  # the command line lives in deploy_cli (list, swap, rollback, restore, prune)
+    from productsearch.control.deploy_cli import main
 
-def list_generations(deployer: Deployer) -> str:
-    serving = deployer.serving_generation()
-    recorded = read_serving(deployer.repository)
-    rows = [f"{'gen':>4}  {'state':<10} {'vectors':>8}  check"]
-    stores = deployer.stores()
-    for generation in built_generations(deployer.repository):
-        count = str(sum(int(s.info()["vectors"].get(str(generation), 0)) for s in stores))
-        try:
-            verify_generation(deployer.repository, generation)
-            check = "ok"
-        except GenerationError as err:
-            check = str(err)
-        state = "SERVING" if generation == serving else ("previous" if generation == recorded.get("previous") else "")
-        rows.append(f"{generation:>4}  {state:<10} {count:>8}  {check}")
-    return "\n".join(rows)
-
-
-def prune(deployer: Deployer, keep: int, log=print) -> list[int]:
-    """Delete generations beyond the newest `keep`, never the serving or the previous one."""
-    serving = deployer.serving_generation()
-    protected = {serving, read_serving(deployer.repository).get("previous")}
-    generations = built_generations(deployer.repository)
-    doomed = [g for g in generations[: max(len(generations) - keep, 0)] if g not in protected]
-    for generation in doomed:
-        loaded = [m for m in GENERATION_MODELS if generation in deployer.loaded_versions(m)]
-        if loaded:
-            log(f"keeping generation {generation}: still loaded in {', '.join(loaded)}")
-            continue
-        for model in GENERATION_MODELS:
-            shutil.rmtree(deployer.repository / model / str(generation), ignore_errors=True)
-        manifest_path(deployer.repository, generation).unlink(missing_ok=True)
-        log(f"pruned generation {generation}")
-    return doomed
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m productsearch.control.deploy", description=__doc__.split("\n")[0])
-    add_connection_arguments(parser)
-    parser.add_argument("--model-repository", type=Path, default=DEFAULT_MODEL_REPOSITORY)
-    sub = parser.add_subparsers(dest="action", required=True)
-    sub.add_parser("list", help="generations on disk and which one serves")
-    swap = sub.add_parser("swap", help="serve generation N (load beside, pin ensembles, unload old)")
-    swap.add_argument("generation", type=int)
-    sub.add_parser("rollback", help="back to the previous generation")
-    restore = sub.add_parser("restore", help="after a start: serve the recorded generation (else the newest built)")
-    restore.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the server to be up first")
-    prune_cmd = sub.add_parser("prune", help="delete old generations from disk")
-    prune_cmd.add_argument("--keep", type=int, default=2)
-    args = parser.parse_args(argv)
-
-    with Deployer(args.url, args.model_repository, admin_headers(), tls=tls_from_args(args)) as deployer:
-        try:
-            if args.action == "restore":
-                deadline = time.monotonic() + args.wait
-                while not deployer.server_live() and time.monotonic() < deadline:
-                    time.sleep(1.0)
-                print(f"serving generation {deployer.serving_generation() or deployer.restore()}")
-            elif args.action == "list":
-                print(list_generations(deployer))
-            elif args.action == "swap":
-                deployer.swap(args.generation)
-            elif args.action == "rollback":
-                deployer.rollback()
-            else:
-                prune(deployer, args.keep)
-        except DeployError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
-    return 0
-
-
-if __name__ == "__main__":
     sys.exit(main())

@@ -2,12 +2,13 @@
 (a real `milvus-lite server` here: the same pymilvus client code talks to Milvus standalone or a
 cluster). Products written through replica A are searched in Milvus by replica B; filters and
 facets run inside Milvus; two shops with the same ids stay apart; an acknowledged write
-survives kill -9 of the Milvus server; killing replica A mid-load fails no search (client
-retries) and writes go on through B."""
+survives kill -9 of the Milvus server; both replicas swap generations together under searches
+and writes; killing replica A mid-load fails no search (client retries) and writes go on through B."""
 from __future__ import annotations
 
 import os
 import signal
+import time
 
 import pytest
 
@@ -15,6 +16,10 @@ from clients.catalog import CatalogClient
 from clients.contract import Filters, Product, ReadOptions, Relevance
 from clients.index import read_products
 from clients.search import SearchClient
+from loadtest.catalog_load import WriteLoad
+from loadtest.private_server import deployer_for
+from loadtest.search_load import SearchLoad
+from productsearch.control.generations import clone_encoders
 from productsearch.control.milvus_lite import MilvusLiteServer
 from productsearch.control.processes import pid_alive
 from productsearch.control.repository import link_repository
@@ -105,6 +110,36 @@ def test_two_shops_with_the_same_ids_stay_apart(replicas):
         assert south.ids == ["SHARED-1"] and south.titles == ["blue steel kettle"]
         shops = writer.shops()
     assert {"north", "south"} <= set(shops) and shops["north"]["products"] == 1
+
+
+def test_the_replicas_swap_generations_together_under_searches_and_writes(replicas, catalog):
+    """`deploy --url a,b swap N`: both replicas move to N, the catalog encoded once; no search or
+    write fails meanwhile (clients given both addresses), every acknowledged write is in N, and
+    each replica answers from N afterwards."""
+    a, b = replicas
+    repository = a.model_repository
+    clone_encoders(repository, 2, 1)
+    both = f"{a.grpc_url},{b.grpc_url}"
+    templates = read_products(DEMO_CATALOG)[PRODUCTS:PRODUCTS + 40]
+    with WriteLoad(both, a.key, templates, writers=2, rate=3, prefix="RS", timeout_s=60) as writers, \
+            SearchLoad(both, 2, timeout_s=60) as searchers, \
+            deployer_for(a, repository) as first, deployer_for(b, repository) as second:
+        time.sleep(2)
+        first.swap(2, (second,))
+        assert first.serving_generation() == second.serving_generation() == 2
+        time.sleep(2)
+    assert not writers.failures, writers.failures[:5]
+    assert not searchers.failures, searchers.failures[:5]
+    assert len(writers.writes) > 10 and {c.result.generation for c in searchers.answers} == {1, 2}
+    final = writers.state_at(max(w.sequence for w in writers.writes))
+    for server in (a, b):
+        with SearchClient(server.grpc_url, timeout_s=60) as client:
+            for pid in final:
+                assert client.recommend([pid], top_k=1).generation == 2
+    with CatalogClient(b.grpc_url, timeout_s=60, key=b.key) as writer, SearchClient(a.grpc_url, timeout_s=30) as reader:
+        sequence = writer.upsert([Product("AFTER-SWAP", "violet swapped lamp", None, {"sku": "SW-0002-VI"})])[0]
+        found = reader.search("SW-0002-VI", top_k=3, read=ReadOptions(min_sequence=sequence))
+    assert found.ids[0] == "AFTER-SWAP" and found.generation == 2
 
 
 def test_an_acknowledged_write_survives_kill_9_of_milvus(replicas, milvus):
