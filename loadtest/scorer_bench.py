@@ -5,6 +5,7 @@
     python -m loadtest.scorer_bench --profile 16       # cProfile of batches of 16, top costs
     git archive BASE productsearch | tar -x -C /tmp/base
     python -m loadtest.scorer_bench --compare /tmp/base  # BASE's scorer vs this one, alternately
+    python -m loadtest.scorer_bench --compare /tmp/base --before-blas Prescott  # ... BASE on SSE3 kernels
 
 The catalog: the demo catalog's products (data/demo_catalog/catalog.jsonl: titles, descriptions,
 brands, SKUs, prices, stock ...) written to a temporary SQLite store with random clustered
@@ -208,12 +209,15 @@ def compare(args) -> None:
                 child = ["--catalog", str(args.catalog), "--queries", args.queries, "--batches", str(args.batches),
                          "--sizes", *map(str, args.sizes)] + (["--products", str(args.products)] if args.products else [])
                 env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, versions["after"]]))
+                if name == "before" and args.before_blas:
+                    env["OPENBLAS_CORETYPE"] = args.before_blas
                 out = subprocess.run([sys.executable, "-m", "loadtest.scorer_bench", *child, "--runs", "1", "--raw",
                                       "--dump", f"{tmp}/{name}.pkl"], env=env, check=True, capture_output=True,
                                      text=True).stdout
                 for size, values in json.loads(out.strip().splitlines()[-1]).items():
                     times[name].setdefault(size, []).extend(values)
         same = Path(f"{tmp}/before.pkl").read_bytes() == Path(f"{tmp}/after.pkl").read_bytes()
+        how = "" if same else how_answers_differ(*(pickle.loads(Path(f"{tmp}/{n}.pkl").read_bytes()) for n in versions))
     print(f"scorer execute() per batch, ms: median (min-max) of {args.runs} alternating runs of {args.batches} batches, "
           f"{args.queries} queries")
     print("| rows per batch | CPU before | CPU after | ratio | wall before | wall after | ratio |\n"
@@ -224,7 +228,23 @@ def compare(args) -> None:
             before, after = times["before"][f"{size} {clock}"], times["after"][f"{size} {clock}"]
             cells += [spread(before), spread(after), f"{np.median(before) / np.median(after):.2f}x"]
         print(f"| {size} | " + " | ".join(cells) + " |")
-    print(f"identical answers on the checked batches: {'yes' if same else 'NO'}")
+    print(f"identical answers on the checked batches: {'yes' if same else 'NO'}{how}")
+
+
+def how_answers_differ(before: dict, after: dict) -> str:
+    """Where two versions' answers differ: rows with other ids/titles/order, largest score change."""
+    rows = moved = 0
+    largest = 0.0
+    for size in before:
+        for batch_before, batch_after in zip(before[size], after[size]):
+            for row_before, row_after in zip(batch_before, batch_after):
+                rows += 1
+                values_before, values_after = dict(row_before), dict(row_after)
+                if values_before.get("PRODUCT_IDS") != values_after.get("PRODUCT_IDS"):
+                    moved += 1
+                elif values_before.get("SCORES"):
+                    largest = max(largest, float(np.max(np.abs(np.subtract(values_before["SCORES"], values_after["SCORES"])))))
+    return f" ({moved} of {rows} rows answered other products or another order; largest score change elsewhere {largest:.2g})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -239,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dump", type=Path, help="write the answers of the checked batches here (pickle)")
     parser.add_argument("--compare", type=Path, metavar="DIR",
                         help="also run the productsearch package under DIR (e.g. `git archive BASE productsearch`), alternately")
+    parser.add_argument("--before-blas", metavar="KERNEL",
+                        help="with --compare: the base runs with OPENBLAS_CORETYPE=KERNEL (e.g. Prescott, "
+                             "what OpenBLAS picked on this machine before productsearch/control/blas.py)")
     parser.add_argument("--raw", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.compare:

@@ -18,6 +18,8 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
+from productsearch.control.blas import with_blas_kernel
+
 CONTAINER_BACKENDS = Path("/opt/tritonserver/backends")
 
 
@@ -83,7 +85,7 @@ def install_stub(install: TritonInstall) -> None:
 
 def server_environment(install: TritonInstall) -> dict[str, str]:
     """Environment for tritonserver so its python stubs run this interpreter's venv."""
-    env = dict(os.environ)
+    env = with_blas_kernel(os.environ)  # numpy/faiss in the stubs: the CPU's own kernels
     libdir = sysconfig.get_config_var("LIBDIR")
     ldlibversion = sysconfig.get_config_var("LDVERSION")
     if install.stub_source is not None:
