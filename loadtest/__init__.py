@@ -8,4 +8,5 @@ import os as _os
 
 from productsearch.control.blas import with_blas_kernel as _with_blas_kernel
 
+OPERATOR_BLAS_KERNEL = _os.environ.get("OPENBLAS_CORETYPE")  # what the operator set, if anything
 _os.environ.update(_with_blas_kernel(_os.environ))

@@ -1,5 +1,6 @@
-"""The served text search done in-process: the same encoder, fusion and scorer called directly in
-PyTorch/numpy, no server, batch by batch. The baseline for "served vs in-process" in bench.py.
+"""The served text search done in-process: the same encoder (the same runtime: the build's ONNX
+export on the CPU where it has one), fusion and scorer called directly, no server, batch by batch.
+The baseline for "served vs in-process" in bench.py.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from productsearch.runtime.fusion import DEFAULT_TEXT_WEIGHT, fuse
 
 
 def load_text_tower(version_dir: Path):
-    """The text tower exactly as the text_encoder model loads it."""
+    """The text tower exactly as the text_encoder model loads it (runtime auto, torch's thread count)."""
     from productsearch.encoders.loading import load_text_tower as load
 
     return load(Path(version_dir), "cpu", "fp32")
@@ -46,19 +47,30 @@ class TextSearchPipeline:
     """text -> TextTower -> fuse (text only) -> scorer top-k -> ids, titles; one batch at a time."""
 
     def __init__(self, repository: Path, generation: int, threads: int):
-        import torch
+        import transformers
 
         from productsearch.runtime.limits import MAX_TOKENS
 
-        import transformers
-
         transformers.utils.logging.disable_progress_bar()
-        torch.set_num_threads(threads)
         self.max_tokens = MAX_TOKENS
-        self.tower = load_text_tower(Path(repository) / "text_encoder" / str(generation))
+        self.version_dir = Path(repository) / "text_encoder" / str(generation)
         self.scorer = scorer_in_process(repository, generation)
         self.weight = float(config_parameters(repository, "fusion")["parameters"].get(
             "text_weight", {}).get("string_value", DEFAULT_TEXT_WEIGHT))
+        self.use_threads(threads)
+
+    def use_threads(self, threads: int) -> None:
+        """Every step on `threads` threads: the tower is loaded again, since an ONNX Runtime
+        session fixes its thread pool when it is created (the served runtime, like the server's)."""
+        import torch
+
+        from productsearch.catalog.ann import limit_blas_threads
+
+        torch.set_num_threads(threads)
+        limit_blas_threads(threads)
+        self.threads = threads
+        self.tower = load_text_tower(self.version_dir)
+        self.runtime = type(self.tower).__name__
 
     def search(self, texts: list[str], top_k: int = 10):
         text = self.tower.encode(texts, max_length=self.max_tokens)

@@ -12,6 +12,8 @@ before it gets here; the model refuses it too, for callers of `fusion` itself.
 `fusion` is generation-numbered (version N = generation N): its default weight is generation
 N's (runtime/generation_settings.py, the same one scorer N fuses the catalog with); a config
 parameter `text_weight` overrides it for queries only; a request's TEXT_WEIGHT wins over both.
+The `search` ensemble has scorer N fuse its queries (`query_rows` + `fuse`, the scorer's
+`query_text_weight` being this `text_weight`); `encode_product` uses this model.
 """
 from __future__ import annotations
 
@@ -61,6 +63,31 @@ def fuse(
     return fused.astype(np.float32)
 
 
+def query_rows(get, default_weight: float) -> tuple[np.ndarray, ...]:
+    """One request's encoder outputs, checked: (text, image, text_present, image_present, weights),
+    a row each. `get(name)` reads an input (None: absent). Used by `fusion` and by the scorer,
+    which fuses the `search` ensemble's queries itself (one python step less on the hot path)."""
+    text, image = get("TEXT_EMBEDDING"), get("IMAGE_EMBEDDING")
+    text_present, image_present = get("TEXT_PRESENT"), get("IMAGE_PRESENT")
+    if text is None or image is None or text_present is None or image_present is None:
+        raise RequestError("fusing a query needs TEXT_EMBEDDING, TEXT_PRESENT, IMAGE_EMBEDDING and IMAGE_PRESENT")
+    rows = len(text)
+    text, image = text.reshape(rows, -1), image.reshape(len(image), -1)
+    text_present = text_present.reshape(-1).astype(bool)
+    image_present = image_present.reshape(-1).astype(bool)
+    if not len(image) == len(text_present) == len(image_present) == rows:
+        raise RequestError("TEXT_EMBEDDING, IMAGE_EMBEDDING and their PRESENT flags need one row per query")
+    weight = get("TEXT_WEIGHT")
+    weights = np.full(rows, default_weight, np.float32) if weight is None else weight.reshape(-1).astype(np.float32)
+    if len(weights) != rows:
+        raise RequestError("TEXT_WEIGHT needs one value per query")
+    if not np.all((weights >= 0) & (weights <= 1)):
+        raise RequestError(f"TEXT_WEIGHT must be within [0, 1], got {weights.tolist()}")
+    if np.any(~text_present & ~image_present):
+        raise RequestError(EMPTY_QUERY)
+    return text, image, text_present, image_present, weights
+
+
 class FusionModel:
     def initialize(self, args: dict) -> None:
         from productsearch.runtime.generation_settings import generation_text_weight
@@ -70,19 +97,7 @@ class FusionModel:
         self.default_weight = float(self.ctx.parameter("text_weight", str(generation_weight)))
 
     def parse(self, request) -> list[tuple]:
-        text = input_array(request, "TEXT_EMBEDDING")
-        image = input_array(request, "IMAGE_EMBEDDING")
-        text_present = input_array(request, "TEXT_PRESENT").reshape(-1).astype(bool)
-        image_present = input_array(request, "IMAGE_PRESENT").reshape(-1).astype(bool)
-        weight = input_array(request, "TEXT_WEIGHT")
-        weights = np.full(len(text), self.default_weight, np.float32) if weight is None else weight.reshape(-1)
-        if len(weights) != len(text):
-            raise RequestError("TEXT_WEIGHT needs one value per query")
-        if not np.all((weights >= 0) & (weights <= 1)):
-            raise RequestError(f"TEXT_WEIGHT must be within [0, 1], got {weights.tolist()}")
-        if np.any(~text_present & ~image_present):
-            raise RequestError(EMPTY_QUERY)
-        return list(zip(text, image, text_present, image_present, weights))
+        return list(zip(*query_rows(lambda name: input_array(request, name), self.default_weight)))
 
     def compute(self, rows: list[tuple]) -> dict[str, np.ndarray]:
         text, image, text_present, image_present, weights = (np.stack(col) for col in zip(*rows))

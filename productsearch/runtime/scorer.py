@@ -10,9 +10,12 @@ top-k; numpy on the CPU, torch on a GPU), from there on the CPU through an IVF i
 fp16-coded vectors (faiss, `nprobe` lists per query).
 Parameters: `catalog` (store URL; PRODUCTSEARCH_CATALOG wins), `search` (auto | exact | ivf),
 `exact_max_products`, `nprobe`, `ivf_nlist`, `exact_filter_max`, `min_sequence_wait_s`,
-`torch_threads`. The catalog is fused with generation N's text weight (runtime/generation_settings.py).
+`torch_threads`, `query_text_weight`. The catalog is fused with generation N's text weight (runtime/generation_settings.py).
 
-Inputs per query row (see the README's contract): QUERY_EMBEDDING, or SEED_IDS (+ SEED_WEIGHTS:
+Inputs per query row (see the README's contract): QUERY_EMBEDDING, or the encoders' TEXT_EMBEDDING,
+TEXT_PRESENT, IMAGE_EMBEDDING, IMAGE_PRESENT (+ TEXT_WEIGHT), fused here as `fusion` does (the
+`search` ensemble: one python step less per query; default weight: parameter `query_text_weight`,
+else generation N's), or SEED_IDS (+ SEED_WEIGHTS:
 "more like this", "for this shopper"; seeds are excluded, unknown ids refused, default recency
 weights 0.8**i); TOP_K; optional OFFSET (pages, OFFSET + TOP_K <= 10,000), CATEGORIES (any of),
 PRICE_MIN / PRICE_MAX (inclusive), EXCLUDE_IDS, SHOP (default "default"), MIN_SEQUENCE (answer
@@ -38,6 +41,7 @@ from productsearch.catalog.ranking import EXACT_FILTER_MAX, QueryError, RowQuery
 from productsearch.catalog.records import RecordError
 from productsearch.catalog.store import catalog_url, open_store, register_generation
 from productsearch.catalog.rows import DEFAULT_SHOP, check_shop
+from productsearch.runtime.fusion import DEFAULT_TEXT_WEIGHT, fuse, query_rows
 from productsearch.runtime.generation_settings import generation_text_weight
 from productsearch.runtime.limits import MAX_DEPTH, MAX_LIST, MAX_TOP_K
 from productsearch.runtime.model_io import (ModelContext, RequestError, configured_threads, input_array, internal, invalid,
@@ -105,12 +109,16 @@ def seed_weights(ids: np.ndarray, weights: np.ndarray | None) -> tuple[list[str]
     return names, chosen
 
 
-def parse_rows(request) -> list[RowQuery]:
-    """The query rows of one request, every input checked (the catalog itself is not read here)."""
+def parse_rows(request, query_weight: float = DEFAULT_TEXT_WEIGHT) -> list[RowQuery]:
+    """The query rows of one request, every input checked (the catalog itself is not read here).
+    A query is QUERY_EMBEDDING (fused already), or the encoders' outputs fused here with TEXT_WEIGHT
+    (default `query_weight`; the `search` ensemble's path), or SEED_IDS."""
     query = input_array(request, "QUERY_EMBEDDING")
     seeds = input_array(request, "SEED_IDS")
+    if query is None and input_array(request, "TEXT_EMBEDDING") is not None:
+        query = fuse(*query_rows(lambda name: input_array(request, name), query_weight))
     if (query is None) == (seeds is None):
-        raise RequestError("send either QUERY_EMBEDDING or SEED_IDS")
+        raise RequestError("send either QUERY_EMBEDDING or SEED_IDS (or the encoders' TEXT_EMBEDDING and IMAGE_EMBEDDING)")
     rows = len(query) if query is not None else len(seeds)
     if query is not None:
         query = query.reshape(rows, -1)
@@ -173,6 +181,8 @@ class ScorerModel:
         self.url = catalog_url(Path(self.ctx.version_dir).parent.parent, self.ctx.parameter("catalog", "") or None)
         self.generation = np.array([self.ctx.version], dtype=np.int64)
         self.text_weight = generation_text_weight(Path(self.ctx.version_dir).parent.parent, self.ctx.version)
+        # the queries' default weight (like fusion's `text_weight`); the catalog always uses N's
+        self.query_weight = float(self.ctx.parameter("query_text_weight", str(self.text_weight)))
         register_generation(self.url, self.ctx.version, self.text_weight)
         self.shops: dict = {}
         self.follower(DEFAULT_SHOP)  # load the default shop now, not on the first query
@@ -194,7 +204,7 @@ class ScorerModel:
         return self.shops[shop]
 
     def parse(self, request) -> list[RowQuery]:
-        return parse_rows(request)
+        return parse_rows(request, self.query_weight)
 
     def compute(self, rows: list[RowQuery]) -> list[tuple[np.ndarray, np.ndarray]]:
         """In-process ranking (tests, benchmarks): (slots, scores) per row, rows of one shop."""
@@ -226,7 +236,7 @@ class ScorerModel:
         parsed: list = []
         for request in requests:
             try:
-                parsed.append(parse_rows(request))
+                parsed.append(parse_rows(request, self.query_weight))
             except RequestError as err:
                 parsed.append(err)
             except Exception as err:  # noqa: BLE001 - isolate a bug to its own request

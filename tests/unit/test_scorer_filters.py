@@ -3,6 +3,8 @@
 The scorer's parse() reads Triton tensors through `input_array`; here a dict of numpy arrays
 stands in for the request (the integration tests send the same through a real tritonserver).
 """
+import re
+
 import numpy as np
 import pytest
 
@@ -11,7 +13,8 @@ from productsearch.runtime.model_io import RequestError
 from productsearch.runtime.limits import MAX_DEPTH
 from productsearch.runtime.scorer import ScorerModel
 from productsearch.catalog.ranking import RECENCY_DECAY
-from productsearch.runtime.fusion import normalize
+from productsearch.runtime.fusion import fuse, normalize
+from productsearch.runtime.limits import EMPTY_QUERY
 from tests.catalog_fixtures import STORE_KINDS, catalog_store, random_vectors, scorer_args, write_store
 
 CATEGORIES = ["hat", "mug", "watch", "dress", "jeans", "bag"]
@@ -174,6 +177,37 @@ def test_a_query_needs_exactly_one_of_embedding_and_seeds(ask):
         ask(TOP_K=[[10]])
     with pytest.raises(RequestError, match="either QUERY_EMBEDDING or SEED_IDS"):
         ask(TOP_K=[[10]], QUERY_EMBEDDING=[normalize(np.ones(DIM))], SEED_IDS=[[b"P00001"]])
+
+
+def test_the_scorer_fuses_the_encoders_outputs_as_fusion_does(catalog, ask):
+    """The search ensemble hands the scorer the encoders' outputs: the answer equals the one for
+    the vector `fuse` makes of them (the generation's weight, or the request's TEXT_WEIGHT)."""
+    model = catalog[0]
+    assert model.query_weight == model.text_weight  # no query_text_weight set: the generation's
+    rng = np.random.default_rng(5)
+    text, image = normalize(rng.standard_normal(DIM // 2)), normalize(rng.standard_normal(DIM // 2))
+    for text_present, image_present, weight in ((True, True, None), (True, False, None), (False, True, 0.7),
+                                                (True, True, 0.0), (True, True, 1.0)):
+        inputs = dict(TEXT_EMBEDDING=[text], IMAGE_EMBEDDING=[image], TEXT_PRESENT=[[text_present]],
+                      IMAGE_PRESENT=[[image_present]])
+        if weight is not None:
+            inputs["TEXT_WEIGHT"] = [[weight]]
+        fused = fuse(text[None], image[None], [text_present], [image_present],
+                     model.query_weight if weight is None else weight)[0]
+        (ids, scores), = ask(TOP_K=[[10]], **inputs)
+        (expected_ids, expected_scores), = ask(TOP_K=[[10]], QUERY_EMBEDDING=[fused])
+        assert ids == expected_ids and np.array_equal(scores, expected_scores)
+
+
+@pytest.mark.parametrize("inputs, message", [
+    (dict(TEXT_PRESENT=[[False]], IMAGE_PRESENT=[[False]]), re.escape(EMPTY_QUERY)),
+    (dict(TEXT_PRESENT=[[True]], IMAGE_PRESENT=[[True]], TEXT_WEIGHT=[[1.5]]), r"TEXT_WEIGHT must be within \[0, 1\]"),
+    (dict(TEXT_PRESENT=[[True]]), "needs TEXT_EMBEDDING, TEXT_PRESENT, IMAGE_EMBEDDING and IMAGE_PRESENT"),
+])
+def test_bad_encoder_outputs_are_refused_with_the_reason(ask, inputs, message):
+    vector = normalize(np.ones(DIM // 2))
+    with pytest.raises(RequestError, match=message):
+        ask(TOP_K=[[10]], TEXT_EMBEDDING=[vector], IMAGE_EMBEDDING=[vector], **inputs)
 
 
 def test_unknown_excluded_ids_exclude_nothing(catalog, ask):
