@@ -29,11 +29,10 @@ from clients.connection import TlsOptions, grpc_client
 from productsearch.control.admin import GRPC_ADMIN_HEADER
 from productsearch.control.model_configs import pinned_ensemble_config, versions_config
 from productsearch.control.generations import GenerationError, read_serving, verify_generation, write_serving
-from productsearch.catalog.store import (CATALOG_ENV, catalog_url, list_shops, open_store, register_generation,
+from productsearch.catalog.store import (CATALOG_ENV, catalog_url, list_shops, open_store,
                                          set_write_generation)
 from productsearch.catalog.rows import DEFAULT_SHOP
-from productsearch.control.rebuild import Rebuilder, prepare_generation
-from productsearch.runtime.generation_settings import generation_text_weight
+from productsearch.control.rebuild import Rebuilder, prepare_generation, register_generation_weight
 from productsearch.control.repository import GENERATION_MODELS, QUERY_MODELS, built_generations
 
 SERVING_MODELS = ("scorer", "catalog_writer")  # the generation-numbered models that read/write the catalog
@@ -147,8 +146,7 @@ class Deployer:
         (all but `leave` or fewer, while writes still go to the serving generation)."""
         encoders = verify_generation(self.repository, generation).get("encoders", {})
         rebuilder = Rebuilder(self.url, self.tls, log=self.log)
-        # N's fusion weight, which a store of fused vectors needs before N's scorer or writer loads
-        register_generation(self.catalog, generation, generation_text_weight(self.repository, generation))
+        register_generation_weight(self.catalog, self.repository, generation)
         done = 0
         for store in self.stores():
             prepare_generation(store, generation, encoders, log=self.log)

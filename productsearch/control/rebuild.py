@@ -82,6 +82,12 @@ class Rebuilder:
         return asyncio.run(self._fill(store, generation, leave))
 
 
+def register_generation_weight(store_url: str, repository: Path, generation: int) -> None:
+    """Record N's fusion weight in the store: a store of fused vectors (Milvus) needs it before N's
+    scorer or writer loads, and before the catalog is encoded for N."""
+    register_generation(store_url, generation, generation_text_weight(Path(repository), generation))
+
+
 def prepare_generation(store: SqliteCatalog, generation: int, encoders: dict, log=print) -> None:
     """Vectors of generation N made by other encoders (N rebuilt in place) are dropped first."""
     recorded = store.meta(f"encoders:{generation}")
@@ -103,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     store_url = catalog_url(args.model_repository)
     rebuilder = Rebuilder(args.url, tls_from_args(args))
     encoders = read_manifest(args.model_repository, args.generation).get("encoders", {})
-    register_generation(store_url, args.generation, generation_text_weight(Path(args.model_repository), args.generation))
+    register_generation_weight(store_url, args.model_repository, args.generation)
     for shop in args.shop or list_shops(store_url):
         store = open_store(store_url, shop, create=False)
         prepare_generation(store, args.generation, encoders)
