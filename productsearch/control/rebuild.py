@@ -53,7 +53,7 @@ class Rebuilder:
 
     async def _fill(self, store: SqliteCatalog, generation: int, leave: int) -> int:
         client = grpc_client(self.url, self.tls, aio=True)
-        done, started, idle = 0, time.monotonic(), 0
+        done, started, idle, last = 0, time.monotonic(), 0, None
         try:
             while True:
                 todo = store.needing_vectors(generation, limit=ROWS_PER_REQUEST * IN_FLIGHT * 4)
@@ -64,9 +64,12 @@ class Rebuilder:
                 for start in range(0, len(chunks), IN_FLIGHT):
                     encoded = await asyncio.gather(*(self._batch(client, generation, c) for c in chunks[start:start + IN_FLIGHT]))
                     done += store.put_vectors(generation, [v for batch in encoded for v in batch])
-                # a product changed while it was encoded is skipped and comes back next pass; a store
-                # that keeps every vector it is given away would loop here forever
-                idle = idle + 1 if done == before else 0
+                # a product changed while it was encoded is skipped and comes back next pass (changed:
+                # another content_seq, so not idle); a store that throws away the vectors of unchanged
+                # products would loop here forever
+                wanted = [(row[0], row[1]) for row in todo]
+                idle = idle + 1 if done == before and wanted == last else 0
+                last = wanted
                 if idle >= 3:
                     raise RuntimeError(f"shop {store.shop!r}: generation {generation}'s vectors are not kept "
                                        f"({len(todo)} products still need them, e.g. {todo[0][0]!r})")
