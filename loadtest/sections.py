@@ -87,6 +87,8 @@ async def inprocess_section(server, workload: Workload, settings: Settings, log=
     server differs) and with every core (the most a direct caller gets here)."""
     from loadtest.inprocess import TextSearchPipeline, config_parameters
 
+    # warm-up first: a fresh server's first requests (caches, first batches) are not steady state
+    await run_load(server.grpc_url, workload, "text", 16, 300, max_seconds=5)
     served = await run_load(server.grpc_url, workload, "text", 16, settings.compare_requests,
                             max_seconds=settings.compare_seconds)
     served_batch = served.batch.get("text_encoder", 16.0)
