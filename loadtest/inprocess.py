@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from productsearch.runtime.scorer import RowQuery
-from productsearch.runtime.fusion import DEFAULT_TEXT_WEIGHT, fuse
+from productsearch.runtime.fusion import fuse
 
 
 def load_text_tower(version_dir: Path):
@@ -55,8 +55,7 @@ class TextSearchPipeline:
         self.max_tokens = MAX_TOKENS
         self.version_dir = Path(repository) / "text_encoder" / str(generation)
         self.scorer = scorer_in_process(repository, generation)
-        self.weight = float(config_parameters(repository, "fusion")["parameters"].get(
-            "text_weight", {}).get("string_value", DEFAULT_TEXT_WEIGHT))
+        self.weight = self.scorer.query_weight  # the weight the served scorer fuses queries with
         self.use_threads(threads)
 
     def use_threads(self, threads: int) -> None:
