@@ -77,8 +77,9 @@ class ExactSearch:
                 scores[:, torch.from_numpy(~valid).to(self.device)] = -float("inf")
                 top, index = torch.topk(scores, k, dim=1)
             return index.cpu().numpy(), top.cpu().numpy()
-        # [N, D] x [D, B], then [B, N]: the same scores (bit-equal here), 1.3-1.5x faster than
-        # queries @ matrix.T at batch 4-16 on OpenBLAS's AVX-512 kernels (BENCHMARKS.md)
+        # [N, D] x [D, B], then [B, N]: the same scores (bit-equal here), the product 1.4-1.5x faster
+        # than queries @ matrix.T at batch 4-16 on OpenBLAS's AVX-512 kernels (the scorer per batch
+        # 1.03-1.10x, BENCHMARKS.md "Issue 14, second pass")
         scores = np.ascontiguousarray((matrix @ queries.T).T)
         scores[:, ~valid] = -np.inf
         if k < scores.shape[1]:

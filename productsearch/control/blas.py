@@ -3,10 +3,11 @@
 OpenBLAS (built DYNAMIC_ARCH in the numpy and faiss-cpu wheels) picks its kernels by CPU model
 number. A model newer than the library falls back to Prescott, its SSE3 kernels: on this
 project's CI machine (Xeon family 6 model 207, Emerald Rapids, with AVX-512) numpy's OpenBLAS
-0.3.23 and faiss's 0.3.15 both did, and the scorer's exact search ran 2.4-3.7x slower than with the
-AVX-512 kernels (BENCHMARKS.md, "OpenBLAS kernels"). OPENBLAS_CORETYPE overrides the choice; it
-must be in the environment before the library loads, so it is set for the processes we start
-(tritonserver and its python stubs, the load-test tools), never changed in a running one.
+0.3.23 and faiss's 0.3.15 both did, and the scorer's matrix product ran 2.4-3.6x slower than
+with the AVX-512 kernels (BENCHMARKS.md, "Issue 14, second pass"). OPENBLAS_CORETYPE overrides
+the choice; it must be in the environment before the library loads, so it is set for the
+processes we start (tritonserver and its python stubs, the load-test tools), never changed in a
+running one.
 The kernel named here is the newest family the CPU's flags can run, so it is safe on any CPU;
 a value the operator set is kept.
 """
