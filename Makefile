@@ -64,9 +64,9 @@ bench: models  ## latency/throughput harness on a private server (~10 min; BENCH
 QUERIES ?= data/demo_queries.jsonl
 EVAL_ARGS ?=
 evaluate: serve  ## Recall/nDCG/MRR@10 of the served search on a query set (default: demo held-out); report in run/evaluate/
-	$(PY) -m productsearch.build.demo_queries data/demo_queries.jsonl
-	$(PY) -m clients.evaluate $(QUERIES) --url $(shell $(PY) -m productsearch.control.launcher url) --catalog $(CATALOG) $(EVAL_ARGS)
+	$(PY) -m productsearch.demo.queries data/demo_queries.jsonl
+	$(PY) -m productsearch.evaluation.search_quality $(QUERIES) --url $(shell $(PY) -m productsearch.control.launcher url) --catalog $(CATALOG) $(EVAL_ARGS)
 
 PHOTO_ARGS ?=
 evaluate-photos: serve  ## P@10 on Fashion-MNIST's 10,000 test photos through the served search (shop fashion-mnist); report in run/evaluate_photos/
-	$(PY) -m clients.evaluate_photos --url $(shell $(PY) -m productsearch.control.launcher url) $(PHOTO_ARGS)
+	$(PY) -m productsearch.evaluation.photo_quality --url $(shell $(PY) -m productsearch.control.launcher url) $(PHOTO_ARGS)

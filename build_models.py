@@ -2,9 +2,9 @@
 """Build the model weights the Triton model repository serves, one generation at a time.
 
   --preset demo (default, offline): USE multilingual + EfficientNet-Lite0, bilingual catalog
-    (productsearch/build/demo_multilingual.py)
-  --preset demo-minilm (offline): MiniLM + a from-scratch ResNet, English (productsearch/build/demo.py)
-  --preset clip | chinese-clip | bert-resnet: real checkpoints (productsearch/build/presets.py)
+    (productsearch/training/demo_preset.py)
+  --preset demo-minilm (offline): MiniLM + a from-scratch ResNet, English (productsearch/training/minilm_preset.py)
+  --preset clip | chinese-clip | bert-resnet: real checkpoints (productsearch/training/presets.py)
 `--new-generation` writes generation N+1 (`<model>/N+1/`) beside the serving one; each
 generation gets a manifest (generations/N.json: what built it, encoder checksums). The catalog
 is indexed through the running server (clients/index.py); config.pbtxt files belong to the
@@ -20,17 +20,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))  # the shared package sits beside this script
 
-from productsearch.build.demo import RENDERS_PER_COMBO, build_demo  # noqa: E402
-from productsearch.build.demo_multilingual import build_multilingual_demo  # noqa: E402
-from productsearch.build.generation import finish_generation, pick_generation, resolve_device  # noqa: E402
-from productsearch.build.presets import PRESETS  # noqa: E402
-from productsearch.catalog.demo_generator import generate_catalog  # noqa: E402
+from productsearch.training.minilm_preset import RENDERS_PER_COMBO, build_demo  # noqa: E402
+from productsearch.training.demo_preset import build_multilingual_demo  # noqa: E402
+from productsearch.training.generation import finish_generation, pick_generation, resolve_device  # noqa: E402
+from productsearch.training.presets import PRESETS  # noqa: E402
+from productsearch.demo.catalog import generate_catalog  # noqa: E402
 from productsearch.control.paths import DEFAULT_MODEL_REPOSITORY, DEMO_CATALOG_DIR  # noqa: E402
 
 
 def build_checkpoint_preset(args: argparse.Namespace) -> int:
     """clip / chinese-clip / bert-resnet from real checkpoints, as a new generation by default."""
-    from productsearch.build import presets
+    from productsearch.training import presets
 
     if not args.checkpoint:
         raise SystemExit(f"--preset {args.preset} needs --checkpoint (a local directory or a hub name)")

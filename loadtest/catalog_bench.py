@@ -124,10 +124,10 @@ def memory_child(mode: str, method: str, directory: Path, seed: int) -> dict:
     catalog, then applies MEMORY_UPDATES writes through the log while following it."""
     import gc
 
-    from productsearch.catalog.follower import ShopFollower
-    from productsearch.catalog.live_index import LiveIndex
+    from productsearch.catalog.index.follower import ShopFollower
+    from productsearch.catalog.index.live import LiveIndex
     from productsearch.catalog.rows import ProductWrite
-    from productsearch.catalog.sqlite_store import SqliteCatalog
+    from productsearch.catalog.sqlite.store import SqliteCatalog
 
     store = SqliteCatalog(directory)
     baseline = rss_mb()
@@ -175,8 +175,8 @@ def unit(vector: np.ndarray) -> np.ndarray:
 
 
 def make_memory_store(directory: Path, seed: int) -> None:
-    from productsearch.catalog.sqlite_bulk import bulk_insert
-    from productsearch.catalog.sqlite_store import SqliteCatalog
+    from productsearch.catalog.sqlite.bulk import bulk_insert
+    from productsearch.catalog.sqlite.store import SqliteCatalog
 
     rng = np.random.default_rng(seed)
     store = SqliteCatalog(directory)

@@ -25,7 +25,7 @@ from loadtest.private_server import prepare_repository
 from loadtest.report import publish
 from loadtest.scale import WORK_DIR
 from loadtest.synthetic import synthetic_catalog
-from productsearch.catalog.ranking import passing, slots_of
+from productsearch.catalog.ranking.batch import passing, slots_of
 from productsearch.catalog.store import catalog_url, open_store
 from productsearch.runtime.scorer import RowQuery, ScorerModel
 

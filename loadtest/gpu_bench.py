@@ -35,8 +35,8 @@ SOURCE = ROOT / "model_repository"
 
 def demo_workload(images: int = 64, seed: int = 0) -> Workload:
     """Queries from the demo vocabulary and fresh renders (no catalog files needed)."""
-    from productsearch.catalog.demo_generator import CATEGORIES, COLORS, PATTERNS
-    from productsearch.catalog.demo_render import render_product
+    from productsearch.demo.catalog import CATEGORIES, COLORS, PATTERNS
+    from productsearch.demo.render import render_product
 
     rng = random.Random(seed)
     texts = [f"{c} {p} {k}" for k in CATEGORIES for c in COLORS for p in PATTERNS]
@@ -55,9 +55,9 @@ def prepare_repository(target: Path, device: str, catalog_size: int, seed: int =
     import torch
     from transformers import AutoConfig, AutoModel
 
-    from productsearch.catalog.sqlite_bulk import bulk_insert
+    from productsearch.catalog.sqlite.bulk import bulk_insert
     from productsearch.catalog.store import catalog_url, open_store
-    from productsearch.runtime.fusion import normalize
+    from productsearch.core.vectors import normalize
     from productsearch.control.generations import record_encoders, write_serving
     from productsearch.control.device_configs import write_device_configs
     from productsearch.encoders.resnet_tower import ImageTower
@@ -127,7 +127,7 @@ def in_process_text_search(repository: Path, device: str, workload: Workload, ba
 
     from productsearch.catalog.store import catalog_url, open_store
     from productsearch.encoders.loading import load_text_tower
-    from productsearch.runtime.fusion import fuse
+    from productsearch.core.vectors import fuse
 
     torch_device = "cuda" if device == "gpu" else "cpu"
     tower = load_text_tower(repository / "text_encoder" / "1", torch_device, "fp16" if device == "gpu" else "fp32")

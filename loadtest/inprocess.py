@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from productsearch.runtime.scorer import RowQuery
-from productsearch.runtime.fusion import fuse
+from productsearch.core.vectors import fuse
 
 
 def load_text_tower(version_dir: Path):
@@ -49,7 +49,7 @@ class TextSearchPipeline:
     def __init__(self, repository: Path, generation: int, threads: int):
         import transformers
 
-        from productsearch.runtime.limits import MAX_TOKENS
+        from productsearch.core.limits import MAX_TOKENS
 
         transformers.utils.logging.disable_progress_bar()
         self.max_tokens = MAX_TOKENS
@@ -63,7 +63,7 @@ class TextSearchPipeline:
         session fixes its thread pool when it is created (the served runtime, like the server's)."""
         import torch
 
-        from productsearch.catalog.ann import limit_blas_threads
+        from productsearch.catalog.index.ann import limit_blas_threads
 
         torch.set_num_threads(threads)
         limit_blas_threads(threads)

@@ -14,7 +14,7 @@ import tritonclient.grpc as grpcclient
 
 from clients.index import load_products, read_products
 from productsearch.catalog.store import catalog_url, open_store
-from productsearch.control.deploy import Deployer
+from productsearch.control.deploy.swap import Deployer
 from productsearch.control.model_configs import versions_config
 from productsearch.control.generations import GenerationError, read_manifest
 from productsearch.control.paths import DEFAULT_MODEL_REPOSITORY, DEMO_CATALOG

@@ -37,7 +37,7 @@ from loadtest.private_server import temporary_server
 from loadtest.report import publish
 from loadtest.search_load import SearchLoad
 from loadtest.workload import DEMO_CATALOG
-from productsearch.catalog.demo_generator import canonical_query
+from productsearch.demo.catalog import canonical_query
 
 WEIGHTS = (0.1, 0.2, 0.3, 0.5, 0.7)
 MODES = ("rrf", "weighted")
@@ -76,7 +76,7 @@ class Judge:
 
 def query_sets(records: dict, seed: int = 0) -> dict[str, dict[str, list]]:
     """{"training"|"held-out": {kind: [(query, judge, metric)]}}."""
-    from productsearch.catalog.demo_zh import canonical_query_zh
+    from productsearch.demo.chinese import canonical_query_zh
 
     rng = random.Random(seed)
     combo = lambda r: (r["category"], r["color"], r["pattern"])  # noqa: E731

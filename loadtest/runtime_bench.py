@@ -7,7 +7,7 @@ Image tower: torch eager vs ONNX Runtime fp32 / dynamic int8, at batch 1 and 16.
 multilingual, short product queries, half English half Chinese, already tokenized: tokenization
 is the same for every runtime and timed on its own): torch eager, TorchScript (trace + freeze),
 torch.compile (inductor, dynamic shapes) where it compiles, ONNX Runtime fp32 and the two dynamic
-int8 variants of build/text_runtime.py, at batch 1, 16 and 64. Uses the serving generation's own
+int8 variants of training/text_runtime.py, at batch 1, 16 and 64. Uses the serving generation's own
 towers (model_repository/<tower>/1; the ONNX files are made in a temporary directory where the
 generation lacks them). Every figure is the median of `--runs` runs with min-max; the build checks
 the fp32 exports equal within 1e-4 and gates int8 on the held-out table.
@@ -150,7 +150,7 @@ def measure_text(runs: int, log=print) -> str:
         rows.append(f"| {name} | {' | '.join(cells)} | {ratios[0]:.2f}x | {ratios[1]:.2f}x | {fidelity[name]:.4f} |")
     return "\n".join(rows) + (f"\n\n{runs} runs; one thread; the same tokenized batches for every runtime (tokenizing "
                               f"costs {np.median(tokenize):.3f} ms/query at b=16 on top, in every runtime). Served: "
-                              "the build's choice (text_model/runtime.json; build/text_runtime.py gates int8 on the "
+                              "the build's choice (text_model/runtime.json; training/text_runtime.py gates int8 on the "
                               "held-out table).")
 
 

@@ -15,7 +15,7 @@ from loadtest.harness import run_load
 from loadtest.sections import Settings, cell_requests
 from loadtest.private_server import reload_models, stub_rss_mb
 from loadtest.workload import ROOT, Workload
-from productsearch.runtime.fusion import fuse
+from productsearch.core.vectors import fuse
 
 WORK_DIR = ROOT / "run" / "bench"
 
@@ -31,7 +31,7 @@ def with_catalog(url: str | None):
 async def scale_section(server, workload: Workload, settings: Settings, log=print, sigma: float = 1.0) -> tuple[str, dict]:
     from loadtest.inprocess import config_parameters
     from loadtest.synthetic import exact_top_k, recall_at_k, synthetic_catalog, synthetic_ids
-    from productsearch.catalog.ann import EXACT_MAX_PRODUCTS
+    from productsearch.catalog.index.ann import EXACT_MAX_PRODUCTS
     from productsearch.catalog.store import catalog_url, open_store
 
     parameters = config_parameters(server.repository, "scorer")["parameters"]
@@ -94,7 +94,7 @@ def nprobe_sweep(fused: np.ndarray, queries: dict, exact: dict, served_nprobe: i
     """Recall and time per query of the IVF index against nprobe (in this process)."""
     import faiss
 
-    from productsearch.catalog.ann import DEFAULT_NPROBE, IvfSearch
+    from productsearch.catalog.index.ann import DEFAULT_NPROBE, IvfSearch
 
     served_nprobe = served_nprobe or DEFAULT_NPROBE
     matrix = np.asarray(fused, dtype=np.float32)

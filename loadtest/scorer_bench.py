@@ -42,7 +42,7 @@ from loadtest.search_load import QUERIES
 from loadtest.workload import DEMO_CATALOG
 from productsearch.catalog.rows import ProductWrite
 from productsearch.catalog.store import catalog_url, open_store, register_generation
-from productsearch.runtime.fusion import normalize
+from productsearch.core.vectors import normalize
 
 DIM = 768  # the fused vectors: [sqrt(w) text, sqrt(1-w) image], two 384-d towers
 BATCHES = (1, 8, 16)

@@ -47,7 +47,7 @@ def rss_mb(pid: int | None = None) -> float:
 # ------------------------------------------------------------------ stores
 
 def synthetic(count: int, seed: int = 0):
-    from productsearch.runtime.fusion import fuse, normalize
+    from productsearch.core.vectors import fuse, normalize
 
     rng = np.random.default_rng(seed)
     centers = rng.standard_normal((200, HALF_DIM))
@@ -91,7 +91,7 @@ def fill(url: str, text, image, fields, batch_size: int) -> float:
 
 
 def timed_searches(model, queries, spec: dict, threads: int) -> tuple[list[float], float]:
-    from productsearch.catalog.ranking import RowQuery
+    from productsearch.catalog.ranking.batch import RowQuery
 
     latencies: list[float] = []
     todo = list(queries)
@@ -119,7 +119,7 @@ def timed_searches(model, queries, spec: dict, threads: int) -> tuple[list[float
 
 def measure_store(kind: str, url: str, root: Path, data, queries, runs: int, log) -> dict:
     from loadtest.filter_bench import scorer_over
-    from productsearch.catalog.ranking import RowQuery
+    from productsearch.catalog.ranking.batch import RowQuery
     from productsearch.catalog.store import CATALOG_ENV, register_generation
 
     text, image, fields, fused = data

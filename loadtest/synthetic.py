@@ -7,7 +7,7 @@ structure of the real catalog (categories, colours, near-duplicates) that real q
 against -- uniform random vectors have no neighbours -- while filling the space between products,
 so that a query's top 10 come from many sources and straddle IVF cells. Ids are ``S0000000``...;
 title, category and price are its main source's (for the filter benchmark). Each catalog is a
-catalog store (one SQLite shop, catalog/sqlite_store.py) cached in run/bench/catalogs with the
+catalog store (one SQLite shop, catalog/sqlite/store.py) cached in run/bench/catalogs with the
 fused matrix beside it (fused.npy, for exact answers), so only the first run pays for generation.
 """
 from __future__ import annotations
@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from productsearch.catalog.rows import DEFAULT_SHOP, ChangeSet
-from productsearch.catalog.sqlite_bulk import bulk_insert
-from productsearch.catalog.sqlite_store import SqliteCatalog
-from productsearch.runtime.fusion import fuse
+from productsearch.catalog.sqlite.bulk import bulk_insert
+from productsearch.catalog.sqlite.store import SqliteCatalog
+from productsearch.core.vectors import fuse
 
 CHUNK = 50_000
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from productsearch.catalog.rows import ProductWrite
 from productsearch.catalog.store import CATALOG_ENV, catalog_url, open_store, register_generation
-from productsearch.runtime.fusion import fuse, normalize
+from productsearch.core.vectors import fuse, normalize
 
 
 def random_vectors(count: int, dim: int, seed: int, clusters: int | None = None) -> np.ndarray:

@@ -91,7 +91,7 @@ def small_catalog_repository(triton, tmp_path_factory) -> Path:
     with_catalogs=True)` copies the store): nothing to encode, and a catalog smaller than TOP_K's
     limit."""
     from clients.index import read_products
-    from productsearch.catalog.sqlite_bulk import copy_catalog
+    from productsearch.catalog.sqlite.bulk import copy_catalog
     from productsearch.catalog.store import catalog_url, open_store, store_root
 
     root = tmp_path_factory.mktemp("small_catalog")

@@ -1,4 +1,6 @@
-"""The catalog: a generation's catalog on disk (files), compact serving columns, vector search
-over it (ann: exact and faiss IVF), and the demo catalog generator (attributes, titles, renders).
-Imported by the runtime's scorer, the build and the control tools; never imports control or build.
+"""The live catalog. At the top: the store interface (`store`: which store serves, from one URL),
+record rules (`records`), the rows stores take and give (`rows`), product image files. Its rooms:
+`sqlite/` (the embedded store), `milvus/` (past one machine), `index/` (the in-memory vector index
+and its follower), `ranking/` (filters, hybrid relevance, merchandising). Read inside the stub;
+imports only core (tests/unit/test_layout.py).
 """

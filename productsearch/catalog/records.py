@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 
-from productsearch.runtime.limits import MAX_TEXT_BYTES
+from productsearch.core.limits import MAX_TEXT_BYTES
 
 MAX_ID_BYTES = 256
 MAX_FIELDS_BYTES = 64 * 1024

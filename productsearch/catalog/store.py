@@ -6,9 +6,9 @@ config parameter, else the embedded default beside the model repository.
                              memory and follows the store's log
     milvus://host:19530?images=/shared/dir
                              a Milvus server (standalone or cluster), searched in place by every
-                             replica (catalog/milvus_store.py); milvus+lite:///abs/dir is the same
+                             replica (catalog/milvus/store.py); milvus+lite:///abs/dir is the same
                              on an embedded milvus-lite file (one process only: tests, benchmarks)
-The store interface is what sqlite_store.SqliteCatalog offers: writes (upsert_one, update_one,
+The store interface is what sqlite/store.py's SqliteCatalog offers: writes (upsert_one, update_one,
 delete_one inside `transaction()`, then `committed()` for the SEQUENCEs), reads (snapshot,
 changes, head, lexical, product, info), rebuild support (needing_vectors, put_vectors) and meta
 (write fence, closed field lists, rules). `searched_in_place` tells the scorer which way to search.
@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from productsearch.catalog.sqlite_store import DEFAULT_SHOP, SqliteCatalog, StoreError, check_shop, fence_writes, shops
+from productsearch.catalog.sqlite.store import DEFAULT_SHOP, SqliteCatalog, StoreError, check_shop, fence_writes, shops
 
 CATALOG_ENV = "PRODUCTSEARCH_CATALOG"
 DEFAULT_DIR = "catalog_store"
@@ -52,7 +52,7 @@ def store_root(url: str) -> Path:
 def open_store(url: str, shop: str = DEFAULT_SHOP, create: bool = True):
     """The catalog of `shop` in the store at `url` (created empty unless create=False)."""
     if is_milvus(url):
-        from productsearch.catalog.milvus_store import open_milvus
+        from productsearch.catalog.milvus.store import open_milvus
 
         return open_milvus(url, check_shop(shop), create)
     return SqliteCatalog(store_root(url), check_shop(shop), create=create)
@@ -60,7 +60,7 @@ def open_store(url: str, shop: str = DEFAULT_SHOP, create: bool = True):
 
 def list_shops(url: str) -> list[str]:
     if is_milvus(url):
-        from productsearch.catalog.milvus_store import milvus_shops
+        from productsearch.catalog.milvus.store import milvus_shops
 
         return milvus_shops(url)
     return shops(store_root(url))
@@ -69,7 +69,7 @@ def list_shops(url: str) -> list[str]:
 def set_write_generation(url: str, generation: int) -> None:
     """The write fence of a generation swap: writers of other generations are refused (retry)."""
     if is_milvus(url):
-        from productsearch.catalog.milvus_store import fence_milvus
+        from productsearch.catalog.milvus.store import fence_milvus
 
         fence_milvus(url, generation)
         return
@@ -80,6 +80,6 @@ def register_generation(url: str, generation: int, text_weight: float) -> None:
     """What a generation's models tell the store when they load: its fusion weight (the Milvus
     store keeps fused vectors; the embedded one fuses in each scorer and needs nothing)."""
     if is_milvus(url):
-        from productsearch.catalog.milvus_store import register_fusion
+        from productsearch.catalog.milvus.store import register_fusion
 
         register_fusion(url, generation, text_weight)

@@ -4,7 +4,7 @@ Starts Triton in the background (or reuses the running one) and brings back the 
 served last (its catalog re-encoded from the catalog store where needed); loads the demo catalog
 through `upsert_products` when the store does not hold it yet (or holds other titles, e.g. the
 English-only catalog of before); then runs the example searches of
-clients.demo, including a live write: a new product upserted and found at once (MIN_SEQUENCE),
+productsearch.control.demo_searches, including a live write: a new product upserted and found at once (MIN_SEQUENCE),
 and a price change moving a product in and out of a price filter. Triton keeps serving.
 """
 from __future__ import annotations
@@ -13,11 +13,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from clients.demo import run_examples, run_live_examples
+from productsearch.control.demo_searches import run_examples, run_live_examples
 from clients.index import load_catalog_file, read_products
 from productsearch.catalog.store import catalog_url, open_store
 from productsearch.control.admin import admin_headers, admin_key
-from productsearch.control.deploy import Deployer
+from productsearch.control.deploy.swap import Deployer
 from productsearch.control.paths import DEFAULT_MODEL_REPOSITORY, DEMO_CATALOG
 from productsearch.control.server import TritonServer
 from productsearch.control.service import start_background

@@ -18,7 +18,7 @@ import numpy as np
 
 from clients.connection import TlsOptions, add_connection_arguments, grpc_client, tls_from_args
 from clients.contract import bytes_rows
-from productsearch.catalog.sqlite_store import SqliteCatalog
+from productsearch.catalog.sqlite.store import SqliteCatalog
 from productsearch.catalog.store import catalog_url, list_shops, open_store, register_generation
 from productsearch.runtime.generation_settings import generation_text_weight
 from productsearch.control.paths import DEFAULT_MODEL_REPOSITORY

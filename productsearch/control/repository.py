@@ -72,7 +72,7 @@ def link_repository(source: Path, target: Path, generations: list[int] | None = 
 
 def copy_catalogs(source: Path, target: Path) -> None:
     """Every shop's catalog of the store beside `source` into the store beside `target`."""
-    from productsearch.catalog.sqlite_bulk import copy_catalog
+    from productsearch.catalog.sqlite.bulk import copy_catalog
     from productsearch.catalog.store import catalog_url, list_shops, open_store, store_root
 
     source_url, target_url = catalog_url(source), catalog_url(target)

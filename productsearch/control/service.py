@@ -92,7 +92,7 @@ def server_from_state(state: dict) -> TritonServer:
 
 def restore_serving(server: TritonServer) -> int | None:
     """Load the generation recorded as serving (serving.json) into a freshly started server."""
-    from productsearch.control.deploy import Deployer  # tritonclient, only needed here
+    from productsearch.control.deploy.swap import Deployer  # tritonclient, only needed here
 
     with Deployer(server.grpc_url, server.model_repository, server.admin_headers, tls=server.client_tls,
                   catalog=server.catalog_url) as deployer:

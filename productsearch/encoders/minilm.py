@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from productsearch.runtime.limits import MAX_TOKENS
+from productsearch.core.limits import MAX_TOKENS
 
 # Files of a BERT sentence-embedding directory that TextTower.load needs (build_models copies these).
 TEXT_MODEL_FILES = (

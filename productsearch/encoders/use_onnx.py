@@ -2,7 +2,7 @@
 (encoders/use_multilingual.py), an optional dynamic int8 quantization of it, and the served
 tower that runs the artifact a generation's build chose.
 
-Files in a generation's text_model/ (written by build/text_runtime.py):
+Files in a generation's text_model/ (written by training/text_runtime.py):
     text_tower.onnx        ids [B, L] int64 + lens [B] int64 -> unit-norm embeddings [B, 512], any B and L;
                            checked equal to torch within ONNX_TOLERANCE on English + Chinese padded batches
     text_tower.int8*.onnx  the same with its MatMuls dynamically quantized to int8 (onnxruntime.quantization),
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from productsearch.runtime.limits import MAX_TOKENS
+from productsearch.core.limits import MAX_TOKENS
 
 ONNX_FILE = "text_tower.onnx"
 INT8_FILE = "text_tower.int8.onnx"

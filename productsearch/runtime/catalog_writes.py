@@ -24,13 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from productsearch.catalog.merchandising import RuleError, check_rules
+from productsearch.catalog.ranking.merchandising import RuleError, check_rules
 from productsearch.catalog.records import RecordError, parse_fields, product_id
 from productsearch.catalog.rows import DEFAULT_SHOP, FencedWrite, ProductWrite, UnknownProduct, check_shop
 from productsearch.catalog.store import catalog_url, list_shops, open_store, register_generation
 from productsearch.runtime.generation_settings import generation_text_weight
 from productsearch.runtime.image_input import InvalidImage, decode_image
-from productsearch.runtime.limits import MAX_IMAGE_BYTES
+from productsearch.core.limits import MAX_IMAGE_BYTES
 from productsearch.runtime.model_io import (ModelContext, RequestError, input_array, internal, invalid, not_found, response,
                                             unavailable)
 from productsearch.runtime.text_input import decode_texts

@@ -1,9 +1,6 @@
-"""fusion: the weighted concatenation of unit-norm text and image embeddings (the source method),
-and the python-backend model that applies it to a batch of queries.
-
-A fused vector is ``[sqrt(w_t) * t, sqrt(w_i) * i]`` with ``w_t + w_i = 1`` and unit-norm ``t``
-and ``i``, so it is itself unit norm and the cosine of two fused vectors is
-``w_t * cos(t_a, t_b) + w_i * cos(i_a, i_b)``: a convex mix of the per-modality cosines.
+"""fusion: the python-backend model that fuses a batch of text and image embeddings (the source
+method's weighted concatenation, core/vectors.py), and the check of a request's encoder outputs
+that it shares with the scorer.
 
 Both towers embed into the same space (the image tower is trained into the text tower's space),
 so a missing modality is filled with the present one: a text-only query is compared with both the
@@ -21,46 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from productsearch.runtime.limits import EMPTY_QUERY
+from productsearch.core.limits import EMPTY_QUERY
+from productsearch.core.vectors import fuse
+from productsearch.runtime.generation_settings import generation_text_weight
 from productsearch.runtime.model_io import ModelContext, RequestError, input_array, response, run_batched
-
-DEFAULT_TEXT_WEIGHT = 0.5  # the source method's equal weights
-
-
-def normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """Rows scaled to unit L2 norm (zero rows stay zero)."""
-    x = np.asarray(x, dtype=np.float32)
-    norm = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.maximum(norm, eps)
-
-
-def fuse(
-    text: np.ndarray,
-    image: np.ndarray,
-    text_present: np.ndarray,
-    image_present: np.ndarray,
-    text_weight: float | np.ndarray = DEFAULT_TEXT_WEIGHT,
-) -> np.ndarray:
-    """Fuse a batch: ``text``/``image`` are [N, D]; ``*_present`` are [N] bools.
-
-    Rows where neither modality is present raise ValueError (the caller reports which).
-    ``text_weight`` is a scalar or one weight per row, in [0, 1].
-    """
-    text_present = np.asarray(text_present, dtype=bool).reshape(-1)
-    image_present = np.asarray(image_present, dtype=bool).reshape(-1)
-    if np.any(~text_present & ~image_present):
-        raise ValueError("a row has neither text nor image")
-    w_t = np.broadcast_to(np.asarray(text_weight, dtype=np.float32), text_present.shape)
-    if np.any((w_t < 0) | (w_t > 1)) or np.any(np.isnan(w_t)):
-        raise ValueError("text weight must be within [0, 1]")
-    t = normalize(text)
-    i = normalize(image)
-    t_filled = np.where(text_present[:, None], t, i)
-    i_filled = np.where(image_present[:, None], i, t)
-    fused = np.concatenate(
-        [np.sqrt(w_t)[:, None] * t_filled, np.sqrt(1.0 - w_t)[:, None] * i_filled], axis=1
-    )
-    return fused.astype(np.float32)
 
 
 def query_rows(get, default_weight: float) -> tuple[np.ndarray, ...]:
@@ -90,8 +51,6 @@ def query_rows(get, default_weight: float) -> tuple[np.ndarray, ...]:
 
 class FusionModel:
     def initialize(self, args: dict) -> None:
-        from productsearch.runtime.generation_settings import generation_text_weight
-
         self.ctx = ModelContext.from_args(args)
         generation_weight = generation_text_weight(Path(self.ctx.version_dir).parent.parent, self.ctx.version)
         self.default_weight = float(self.ctx.parameter("text_weight", str(generation_weight)))

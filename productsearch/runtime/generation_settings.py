@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from productsearch.runtime.fusion import DEFAULT_TEXT_WEIGHT
+from productsearch.core.vectors import DEFAULT_TEXT_WEIGHT
 
 MANIFEST_DIR = "generations"  # model_repository/generations/N.json
 

@@ -12,7 +12,7 @@ import warnings
 
 from PIL import Image, UnidentifiedImageError
 
-from productsearch.runtime.limits import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
+from productsearch.core.limits import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
 
 ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP"}
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from productsearch.runtime.limits import EMPTY_QUERY, MAX_IMAGE_BYTES
+from productsearch.core.limits import EMPTY_QUERY, MAX_IMAGE_BYTES
 from productsearch.runtime.model_io import ModelContext, RequestError, input_array, response, run_batched
 from productsearch.runtime.text_input import decode_texts
 

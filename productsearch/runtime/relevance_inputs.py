@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from productsearch.catalog.relevance import (BOOST_NAMES, DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT, FACET_NAMES,
+from productsearch.catalog.ranking.relevance import (BOOST_NAMES, DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT, FACET_NAMES,
                                              FUSION_MODES, GROUP_FIELDS, Relevance)
 from productsearch.runtime.model_io import RequestError
 

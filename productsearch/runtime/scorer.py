@@ -2,9 +2,9 @@
 
 The catalog comes from the catalog store (catalog/store.py; the embedded default is one SQLite
 database per shop): each shop's products with their vectors for this generation are loaded into
-a live index (catalog/live_index.py) the first time the shop is asked for, and kept current by
-following the store's log (catalog/follower.py) - before each batch, and every 50 ms meanwhile.
-A batch of queries of one shop is scored in ONE operation (catalog/ranking.py): below
+a live index (catalog/index/live.py) the first time the shop is asked for, and kept current by
+following the store's log (catalog/index/follower.py) - before each batch, and every 50 ms meanwhile.
+A batch of queries of one shop is scored in ONE operation (catalog/ranking/batch.py): below
 `exact_max_products` products (100,000) and always on a GPU exactly (one matrix product and one
 top-k; numpy on the CPU, torch on a GPU), from there on the CPU through an IVF index over
 fp16-coded vectors (faiss, `nprobe` lists per query).
@@ -20,7 +20,7 @@ else generation N's), or SEED_IDS (+ SEED_WEIGHTS:
 weights 0.8**i); TOP_K; optional OFFSET (pages, OFFSET + TOP_K <= 10,000), CATEGORIES (any of),
 PRICE_MIN / PRICE_MAX (inclusive), EXCLUDE_IDS, SHOP (default "default"), MIN_SEQUENCE (answer
 only once the catalog has applied that sequence, waiting at most `min_sequence_wait_s`, then
-UNAVAILABLE naming the lag); relevance (runtime/relevance_inputs.py, catalog/relevance.py):
+UNAVAILABLE naming the lag); relevance (runtime/relevance_inputs.py, catalog/ranking/relevance.py):
 QUERY_TEXT, LEXICAL_WEIGHT, HYBRID_MODE, BOOSTS, IN_STOCK, MAX_PER_GROUP, GROUP_BY, FACETS,
 EXPLAIN. Outputs: PRODUCT_IDS, TITLES, SCORES (padded with "" / NaN where a row has fewer results
 than others of its request), GENERATION (the model version: the generation), CATALOG_SEQUENCE
@@ -34,22 +34,23 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from productsearch.catalog.ann import DEFAULT_NPROBE, EXACT_MAX_PRODUCTS, IndexSpec
-from productsearch.catalog.follower import Lagging, ShopFollower
-from productsearch.catalog.live_index import LiveIndex
-from productsearch.catalog.ranking import EXACT_FILTER_MAX, QueryError, RowQuery
+from productsearch.catalog.index.ann import DEFAULT_NPROBE, EXACT_MAX_PRODUCTS, IndexSpec
+from productsearch.catalog.index.follower import Lagging, ShopFollower
+from productsearch.catalog.index.live import LiveIndex
+from productsearch.catalog.ranking.batch import EXACT_FILTER_MAX, QueryError, RowQuery
 from productsearch.catalog.records import RecordError
 from productsearch.catalog.store import catalog_url, open_store, register_generation
 from productsearch.catalog.rows import DEFAULT_SHOP, check_shop
-from productsearch.runtime.fusion import DEFAULT_TEXT_WEIGHT, fuse, query_rows
+from productsearch.core.vectors import DEFAULT_TEXT_WEIGHT, fuse
+from productsearch.runtime.fusion import query_rows
 from productsearch.runtime.generation_settings import generation_text_weight
-from productsearch.runtime.limits import MAX_DEPTH, MAX_LIST, MAX_TOP_K
+from productsearch.core.limits import MAX_DEPTH, MAX_LIST, MAX_TOP_K
 from productsearch.runtime.model_io import (ModelContext, RequestError, configured_threads, input_array, internal, invalid,
                                             response, unavailable)
 from productsearch.runtime.relevance_inputs import parse_relevance
 
 if TYPE_CHECKING:
-    from productsearch.catalog.milvus_search import MilvusShopSearch
+    from productsearch.catalog.milvus.search import MilvusShopSearch
 
 MIN_SEQUENCE_WAIT_S = 2.0
 
@@ -196,7 +197,7 @@ class ScorerModel:
         if shop not in self.shops:
             store = open_store(self.url, shop, create=shop == DEFAULT_SHOP)
             if store.searched_in_place:
-                from productsearch.catalog.milvus_search import MilvusShopSearch
+                from productsearch.catalog.milvus.search import MilvusShopSearch
 
                 self.shops[shop] = MilvusShopSearch(store, self.ctx.version, self.text_weight)
             else:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from productsearch.runtime.limits import MAX_TOKENS
+from productsearch.core.limits import MAX_TOKENS
 from productsearch.runtime.model_io import ModelContext, RequestError, input_array, response, run_batched, set_torch_threads
 from productsearch.runtime.text_input import decode_texts
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from productsearch.runtime.limits import MAX_TEXT_BYTES
+from productsearch.core.limits import MAX_TEXT_BYTES
 from productsearch.runtime.model_io import RequestError
 
 

@@ -9,8 +9,8 @@ import sys
 import pytest
 from PIL import Image
 
-from clients.evaluate import KINDS, evaluate
-from productsearch.build.demo_queries import make_demo_queries
+from productsearch.evaluation.search_quality import KINDS, evaluate
+from productsearch.demo.queries import make_demo_queries
 from tests.conftest import DEMO_CATALOG, ROOT
 
 pytestmark = pytest.mark.integration
@@ -58,11 +58,11 @@ def test_report_files(report):
 
 def test_cli(triton, report, tmp_path):
     _, work = report
-    done = subprocess.run([sys.executable, "-m", "clients.evaluate", str(work / "small.jsonl"), "--url",
+    done = subprocess.run([sys.executable, "-m", "productsearch.evaluation.search_quality", str(work / "small.jsonl"), "--url",
                            triton.grpc_url, "--limit", "3", "--out", str(tmp_path), "--k", "5"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "nDCG@5" in done.stdout and (tmp_path / "recall_at_k.png").exists()
-    check = subprocess.run([sys.executable, "-c", "import sys, clients.evaluate; print('torch' in sys.modules)"],
+    check = subprocess.run([sys.executable, "-c", "import sys, productsearch.evaluation.search_quality; print('torch' in sys.modules)"],
                            cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert check.stdout.strip() == "False"

@@ -11,7 +11,7 @@ import sys
 import pytest
 from PIL import Image
 
-from clients import fashion_mnist as fm
+from productsearch.demo import fashion_mnist as fm
 from productsearch.control.generations import read_manifest
 from tests.conftest import MODEL_REPOSITORY, ROOT
 
@@ -23,7 +23,7 @@ def run(triton, tmp_path_factory):
     if not (fm.ROOT / "t10k-images-idx3-ubyte.gz").exists():
         pytest.skip(fm.INSTALL_HINT)
     out = tmp_path_factory.mktemp("photos")
-    done = subprocess.run([sys.executable, "-m", "clients.evaluate_photos", "--url", triton.grpc_url, "--photos", "1000",
+    done = subprocess.run([sys.executable, "-m", "productsearch.evaluation.photo_quality", "--url", triton.grpc_url, "--photos", "1000",
                            "--photo-queries", "100", "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
                           timeout=600, env={**os.environ, "PRODUCTSEARCH_ADMIN_KEY": triton.key})
     assert done.returncode == 0, done.stderr[-2000:]

@@ -15,7 +15,7 @@ from clients.search import SearchClient
 from loadtest.catalog_load import WriteLoad
 from loadtest.search_load import QUERIES, SearchLoad
 from loadtest.private_server import deployer_for
-from productsearch.control.deploy import Deployer, DeployError
+from productsearch.control.deploy.swap import Deployer, DeployError
 from productsearch.control.generations import clone_encoders, record_encoders
 from productsearch.control.repository import link_repository
 from productsearch.control.milvus_lite import MilvusLiteServer

@@ -16,7 +16,7 @@ import pytest
 
 from clients.search import DEAD_STUB, SearchClient, SearchError
 from loadtest.search_load import QUERIES, SearchLoad
-from productsearch.control.deploy import Deployer
+from productsearch.control.deploy.swap import Deployer
 from productsearch.control.generations import read_serving, verify_generation
 from productsearch.control.admin import admin_headers, admin_key
 from productsearch.control.processes import free_ports, pid_alive

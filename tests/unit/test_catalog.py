@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from productsearch.catalog import demo_generator as cat
+from productsearch.demo import catalog as cat
 
 SMALL = dict(renders_per_combo=10, categories=("t-shirt", "mug"))  # 2 x 11 x 4 x 10 = 880
 KEYS = {"id", "title", "description", "category", "color", "pattern", "price", "image", "heldout",

@@ -14,7 +14,7 @@ import pytest
 from productsearch.catalog.records import RecordError
 from productsearch.catalog.rows import FencedWrite, ProductWrite, StoreError, UnknownProduct
 from productsearch.catalog.store import catalog_url, list_shops, open_store, register_generation, set_write_generation
-from productsearch.runtime.fusion import normalize
+from productsearch.core.vectors import normalize
 from tests.catalog_fixtures import STORE_KINDS, catalog_store
 
 DIM = 8
@@ -160,7 +160,7 @@ def fenced_rebuild(url: str) -> None:
 
 
 def test_milvus_urls_are_checked():
-    from productsearch.catalog.milvus_schema import parse_url
+    from productsearch.catalog.milvus.schema import parse_url
 
     assert parse_url("milvus://db.internal:19530?images=/srv/img&index=ivf_sq8").uri == "http://db.internal:19530"
     assert parse_url("milvus://db.internal?index=HNSW").index == "HNSW"
@@ -224,8 +224,8 @@ def test_a_released_collection_is_loaded_again_on_demand(milvus_url):
 def test_milvus_ivf_finds_the_filtered_top_k_with_nprobe_scaled_by_the_filter(tmp_path):
     """A filter that passes 2% of the shop: with nprobe scaled by 1/share the IVF search returns
     the exact filtered top 10 (a fixed small nprobe would miss most of them)."""
-    from productsearch.catalog.milvus_search import MilvusShopSearch
-    from productsearch.catalog.ranking import RowQuery
+    from productsearch.catalog.milvus.search import MilvusShopSearch
+    from productsearch.catalog.ranking.batch import RowQuery
 
     with catalog_store("milvus", tmp_path):
         url = catalog_url(tmp_path).replace("?", "?index=IVF_FLAT&nlist=32&")

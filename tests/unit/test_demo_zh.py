@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from productsearch.catalog import demo_generator as cat
-from productsearch.catalog import demo_zh as zh
+from productsearch.demo import catalog as cat
+from productsearch.demo import chinese as zh
 
 SMALL = dict(renders_per_combo=10, categories=("t-shirt", "dress", "lipstick"))  # 1,320 products
 

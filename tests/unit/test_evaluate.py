@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from productsearch.build.demo_queries import MODIFIER_TEXT_WEIGHT, make_demo_queries
-from clients.evaluate import load_queries, ndcg_at_k, recall_at_k, reciprocal_rank, summarize
+from productsearch.demo.queries import MODIFIER_TEXT_WEIGHT, make_demo_queries
+from productsearch.evaluation.search_quality import load_queries, ndcg_at_k, recall_at_k, reciprocal_rank, summarize
 
 
 def test_recall_at_k():

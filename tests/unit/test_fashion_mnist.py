@@ -7,8 +7,8 @@ import gzip
 import numpy as np
 import pytest
 
-from clients import evaluate_photos
-from clients import fashion_mnist as fm
+from productsearch.evaluation import photo_quality as evaluate_photos
+from productsearch.demo import fashion_mnist as fm
 
 
 def write_idx(path, array: np.ndarray) -> None:

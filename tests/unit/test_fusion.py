@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from productsearch.runtime.fusion import fuse, normalize
+from productsearch.core.vectors import fuse, normalize
 
 
 def unit_rows(rng, n, d=384):

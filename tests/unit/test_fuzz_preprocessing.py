@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from productsearch.runtime.model_io import RequestError, run_batched
-from productsearch.runtime.limits import MAX_TEXT_BYTES
+from productsearch.core.limits import MAX_TEXT_BYTES
 from productsearch.runtime.text_input import decode_texts
 from productsearch.runtime.image_input import ALLOWED_FORMATS, InvalidImage, decode_image
 
@@ -124,7 +124,7 @@ def tokenizer():
 @given(texts=st.lists(st.text(max_size=600), min_size=1, max_size=4))
 def test_tokenizer_takes_any_unicode_and_cuts_at_max_tokens(tokenizer, texts):
     """What text_encoder does with decoded strings (MAX_TOKENS 128): never raises, never longer."""
-    from productsearch.runtime.limits import MAX_TOKENS
+    from productsearch.core.limits import MAX_TOKENS
 
     batch = tokenizer(texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="np")
     assert batch["input_ids"].shape[0] == len(texts) and batch["input_ids"].shape[1] <= MAX_TOKENS
@@ -201,7 +201,7 @@ def use_tower():
 @given(texts=st.lists(st.text(max_size=600), min_size=1, max_size=4))
 def test_the_use_tokenizer_takes_any_unicode_and_cuts_at_max_tokens(use_tower, texts):
     """The demo's USE tokenizer on decoded strings: never raises, never longer than MAX_TOKENS."""
-    from productsearch.runtime.limits import MAX_TOKENS
+    from productsearch.core.limits import MAX_TOKENS
 
     ids, lens = use_tower.tokenize(texts, MAX_TOKENS)
     assert ids.shape[0] == len(texts) and ids.shape[1] <= MAX_TOKENS and int(lens.min()) >= 2

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from productsearch.control.generations import clone_encoders, record_encoders
-from productsearch.runtime.fusion import DEFAULT_TEXT_WEIGHT
+from productsearch.core.vectors import DEFAULT_TEXT_WEIGHT
 from productsearch.runtime.generation_settings import generation_text_weight, manifest_file
 
 

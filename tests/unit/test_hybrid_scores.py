@@ -5,8 +5,8 @@ FTS5 statement: the same hits, ties in the same order.
 import numpy as np
 import pytest
 
-from productsearch.catalog import lexical
-from productsearch.catalog.relevance import LEXICAL_DEPTH, MIN_DEPTH, RRF_K, Relevance
+from productsearch.catalog.ranking import lexical
+from productsearch.catalog.ranking.relevance import LEXICAL_DEPTH, MIN_DEPTH, RRF_K, Relevance
 from productsearch.catalog.store import catalog_url, open_store
 from productsearch.runtime.scorer import RowQuery, ScorerModel
 from tests.catalog_fixtures import random_vectors, scorer_args, write_store

@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from productsearch.catalog.merchandising import RuleError, check_rules
-from productsearch.catalog.relevance import PRICE_EDGES
+from productsearch.catalog.ranking.merchandising import RuleError, check_rules
+from productsearch.catalog.ranking.relevance import PRICE_EDGES
 from productsearch.catalog.store import catalog_url, open_store
 from productsearch.runtime import scorer as scorer_module
 from productsearch.runtime.model_io import RequestError

@@ -10,10 +10,10 @@ import pytest
 
 from productsearch.runtime import scorer as scorer_module
 from productsearch.runtime.model_io import RequestError
-from productsearch.runtime.limits import EMPTY_QUERY, MAX_DEPTH
+from productsearch.core.limits import EMPTY_QUERY, MAX_DEPTH
 from productsearch.runtime.scorer import ScorerModel
-from productsearch.catalog.ranking import RECENCY_DECAY
-from productsearch.runtime.fusion import fuse, normalize
+from productsearch.catalog.ranking.batch import RECENCY_DECAY
+from productsearch.core.vectors import fuse, normalize
 from tests.catalog_fixtures import STORE_KINDS, catalog_store, random_vectors, scorer_args, write_store
 
 CATEGORIES = ["hat", "mug", "watch", "dress", "jeans", "bag"]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from productsearch.catalog.store import DEFAULT_DIR, open_store
-from productsearch.runtime.fusion import normalize
+from productsearch.core.vectors import normalize
 from productsearch.runtime.scorer import RowQuery, ScorerModel
 from tests.catalog_fixtures import scorer_args, write_store
 

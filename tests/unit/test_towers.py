@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from productsearch.encoders.minilm import MINILM_DIM as EMBED_DIM
-from productsearch.catalog.demo_render import render_product
+from productsearch.demo.render import render_product
 from productsearch.encoders.minilm import TEXT_MODEL_FILES, TextTower, minilm_dir
 from productsearch.encoders.resnet_tower import ImageTower
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 from PIL import Image
 
-from productsearch.catalog.demo_generator import generate_catalog, image_path
-from productsearch.build.quality import format_table, passed, quality_table
+from productsearch.demo.catalog import generate_catalog, image_path
+from productsearch.training.quality import format_table, passed, quality_table
 from productsearch.encoders.minilm import TextTower, minilm_dir
-from productsearch.build.training import train_image_tower
+from productsearch.training.training import train_image_tower
 
 
 KWARGS = dict(epochs=1, resolution=32, batch_size=64)

@@ -1,0 +1,188 @@
+"""Ranking a batch of parsed queries against a live index: the products that pass each query's
+filters, the query vector (given, or made from seed products), one batched search for the
+unfiltered rows, an exact (or filtered IVF) search for the filtered ones.
+
+Filters are applied BEFORE ranking (never "top-k, then filter", which returns too few): a
+filtered query is scored exactly against the products that pass - except on the IVF path when
+more than `exact_filter_max` pass: then the IVF scan itself skips the others (approximate, like
+every IVF query). Results are ordered by score, then by slot, so pages of one query fit together.
+A row with relevance options (lexical text, boosts, a group cap, explain) or merchandising rules
+gets deeper vector candidates and is re-ranked by catalog/ranking/relevance.py; facets are counted over
+the row's filter. Callers hold `index.lock`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from productsearch.catalog.index.ann import top_rows
+from productsearch.catalog.index.live import LiveIndex
+from productsearch.catalog.ranking.relevance import LEXICAL_DEPTH, Relevance, depth_for, facet_counts, lexical_arrays, rerank
+
+RECENCY_DECAY = 0.8
+EXACT_FILTER_MAX = 50_000  # IVF path: more products than this pass a filter -> filtered IVF scan
+NO_ROWS = np.zeros(0, dtype=np.int64)
+
+
+class QueryError(ValueError):
+    """The query names something this catalog does not have (a product id, a category)."""
+
+
+@dataclass
+class RowQuery:
+    """One query row, parsed: what to rank and which products may appear."""
+
+    query: np.ndarray | None  # fused query embedding; None: made from the seeds
+    k: int
+    offset: int = 0
+    shop: str = "default"
+    min_sequence: int = 0
+    seed_ids: list[str] = field(default_factory=list)
+    seed_weights: np.ndarray | None = None  # one per seed id; None: recency weights
+    categories: list[str] | None = None  # any of
+    price_min: float | None = None
+    price_max: float | None = None
+    exclude_ids: list[str] = field(default_factory=list)
+    in_stock: bool | None = None  # True: products with stock > 0 only
+    relevance: Relevance = field(default_factory=Relevance)
+
+    @property
+    def filtered(self) -> bool:
+        return (self.categories is not None or self.price_min is not None or self.price_max is not None
+                or bool(self.in_stock))
+
+
+@dataclass
+class Ranked:
+    """One row's answer: slots and scores, best first; per-result explanations; facet counts."""
+
+    slots: np.ndarray
+    scores: np.ndarray
+    explanations: list[str] = field(default_factory=list)
+    facets: dict | None = None
+
+    def __iter__(self):  # slots, scores = ranked
+        return iter((self.slots, self.scores))
+
+
+def empty() -> Ranked:
+    return Ranked(NO_ROWS, np.zeros(0, np.float32))
+
+
+def slots_of(index: LiveIndex, ids: list[str]) -> tuple[np.ndarray, list[str]]:
+    """(slots of the known ids, in order; the unknown ids)."""
+    known = [index.slot_of[i] for i in ids if i in index.slot_of]
+    return np.array(known, dtype=np.int64), [i for i in ids if i not in index.slot_of]
+
+
+def seed_query(index: LiveIndex, row: RowQuery, generation: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the normalized weighted sum of the seeds' own vectors, the seeds' slots)."""
+    slots, unknown = slots_of(index, row.seed_ids)
+    if unknown:
+        shown = ", ".join(repr(u) for u in unknown[:10])
+        raise QueryError(f"unknown product id(s) {shown}{' ...' if len(unknown) > 10 else ''} "
+                         f"(not in the catalog of shop {row.shop!r}, generation {generation})")
+    weights = RECENCY_DECAY ** np.arange(len(slots), dtype=np.float32) if row.seed_weights is None else row.seed_weights
+    mean = (index.matrix[slots] * weights[:, None]).sum(axis=0)
+    return mean / max(float(np.linalg.norm(mean)), 1e-12), slots
+
+
+def category_codes(index: LiveIndex, names: list[str]) -> np.ndarray:
+    codes, unknown = index.codes("category", names)
+    if unknown:
+        known = sorted(index.terms["category"].names)
+        raise QueryError(f"unknown category {', '.join(map(repr, unknown))}; this catalog has: "
+                         f"{', '.join(known[:50])}{' ...' if len(known) > 50 else ''}")
+    return codes
+
+
+def passing(index: LiveIndex, row: RowQuery, excluded: np.ndarray) -> np.ndarray:
+    """A mask over the slots: the live products that pass the row's filters and are not excluded."""
+    n = index.high_water
+    mask = index.valid[:n].copy()
+    if row.categories is not None:
+        mask &= np.isin(index.terms["category"].codes[:n], category_codes(index, row.categories))
+    price = index.numbers["price"][:n]
+    if row.price_min is not None:
+        mask &= price >= row.price_min  # NaN (no price) passes no price filter
+    if row.price_max is not None:
+        mask &= price <= row.price_max
+    if row.in_stock:
+        mask &= index.numbers["stock"][:n] > 0  # a product without a stock field is not in stock
+    mask[excluded] = False
+    return mask
+
+
+def rank(index: LiveIndex, rows: list[RowQuery], generation: int, exact_filter_max: int = EXACT_FILTER_MAX,
+         lexical=None, rules: list[dict] | None = None) -> list[Ranked | QueryError]:
+    """A Ranked per row, the window [offset, offset + k); a QueryError in place of a row whose
+    query names what the catalog lacks. `lexical(text, limit)` -> [(id, score)]: the store's
+    lexical search; `rules`: the catalog's merchandising rules."""
+    rules = rules or []
+    results: list = [None] * len(rows)
+    queries, excluded = [None] * len(rows), [NO_ROWS] * len(rows)
+    for i, row in enumerate(rows):
+        try:
+            seeds = NO_ROWS
+            if row.query is None:
+                queries[i], seeds = seed_query(index, row, generation)
+            else:
+                queries[i] = row.query
+            excluded[i] = np.union1d(slots_of(index, row.exclude_ids)[0], seeds)
+            if row.categories is not None:
+                category_codes(index, row.categories)
+        except QueryError as err:
+            results[i] = err
+    live = [i for i in range(len(rows)) if results[i] is None]
+    if not live or len(index) == 0:
+        return [r if r is not None else empty() for r in results]
+    reranked = {i for i in live if rows[i].relevance.active(bool(rules))}
+    searched = {i: replace(rows[i], k=depth_for(rows[i].offset, rows[i].k), offset=0) if i in reranked else rows[i]
+                for i in live}
+    plain = [i for i in live if not rows[i].filtered]
+    if plain:  # one batched search; exclusions dropped from a deeper list
+        depth = min(max(searched[i].offset + searched[i].k + len(excluded[i]) for i in plain), len(index))
+        found, scores = index.search(np.stack([queries[i] for i in plain]).astype(np.float32), depth)
+        for j, i in enumerate(plain):
+            keep = found[j] >= 0
+            if len(excluded[i]):
+                keep &= ~np.isin(found[j], excluded[i])
+            window = slice(searched[i].offset, searched[i].offset + searched[i].k)
+            results[i] = Ranked(found[j][keep][window], scores[j][keep][window])
+    hits: dict = {}  # per query text: its lexical hits as slots, looked up once per batch
+    for i in live:
+        row = rows[i]
+        mask = passing(index, row, excluded[i]) if (results[i] is None or i in reranked or row.relevance.facets) else None
+        if results[i] is None:
+            results[i] = Ranked(*filtered_search(index, searched[i], queries[i].astype(np.float32), mask,
+                                                 exact_filter_max))
+        if i in reranked:
+            text = row.relevance.text if (lexical and row.relevance.lexical) else None
+            if text not in hits:
+                hits[text] = lexical_arrays(index, lexical(text, LEXICAL_DEPTH) if text is not None else [])
+            slots, scores, notes = rerank(index, row.relevance, queries[i].astype(np.float32), tuple(results[i]),
+                                          hits[text], mask, rules, row.offset, row.k)
+            results[i] = Ranked(slots, scores, notes)
+        if row.relevance.facets:
+            results[i].facets = facet_counts(index, mask, row.relevance.facets)
+    return results
+
+
+def filtered_search(index: LiveIndex, row: RowQuery, query: np.ndarray, mask: np.ndarray,
+                    exact_filter_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact over the products that pass (`mask`, from `passing`); on the IVF path, when more
+    than `exact_filter_max` pass, the IVF scan restricted to them."""
+    count = int(mask.sum())
+    depth = min(row.offset + row.k, count)
+    if depth == 0:
+        return NO_ROWS, np.zeros(0, np.float32)
+    if index.ivf is not None and count > exact_filter_max:
+        allowed = np.zeros(index.capacity, bool)
+        allowed[: len(mask)] = mask
+        found, scores = index.ivf.search_within(query, depth, allowed)
+        return found[row.offset:], scores[row.offset:]
+    candidates = np.flatnonzero(mask)
+    scores = index.matrix[candidates] @ query
+    top = top_rows(scores, depth)[row.offset:]
+    return candidates[top], scores[top]
