@@ -4,6 +4,7 @@ are linked, not copied) so tests never disturb a server started by `make serve`.
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -73,11 +74,17 @@ def triton(tmp_path_factory):
             if attempt or not died:
                 raise
             # Triton 2.51 sometimes segfaults in the python backend's ResponseSend under load
-            # (server issue #7368; the supervisor restarts it in service): start it once more
+            # (server issue #7368; the supervisor restarts it in service): start it once more, and
+            # say so in the summary (a crash is never hidden)
+            warnings.warn(pytest.PytestWarning(
+                f"the session tritonserver died while starting (log: {root / 'triton.log'}); started it once more"))
     try:
         yield server
     finally:
+        crashed = server.pid is not None and not pid_alive(server.pid)
         server.stop()
+        if crashed:  # reported as an error of the last test that used it, with the log's tail
+            pytest.fail(f"the session tritonserver died during the suite; its log ends:\n{server.log_tail(40)}")
 
 
 SMALL_CATALOG_SIZE = 300

@@ -11,7 +11,7 @@ Fashion-MNIST) is preprocessed the same way: RGB, shorter side resized to R (ant
 centre crop, normalise; nothing dataset-specific happens here. Nothing here sets thread counts.
 Batches of 16 in channels-last memory: measured 8.7 ms/image on one CPU thread against 37 ms
 for contiguous batches of 64 (the depthwise convolutions are that sensitive to the layout).
-On the CPU the served tower runs through ONNX Runtime (`OrtLiteTower`, `image_tower.onnx`
+On the CPU the served tower runs through ONNX Runtime (encoders/lite_onnx.py, `image_tower.onnx`
 exported by the build and checked equal to torch within 1e-4): 1.5 against 4.8 ms/image for
 torch eager on one thread, same run (BENCHMARKS.md, "Encoder runtimes"); dynamic int8
 quantization was slower (20 ms/image) and lost accuracy (cosine to fp32 down to 0.87), so not used.
@@ -26,14 +26,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torchvision.transforms import v2
 
-LITE_MEAN = (0.498, 0.498, 0.498)
-LITE_STD = (0.502, 0.502, 0.502)
+from productsearch.encoders.lite_onnx import (CONFIG_FILE, LITE_MEAN, LITE_STD, ONNX_FILE,  # noqa: F401 - the tower's files
+                                              OrtLiteTower, lite_pixels)
+
 FEATURE_DIM = 1280
-CONFIG_FILE = "image_tower.json"
 WEIGHTS_FILE = "image_tower.pt"
-ONNX_FILE = "image_tower.onnx"
 ONNX_TOLERANCE = 1e-4
 
 
@@ -80,7 +78,6 @@ class LiteImageTower(torch.nn.Module):
         feature_dim = self.net._conv_head.out_channels
         self.proj = torch.nn.Sequential(torch.nn.Linear(feature_dim, hidden), torch.nn.GELU(),
                                         torch.nn.Linear(hidden, dim))
-        self._resize = v2.Compose([v2.Resize(int(resolution), antialias=True), v2.CenterCrop(int(resolution))])
         self.register_buffer("_mean", torch.tensor(LITE_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("_std", torch.tensor(LITE_STD).view(1, 3, 1, 1), persistent=False)
         self.net.to(memory_format=torch.channels_last)
@@ -94,7 +91,8 @@ class LiteImageTower(torch.nn.Module):
         return self._mean.device
 
     def to_uint8(self, images: list[Image.Image]) -> torch.Tensor:
-        return torch.stack([self._resize(v2.functional.pil_to_tensor(im.convert("RGB"))) for im in images])
+        """uint8 [B, 3, R, R]: the preprocessing every runtime of this tower shares (lite_onnx.lite_pixels)."""
+        return torch.from_numpy(lite_pixels(images, self.resolution))
 
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
         x = pixels.to(self.device, non_blocking=True).float().div_(255.0)
@@ -162,34 +160,3 @@ class LiteImageTower(torch.nn.Module):
         tower.load_state_dict(torch.load(model_dir / WEIGHTS_FILE, map_location="cpu", weights_only=True))
         return tower.to(device).eval()
 
-
-class OrtLiteTower:
-    """The same tower through ONNX Runtime on the CPU (`image_tower.onnx`), with the torch
-    tower's own preprocessing; `encode` has the same signature and output."""
-
-    def __init__(self, model_dir: str | os.PathLike, threads: int = 1):
-        import onnxruntime as ort
-
-        model_dir = Path(model_dir)
-        self.config = json.loads((model_dir / CONFIG_FILE).read_text())
-        options = ort.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = max(1, int(threads)), 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(model_dir / ONNX_FILE), options, providers=["CPUExecutionProvider"])
-        resolution = int(self.config["resolution"])
-        self._resize = v2.Compose([v2.Resize(resolution, antialias=True), v2.CenterCrop(resolution)])
-        self._mean = np.array(LITE_MEAN, np.float32).reshape(1, 3, 1, 1)
-        self._std = np.array(LITE_STD, np.float32).reshape(1, 3, 1, 1)
-
-    def run(self, pixels: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {"pixels": np.ascontiguousarray(pixels, dtype=np.float32)})[0]
-
-    def encode(self, images: list[Image.Image], batch_size: int = 16) -> np.ndarray:
-        if len(images) == 0:
-            return np.zeros((0, self.config["dim"]), dtype=np.float32)
-        out = []
-        for start in range(0, len(images), batch_size):
-            pixels = torch.stack([self._resize(v2.functional.pil_to_tensor(im.convert("RGB")))
-                                  for im in images[start:start + batch_size]]).numpy()
-            out.append(self.run((pixels.astype(np.float32) / 255.0 - self._mean) / self._std))
-        return np.concatenate(out)

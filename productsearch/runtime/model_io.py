@@ -54,13 +54,6 @@ def configured_threads(ctx: ModelContext) -> int:
     return max(1, int(ctx.parameter("torch_threads", default)))
 
 
-def set_torch_threads(ctx: ModelContext) -> None:
-    """Each instance uses `configured_threads` so stubs don't fight over cores."""
-    import torch
-
-    torch.set_num_threads(configured_threads(ctx))
-
-
 def invalid(message: str):
     """An error response Triton reports as INVALID_ARGUMENT to the client."""
     pb_utils = pb()

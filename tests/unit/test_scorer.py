@@ -24,7 +24,6 @@ def positions(ids: list[str]) -> list[int]:
 
 def test_batched_top_k_equals_brute_force(scorer):
     model, embeddings = scorer
-    rng = np.random.default_rng(8)
     queries = random_vectors(7, 768, 8)
     ks = [1, 5, 10, 10, 50, 3, 500]
     results = model.compute_ids([RowQuery(q, k) for q, k in zip(queries, ks)])
@@ -35,7 +34,6 @@ def test_batched_top_k_equals_brute_force(scorer):
         np.testing.assert_allclose(scores, brute[expected], atol=1e-5)
         assert np.all(np.diff(scores) <= 0)
     assert model.generation.tolist() == [3]
-    assert rng is not None
 
 
 def test_top_k_larger_than_catalog_returns_whole_catalog_ranked(scorer):

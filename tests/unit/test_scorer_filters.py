@@ -216,13 +216,13 @@ def test_unknown_excluded_ids_exclude_nothing(catalog, ask):
     assert ids == brute_force(embeddings, products, query, 10)[0]
 
 
+@pytest.mark.parametrize("catalog", ["sqlite"], indirect=True)
 def test_the_ivf_path_filters_inside_the_scan_when_many_products_pass(catalog, monkeypatch):
     """Above exact_filter_max passing products the IVF scan skips the others: every result
     passes, and with every list probed it finds the filtered brute-force answer (up to the
-    fp16 coding of the index: near-ties may swap)."""
+    fp16 coding of the index: near-ties may swap). The embedded store's faiss path; Milvus's own
+    IVF with a filter: test_catalog_stores.py::test_milvus_ivf_finds_the_filtered_top_k_with_nprobe_scaled_by_the_filter."""
     _, embeddings, products = catalog
-    if catalog[0].kind == "milvus":
-        pytest.skip("the embedded store's faiss IVF path (Milvus's IVF: test_milvus_store.py)")
     monkeypatch.setattr(scorer_module, "input_array", lambda request, name: request.get(name))
     model = ScorerModel()
     model.initialize(scorer_args(catalog[0].root, 1, {"search": "ivf", "exact_filter_max": 100, "nprobe": 1000,

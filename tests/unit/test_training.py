@@ -46,4 +46,11 @@ def test_quality_table_runs(setup):
         assert 0.0 <= metric["value"] <= 1.0
     text = format_table(table)
     assert "| metric | value | target | result |" in text
-    assert isinstance(passed(table), bool)
+    # passed() is the gate: it fails exactly when a targeted metric is below its target
+    targeted = [m for m in table["metrics"].values() if m["target"] is not None]
+    assert targeted
+    assert passed(table) == all(m["value"] >= m["target"] for m in targeted)
+    first = targeted[0]
+    assert passed({**table, "metrics": {"m": {**first, "value": first["target"] - 0.01}}}) is False
+    assert passed({**table, "metrics": {"m": {**first, "value": first["target"]}}}) is True
+    assert text.count("FAIL") == sum(m["value"] < m["target"] for m in targeted)
