@@ -16,6 +16,28 @@ QUERY_MODELS = (*ENCODERS, "fusion")  # stateless per-generation steps, loaded b
 GENERATION_MODELS = (*QUERY_MODELS, "scorer", "catalog_writer")
 
 
+def compile_entry_points(model_repository: Path) -> int:
+    """Byte-compile every version directory's model.py now, before Triton loads it.
+
+    The python backend stub writes `__pycache__/` into a version directory the first time it
+    imports its model.py (it ignores PYTHONDONTWRITEBYTECODE). Triton then sees that model's files
+    as modified, and the next ensemble load that names it reloads it from its on-disk config,
+    with every version on disk (measured: pinning `search` in a swap reloaded text_encoder 1-4 and
+    scorer 1-4, 25-40 s; restore loaded the encoders twice). With the bytecode already there the
+    stub writes nothing. Returns how many files it compiled."""
+    import importlib.util
+    import py_compile
+
+    done = 0
+    for source in sorted(Path(model_repository).glob("*/[0-9]*/model.py")):
+        cached = Path(importlib.util.cache_from_source(str(source)))
+        if cached.exists() and cached.stat().st_mtime >= source.stat().st_mtime:
+            continue
+        py_compile.compile(str(source), cfile=str(cached), doraise=True)
+        done += 1
+    return done
+
+
 def built_generations(model_repository: Path) -> list[int]:
     """Generations whose encoders are both built (weights present), ascending."""
     found = None

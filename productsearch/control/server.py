@@ -18,6 +18,7 @@ from productsearch.catalog.store import CATALOG_ENV
 from productsearch.control.device_configs import config_name
 from productsearch.control.paths import DEFAULT_MODEL_REPOSITORY, DEFAULT_PORTS, DEFAULT_RUN_DIR, REPO_ROOT
 from productsearch.control.processes import pid_alive, port_is_free, stop_pid
+from productsearch.control.repository import compile_entry_points
 from productsearch.control.triton_install import LauncherError, TritonInstall, find_triton, install_stub, server_environment
 
 
@@ -135,6 +136,7 @@ class TritonServer:
                 "(`make stop` if it is our server) or choose other ports"
             )
         install_stub(install)
+        compile_entry_points(self.model_repository)  # no __pycache__ written under Triton's eyes
         env = server_environment(install)
         env[ADMIN_KEY_ENV] = self.key  # the write models check catalog-write-key against it
         if self.catalog_url:

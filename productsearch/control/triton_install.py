@@ -102,7 +102,7 @@ def server_environment(install: TritonInstall) -> dict[str, str]:
         lib_path.append(env["LD_LIBRARY_PATH"])
     env["LD_LIBRARY_PATH"] = os.pathsep.join(lib_path)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    env["PYTHONDONTWRITEBYTECODE"] = "1"  # no __pycache__ in version dirs (reload triggers)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # the stub ignores it for model.py: see repository.compile_entry_points
     env["HF_HUB_OFFLINE"] = "1"
     env["TRANSFORMERS_OFFLINE"] = "1"
     env.setdefault("OMP_NUM_THREADS", "1")  # each model sets its own torch threads

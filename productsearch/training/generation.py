@@ -8,7 +8,7 @@ from pathlib import Path
 
 from productsearch.control.device_configs import write_device_configs
 from productsearch.control.generations import manifest_path, record_encoders
-from productsearch.control.repository import GENERATION_MODELS, built_generations
+from productsearch.control.repository import GENERATION_MODELS, built_generations, compile_entry_points
 
 
 def pick_generation(out: Path, requested: int | None, new: bool, default_new: bool = False) -> int:
@@ -36,6 +36,7 @@ def finish_generation(out: Path, generation: int, built_by: dict, device: str, t
         if not entry.exists():
             entry.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(out / model / "1" / "model.py", entry)
+    compile_entry_points(out)  # the stub would write __pycache__ itself (see control/repository.py)
     write_device_configs(out, device)
     record_encoders(out, generation, built_by, None if text_weight is None else {"text_weight": float(text_weight)})
     print(f"generation {generation} manifest: {manifest_path(out, generation)}"

@@ -56,38 +56,42 @@ def swap_server(request, tmp_path_factory):
 EMBEDDED_ONLY = pytest.mark.parametrize("swap_server", ["sqlite"], indirect=True)  # the store plays no part
 
 
-def expected_answers(server, queries) -> dict[str, list[str]]:
+def expected_answers(server, queries, generation: int) -> dict[str, list[str]]:
+    """Each query's answer, all served by `generation`."""
     with SearchClient(server.grpc_url, timeout_s=60) as client:
-        return {q: client.search(q, top_k=TOP).ids for q in queries}
+        results = {q: client.search(q, top_k=TOP) for q in queries}
+    assert {r.generation for r in results.values()} == {generation}
+    return {q: r.ids for q, r in results.items()}
 
 
 def test_swap_and_rollback_under_load_fail_nothing_and_mix_nothing(swap_server):
+    """One swap to 2 and one rollback to 1 under load: no request fails, and every answer is
+    exactly its generation's answer (taken alone while that generation served: answers are
+    deterministic), so no answer mixes encoders and catalog of two generations."""
     server, repository = swap_server
     queries = QUERIES[:4]
     with deployer_for(server, repository, log=lambda *a: None) as deployer:
-        expected = {1: expected_answers(server, queries)}
-        deployer.swap(2)
-        expected[2] = expected_answers(server, queries)
-        deployer.rollback()
-    assert expected[1] != expected[2], "the two generations must answer differently for this test to see a mix"
+        assert deployer.serving_generation() == 1
+    expected = {1: expected_answers(server, queries, 1)}
     with SearchLoad(server.grpc_url, CLIENTS[server.store_kind], queries=queries, top_k=TOP, timeout_s=60, retries=0) as searchers, \
             deployer_for(server, repository, log=lambda *a: None) as deployer:
         time.sleep(2)
-        assert deployer.serving_generation() == 1
         started = time.monotonic()
         deployer.swap(2)
         swapped = time.monotonic()
-        time.sleep(3)
+        expected[2] = expected_answers(server, queries, 2)  # generation 2 serves: its own answers
+        time.sleep(2)
         deployer.rollback()
         rolled_back = time.monotonic()
         time.sleep(2)
     answers = searchers.answers
     assert not searchers.failures, searchers.failures[:5]
+    assert expected[1] != expected[2], "the two generations must answer differently for this test to see a mix"
     assert len(answers) > (50 if server.store_kind == "sqlite" else 15), len(answers)
     for call in answers:  # each answer is exactly its generation's answer: no mix of encoders and catalog
         assert call.result.ids == expected[call.result.generation][call.query], (call.result.generation, call.query)
     assert {c.result.generation for c in answers if c.sent < started} == {1}
-    after_swap = [c.result.generation for c in answers if swapped < c.sent < swapped + 3]
+    after_swap = [c.result.generation for c in answers if swapped < c.sent < swapped + 2]
     assert after_swap and set(after_swap) == {2}, "every request sent after the swap is served by 2"
     after_rollback = [c.result.generation for c in answers if c.sent > rolled_back]
     assert after_rollback and set(after_rollback) == {1}

@@ -243,11 +243,14 @@ def test_shops_are_isolated_even_with_the_same_ids(writer, reader):
 
 
 def test_acknowledged_writes_survive_kill_9_of_the_server(live, tmp_path):
-    """200 writes with the server killed (SIGKILL, stubs too) at random moments: after each
-    restart every acknowledged write is there, no deleted product came back."""
+    """200 writes with the server killed (SIGKILL, stubs too) right after an acknowledgement, at
+    random moments: after each restart every acknowledged write is there, no deleted product came
+    back. Two kills: the first catches a commit acknowledged before it was durable; the second one
+    kills a server that recovered its store once already (a WAL replayed and written on again).
+    (Three kills cost another restart, ~25 s per store, and guard nothing the two do not.)"""
     rng = random.Random(3)
     acked: dict[str, dict | None] = {}
-    kills = sorted(rng.sample(range(20, 200), 3))
+    kills = sorted(rng.sample(range(20, 200), 2))
     server = live
     writes = 0
     try:
@@ -300,8 +303,8 @@ def check_state(server, acked: dict) -> None:
 
 
 def test_answers_under_writes_always_reflect_a_prefix_of_the_log(live):
-    """16 searching clients and 4 writers for 60 s: no failed search, and every answer is the
-    state of the log at its CATALOG_SEQUENCE (no deleted product, no stale price in a filter).
+    """16 searching clients and 4 writers for 20 s (30 s on milvus-lite, which answers ~5 searches
+    a second): no failed search, and every answer is the state of the log at its CATALOG_SEQUENCE (no deleted product, no stale price in a filter).
     Milvus reads its latest state at Strong consistency but names no snapshot (CATALOG_SEQUENCE is
     when the search started), so there each product an answer holds must show a state it passed
     through while the search ran."""
@@ -323,7 +326,7 @@ def test_answers_under_writes_always_reflect_a_prefix_of_the_log(live):
     with WriteLoad(live.grpc_url, live.key, templates, writers=4, rate=3, prefix="CW", timeout_s=30) as writers:
         for t in searchers:
             t.start()
-        time.sleep(60)
+        time.sleep(20 if live.kind == "sqlite" else 30)  # hundreds of answers over ~250 writes
         stop.set()
         for t in searchers:
             t.join()

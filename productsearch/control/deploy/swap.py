@@ -33,7 +33,7 @@ from productsearch.catalog.store import (CATALOG_ENV, catalog_url, list_shops, o
                                          set_write_generation)
 from productsearch.catalog.rows import DEFAULT_SHOP
 from productsearch.control.rebuild import Rebuilder, prepare_generation, register_generation_weight
-from productsearch.control.repository import GENERATION_MODELS, QUERY_MODELS, built_generations
+from productsearch.control.repository import GENERATION_MODELS, QUERY_MODELS, built_generations, compile_entry_points
 
 SERVING_MODELS = ("scorer", "catalog_writer")  # the generation-numbered models that read/write the catalog
 # Pinned in this order: `search` first (a write N acknowledges must be found by the searches that
@@ -190,6 +190,8 @@ class Deployer:
             verify_generation(self.repository, generation)
         except GenerationError as err:
             raise DeployError(f"refused: {err}") from None
+        for replica in replicas:  # before N loads: no __pycache__ appears under Triton's eyes mid-swap
+            compile_entry_points(replica.repository)
         current = self.serving_generation()
         others = {d.url: d.serving_generation() for d in peers}
         if any(g != current for g in others.values()):
@@ -248,6 +250,7 @@ class Deployer:
     def restore(self) -> int | None:
         """After a (re)start: bring back the recorded serving generation (else the newest built),
         its catalog re-encoded where it lacks vectors (a first start, rebuilt encoders)."""
+        compile_entry_points(self.repository)
         recorded = read_serving(self.repository).get("generation")
         candidates = [recorded] if recorded is not None else []
         candidates += sorted(built_generations(self.repository), reverse=True)
