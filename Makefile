@@ -12,8 +12,9 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist
 demo: models  ## build (once), serve, index (once), run example searches
 	$(PY) -m productsearch.control.demo
 
-test: models  ## unit + integration tests against a real tritonserver
-	$(PY) -m pytest -q
+TEST_WORKERS ?= 2
+test: models  ## unit + integration tests against real tritonservers, in TEST_WORKERS processes (a file each)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 install: $(INSTALLED)
 
