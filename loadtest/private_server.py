@@ -143,12 +143,12 @@ def reload_models(server, models, mutate=None, timeout_s: float = 1200) -> float
 def stub_rss_mb(server, model: str, instances: int = 1, wait_s: float = 60) -> float:
     """Resident memory of `model`'s stubs, once the stubs of a replaced instance have exited."""
     def found() -> list:
-        return sorted(s for s in stub_processes(server.pid).values() if s.model == model)
+        return sorted((s for s in stub_processes(server.pid).values() if s.model == model), key=lambda s: s.pid)
 
     deadline = time.monotonic() + wait_s
     stubs = found()
     while len(stubs) > instances and time.monotonic() < deadline:
         time.sleep(0.5)
         stubs = found()
-    newest = sorted(stubs, key=lambda s: s.pid)[-instances:]  # newest pids, should old ones linger
+    newest = stubs[-instances:]  # newest pids, should old ones linger
     return sum(s.rss_kb() for s in newest) / 1024

@@ -10,12 +10,13 @@ import time
 import numpy as np
 import tritonclient.grpc.aio as aioclient
 
-from clients.contract import search_inputs
+from clients.contract import Relevance, search_inputs
 from loadtest.harness import run_load
 from loadtest.sections import Settings, cell_requests
 from loadtest.private_server import reload_models, stub_rss_mb
 from loadtest.workload import ROOT, Workload
-from productsearch.core.vectors import fuse
+from productsearch.core.vectors import DEFAULT_TEXT_WEIGHT, fuse
+from productsearch.runtime.generation_settings import generation_text_weight
 
 WORK_DIR = ROOT / "run" / "bench"
 
@@ -45,45 +46,59 @@ async def scale_section(server, workload: Workload, settings: Settings, log=prin
     base_store = open_store(catalog_url(server.repository))
     base = next(iter(base_store.snapshot(server.generation, chunk=10**9)))
     base_store.close()
-    queries = await recall_queries(server.grpc_url, workload)
+    # the served scorer fuses its catalog with the generation's text weight and a query with its
+    # query_text_weight; fused.npy was fused at DEFAULT_TEXT_WEIGHT: `columns` turns it into the served matrix
+    catalog_weight = generation_text_weight(server.repository, server.generation)
+    query_weight = float(parameters.get("query_text_weight", {}).get("string_value", catalog_weight))
+    queries = await recall_queries(server.grpc_url, workload, query_weight)
     rows, figures, sweep = [], {}, []
-    cache = WORK_DIR / "catalogs"
+    cache = work_dir() / "catalogs"  # the synthetic catalogs do not depend on the device
     try:
         for count in settings.scales:
             started = time.monotonic()
             root = synthetic_catalog(cache, base, server.generation, count, sigma=sigma, log=log)
             fused = np.load(root / "fused.npy", mmap_mode="r")
+            columns = served_columns(fused.shape[1] // 2, catalog_weight)
             made = time.monotonic() - started
             load_s = reload_models(server, ("scorer",), with_catalog(f"sqlite://{root}"))
             rss = stub_rss_mb(server, "scorer")
-            c1 = await run_load(server.grpc_url, workload, "text", 1, settings.requests, max_seconds=settings.cell_seconds)
-            c16 = await run_load(server.grpc_url, workload, "text", 16, cell_requests(settings, 16), max_seconds=settings.cell_seconds)
+            c1s, c16s = [], []
+            for _ in range(settings.rounds):  # median (min-max) over the rounds
+                c1s.append(await run_load(server.grpc_url, workload, "text", 1, settings.requests,
+                                          max_seconds=settings.cell_seconds))
+                c16s.append(await run_load(server.grpc_url, workload, "text", 16, cell_requests(settings, 16),
+                                           max_seconds=settings.cell_seconds))
             recalls, exact = {}, {}
             for kind, (inputs, query_vectors) in queries.items():
                 found = await served_top_ids(server.grpc_url, inputs, 10)
-                exact[kind] = exact_top_k(fused, query_vectors, 10)
+                exact[kind] = exact_top_k(fused, query_vectors * columns, 10)  # = served matrix @ query
                 recalls[kind] = recall_at_k(found, synthetic_ids(exact[kind]))
             raw_mb = count * fused.shape[1] * 4 / 2**20
             method = f"ivf, nprobe {nprobe or 'default'}" if count >= threshold else "exact fp32"
-            row = (f"| {count:,} | {method} | {rss:.0f} | {raw_mb:.0f} | {rss / raw_mb:.2f} | {c1.percentile(50):.1f} | "
-                   f"{c1.percentile(99):.1f} | {c16.percentile(50):.1f} | {c16.percentile(99):.1f} | {c16.throughput:.1f} | "
-                   f"{recalls['text']:.3f} / {recalls['image']:.3f} | {load_s:.0f} | {c1.errors + c16.errors} |")
+            errors = sum(r.errors for r in c1s + c16s)
+            row = (f"| {count:,} | {method} | {rss:.0f} | {raw_mb:.0f} | {rss / raw_mb:.2f} | "
+                   f"{spread([r.percentile(50) for r in c1s])} | {spread([r.percentile(99) for r in c1s])} | "
+                   f"{spread([r.percentile(50) for r in c16s])} | {spread([r.percentile(99) for r in c16s])} | "
+                   f"{spread([r.throughput for r in c16s])} | {recalls['text']:.3f} / {recalls['image']:.3f} | {load_s:.0f} | "
+                   f"{errors} |")
             log(row + f"  (catalog ready in {made:.0f} s)")
             rows.append(row)
-            figures[count] = {"rss_ratio": rss / raw_mb, "p50_c1": c1.percentile(50), "recall": min(recalls.values())}
+            figures[count] = {"rss_ratio": rss / raw_mb, "p50_c1": float(np.median([r.percentile(50) for r in c1s])),
+                              "recall": min(recalls.values())}
             if count >= threshold and count == max(settings.scales):
-                sweep = nprobe_sweep(fused, queries, exact, nprobe)
+                sweep = nprobe_sweep(fused, columns, queries, exact, nprobe)
             del fused
     finally:
         reload_models(server, ("scorer",))
     lines = ["| products | scorer search | scorer RSS MB | raw fp32 MB | RSS / raw | p50 ms c=1 | p99 ms c=1 | p50 ms c=16 | "
              "p99 ms c=16 | throughput c=16 req/s | recall@10 vs exact, text / image queries | scorer load s | errors |",
              "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|", *rows, "",
-             f"Text search end to end (encoder + fusion + scorer). Catalogs: synthetic catalog stores, each product a mix "
+             f"Text search end to end (encoder + fusion + scorer), {settings.rounds} rounds per cell: median (min-max). Catalogs: synthetic catalog stores, each product a mix "
              f"of two of the demo catalog's {len(base.rows)} products' text and image vectors plus noise "
              f"(loadtest/synthetic.py, sigma {sigma:g}), fused to {base.rows[0].text.shape[0] * 2}-d. Recall@10: "
              f"{len(queries['text'][0])} text and {len(queries['image'][0])} image queries, the served top-10 ids vs "
-             "exact fp32 top-10 over the same fused matrix (query embeddings from the served encoders, fused as the "
+             "exact fp32 top-10 over the same fused matrix, searched with LEXICAL_WEIGHT 0 (the index's own recall; the "
+             "latency cells use the default hybrid ranking) (query embeddings from the served encoders, fused as the "
              "server does). RSS: VmRSS of the scorer's python stub after load (the live index holds the fp32 matrix, "
              f"and from {threshold:,} products an IVF-SQfp16 index beside it). Scorer load: the reload, which reads the "
              "store and builds the index."]
@@ -94,7 +109,18 @@ async def scale_section(server, workload: Workload, settings: Settings, log=prin
     return "\n".join(lines), figures
 
 
-def nprobe_sweep(fused: np.ndarray, queries: dict, exact: dict, served_nprobe: int | None,
+def spread(values: list[float]) -> str:
+    return f"{np.median(values):.1f} ({min(values):.1f}-{max(values):.1f})" if len(values) > 1 else f"{values[0]:.1f}"
+
+
+def served_columns(half: int, text_weight: float) -> np.ndarray:
+    """Per column of a matrix fused at DEFAULT_TEXT_WEIGHT, the factor that makes it fused at
+    `text_weight` (both halves are unit vectors scaled by sqrt of their weight)."""
+    return np.concatenate([np.full(half, np.sqrt(text_weight / DEFAULT_TEXT_WEIGHT)),
+                           np.full(half, np.sqrt((1 - text_weight) / (1 - DEFAULT_TEXT_WEIGHT)))]).astype(np.float32)
+
+
+def nprobe_sweep(fused: np.ndarray, columns: np.ndarray, queries: dict, exact: dict, served_nprobe: int | None,
                  probes=(1, 4, 8, 16, 32, 64)) -> list[str]:
     """Recall and time per query of the IVF index against nprobe (in this process)."""
     import faiss
@@ -102,7 +128,7 @@ def nprobe_sweep(fused: np.ndarray, queries: dict, exact: dict, served_nprobe: i
     from productsearch.catalog.index.ann import DEFAULT_NPROBE, IvfSearch
 
     served_nprobe = served_nprobe or DEFAULT_NPROBE
-    matrix = np.asarray(fused, dtype=np.float32)
+    matrix = np.multiply(fused, columns, dtype=np.float32)  # the served matrix
     started = time.perf_counter()
     index = IvfSearch(matrix, np.ones(len(matrix), bool), threads=os.cpu_count() or 1).index
     build_s = time.perf_counter() - started
@@ -140,7 +166,8 @@ async def query_embeddings(url: str, model: str, values: list[bytes]) -> np.ndar
         await client.close()
 
 
-async def recall_queries(url: str, workload: Workload, texts: int = 200, images: int = 100) -> dict[str, tuple]:
+async def recall_queries(url: str, workload: Workload, weight: float, texts: int = 200,
+                         images: int = 100) -> dict[str, tuple]:
     """kind -> (search inputs per query, fused query embeddings as the server computes them)."""
     text_values = sorted(workload.texts)[:texts]
     image_values = workload.images[:images]
@@ -149,8 +176,8 @@ async def recall_queries(url: str, workload: Workload, texts: int = 200, images:
     yes, no = np.ones(len(text), bool), np.zeros(len(text), bool)
     yes_i, no_i = np.ones(len(image), bool), np.zeros(len(image), bool)
     return {
-        "text": ([(t, b"") for t in text_values], fuse(text, np.zeros_like(text), yes, no)),
-        "image": ([("", i) for i in image_values], fuse(np.zeros_like(image), image, no_i, yes_i)),
+        "text": ([(t, b"") for t in text_values], fuse(text, np.zeros_like(text), yes, no, weight)),
+        "image": ([("", i) for i in image_values], fuse(np.zeros_like(image), image, no_i, yes_i, weight)),
     }
 
 
@@ -159,7 +186,9 @@ async def served_top_ids(url: str, queries: list[tuple[str, bytes]], top_k: int)
     try:
         found = []
         for text, image in queries:
-            result = await client.infer("search", search_inputs(text, image, top_k), client_timeout=60)
+            # vectors only: the recall of the index itself (the hybrid side would rerank what it found)
+            result = await client.infer("search", search_inputs(text, image, top_k, relevance=Relevance(lexical_weight=0.0)),
+                                        client_timeout=60)
             found.append([bytes(x) for x in result.as_numpy("PRODUCT_IDS").reshape(-1)])
         return found
     finally:
