@@ -1,12 +1,16 @@
 """The service's own metrics on the session tritonserver's metrics endpoint: real searches and
 writes over gRPC move the productsearch_* counters by exactly what was sent, for a shop of its
-own (nobody else searches it), with HELP text, and no product id or query text in any label."""
+own (nobody else searches it), with HELP text, and no product id or query text in any label; a
+real Prometheus scraping it reads the same counts and loads the alert rules."""
 from __future__ import annotations
 
+import json
 import re
 import time
+import urllib.parse
 import urllib.request
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -98,3 +102,67 @@ def test_searches_and_writes_move_the_counters_by_exactly_what_was_sent(triton, 
         assert not any(secret in v for v in values), f"{secret!r} appears in a label"
     assert {k for n, labels, _ in samples if n in ours for k in labels} <= {
         "shop", "generation", "model", "instance", "kind", "stage", "reason", "le"}
+
+
+@pytest.fixture(scope="module")
+def prometheus(triton, tmp_path_factory):
+    """A real Prometheus (Debian's package, as `make observe` starts it) scraping the session
+    server every second, our alert rules loaded; stopped by its PID."""
+    from productsearch.control.observe import start_prometheus
+    from productsearch.control.processes import free_ports
+
+    port = free_ports(1)[0]
+    process = start_prometheus(f"127.0.0.1:{triton.metrics_port}", tmp_path_factory.mktemp("prometheus"), port,
+                               scrape_interval="1s")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def prom_query(base: str, expr: str) -> list:
+    url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    answer = json.loads(urllib.request.urlopen(url, timeout=10).read())
+    assert answer["status"] == "success", answer
+    return answer["data"]["result"]
+
+
+def test_prometheus_scrapes_the_counters_and_loads_the_alerts(triton, search_client, prometheus, shop):
+    from productsearch.runtime.metrics import FAMILIES
+
+    sequence = max(search_client_upsert(triton, shop))
+    read = ReadOptions(shop, sequence)
+    zero, found = 2, 1
+    for _ in range(zero):
+        search_client.search(QUERY, top_k=5, filters=Filters(price_min=1000.0), read=read)
+    for _ in range(found):
+        search_client.search(QUERY, top_k=5, read=read)
+    exprs = {f'sum(productsearch_zero_result_searches_total{{shop="{shop}"}})': zero,
+             f'sum(productsearch_searches_total{{shop="{shop}"}}) - sum(productsearch_zero_result_searches_total{{shop="{shop}"}})': found}
+    deadline = time.monotonic() + 20
+    while True:
+        got = {e: [float(r["value"][1]) for r in prom_query(prometheus, e)] for e in exprs}
+        if all(got[e] == [n] for e, n in exprs.items()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert got == {e: [float(n)] for e, n in exprs.items()}
+
+    rules = json.loads(urllib.request.urlopen(f"{prometheus}/api/v1/rules", timeout=10).read())["data"]["groups"]
+    names = {r["name"] for g in rules for r in g["rules"]}
+    assert {"CatalogLagging", "ScorerNotAdvancing", "SearchErrorRate", "ScorerLatencyHigh", "ZeroResultRateJump"} <= names
+    assert all(r["health"] in ("ok", "unknown") for g in rules for r in g["rules"]), rules
+    # every dashboard query is PromQL this Prometheus accepts (Grafana's variables filled in)
+    dashboard = json.loads((Path(__file__).resolve().parents[2] / "deploy/grafana/productsearch.json").read_text())
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            prom_query(prometheus, target["expr"].replace("$__rate_interval", "1m").replace("$shop", ".*"))
+    assert set(FAMILIES) >= {r["metric"]["__name__"] for r in prom_query(prometheus, '{__name__=~"productsearch_.*"}')
+                             if not r["metric"]["__name__"].endswith(("_bucket", "_count", "_sum"))}
+
+
+def search_client_upsert(triton, shop: str) -> list[int]:
+    from clients.catalog import CatalogClient
+
+    with CatalogClient(triton.grpc_url, timeout_s=30, key=triton.key) as client:
+        return client.upsert([Product(f"MP-{i}", f"{QUERY} {i}", None, {"price": 10.0}) for i in range(2)], shop=shop)
