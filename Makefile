@@ -14,8 +14,9 @@ APT := $(if $(filter 0,$(shell id -u)),,sudo) apt-get
 demo: models  ## build (once), serve, index (once), run example searches
 	$(PY) -m productsearch.control.demo
 
-test: models | $(PROMETHEUS)  ## unit + integration tests against a real tritonserver (and promtool)
-	$(PY) -m pytest -q
+TEST_WORKERS ?= 2
+test: models | $(PROMETHEUS)  ## unit + integration tests against real tritonservers (and promtool), in TEST_WORKERS processes (a file each)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 install: $(INSTALLED)
 

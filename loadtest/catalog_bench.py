@@ -1,7 +1,7 @@
 """What the live catalog costs and how fast it is: bulk upserts, ack -> visible, search under writes,
 and the index's memory after many updates.
 
-    python -m loadtest.catalog_bench --write          # ~6 minutes on 2 cores
+    python -m loadtest.bench --sections catalog --write          # ~6 minutes on 2 cores
 
 A private Triton serves generation 1 with 600 demo products; each figure is measured `--runs`
 times (default 3) and reported as the median with min-max:
@@ -33,7 +33,7 @@ from loadtest.catalog_load import WriteLoad
 from loadtest.private_server import temporary_server
 from loadtest.report import publish
 from loadtest.search_load import SearchLoad
-from loadtest.workload import DEMO_CATALOG
+from loadtest.workload import DEMO_CATALOG, Workload
 
 CLIENTS = 16
 WRITES_PER_S = 10.0
@@ -61,7 +61,7 @@ def search_window(server, seconds: float, writes: bool, templates) -> dict:
     """Search at CLIENTS for `seconds` (after 2 s of warm-up), with or without the writers."""
     writers = WriteLoad(server.grpc_url, server.key, templates, writers=2, rate=WRITES_PER_S / 2,
                         prefix=f"BW{time.monotonic_ns()}-", timeout_s=30) if writes else None
-    with SearchLoad(server.grpc_url, CLIENTS, timeout_s=30, retries=0) as load:
+    with SearchLoad(server.grpc_url, CLIENTS, Workload.texts_only(), timeout_s=30, retries=0) as load:
         if writers:
             writers.__enter__()
         try:
@@ -189,7 +189,7 @@ def make_memory_store(directory: Path, seed: int) -> None:
 
 
 def run_child(*args) -> dict:
-    out = subprocess.run([sys.executable, "-m", "loadtest.catalog_bench", "--memory-child", *map(str, args)],
+    out = subprocess.run([sys.executable, "-m", "loadtest.bench", "--sections", "catalog", "--memory-child", *map(str, args)],
                          check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -249,12 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     random.seed(0)
     served = served_figures(args.runs, args.seconds)
     memory = memory_figures(args.runs)
-    publish("catalog", "Live catalog: writes, read-your-writes, search under writes, memory", "loadtest.catalog_bench",
+    publish("catalog", "Live catalog: writes, read-your-writes, search under writes, memory", "loadtest.bench --sections catalog",
             argv, "a private Triton with generation 1 (demo towers) and 600 demo products; writes by 2 writer "
                   "threads (50% upserts with photos, 35% price updates, 15% deletes)", table(served, memory, args.runs),
             args.write)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

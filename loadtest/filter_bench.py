@@ -1,6 +1,6 @@
 """What filters and recommendations cost in the scorer, and their recall on the IVF path.
 
-    python -m loadtest.filter_bench --write
+    python -m loadtest.bench --sections filters --write
 
 In process (the scorer's own code, one thread as served, one query per call), over the cached
 synthetic catalogs of loadtest/synthetic.py (each product carries its main source's category
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -67,13 +66,15 @@ def exact_filtered(index, query: np.ndarray, fields: dict, k: int = 10) -> set[i
     return set(allowed[np.argsort(-scores, kind="stable")[:k]].tolist())
 
 
-def measure(counts: list[int], queries_n: int, log=print) -> str:
+def measure(counts: list[int], queries_n: int, log=print) -> tuple[str, int]:
+    """The table, and the dimension of the fused vectors searched (the served generation's)."""
     repository, generation = prepare_repository(WORK_DIR, log)
     store = open_store(catalog_url(repository))
     base = next(iter(store.snapshot(generation, chunk=10**9)))
     store.close()
     if not base.rows:
         raise SystemExit("the private repository's store is empty: run `python -m loadtest.bench --sections latency` once")
+    dim = 0
     rng = np.random.default_rng(0)
     lines = ["| products | scorer search | query | passing products | p50 ms | p90 ms | recall@10 vs exact filtered |",
              "|---:|---|---|---:|---:|---:|---:|"]
@@ -83,6 +84,7 @@ def measure(counts: list[int], queries_n: int, log=print) -> str:
             started = time.monotonic()
             model = scorer_over(root, Path(tmp), generation)
             index = model.index()
+            dim = index.dim
             log(f"{count:,} products: scorer ready in {time.monotonic() - started:.0f} s ({index.search_method})")
             picks = rng.integers(0, count, queries_n)
             noisy = index.matrix[np.sort(picks)] + 0.5 * rng.standard_normal(
@@ -111,23 +113,20 @@ def measure(counts: list[int], queries_n: int, log=print) -> str:
                 lines.append(line)
             model.finalize()
             del model, index
-    return "\n".join(lines)
+    return "\n".join(lines), dim
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtest.filter_bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m loadtest.bench --sections filters", description=__doc__.split("\n")[0])
     parser.add_argument("--counts", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--queries", type=int, default=30)
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args(argv)
-    table = measure(args.counts, args.queries)
-    publish("filters", "Filters and recommendations in the scorer", "loadtest.filter_bench", argv,
+    table, dim = measure(args.counts, args.queries)
+    publish("filters", "Filters and recommendations in the scorer", "loadtest.bench --sections filters", argv,
             f"in process, one thread, one query per call, {args.queries} queries per cell (perturbed catalog "
-            "vectors); synthetic catalogs (loadtest/synthetic.py), 768-d; exact below 100,000 products, IVF "
+            f"vectors); synthetic catalogs (loadtest/synthetic.py) of the served generation's {dim}-d fused vectors; exact below 100,000 products, IVF "
             "(nprobe 16) from there; filters leaving <= 50,000 products are searched exactly over them, "
             "broader ones inside the IVF scan", table, args.write)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

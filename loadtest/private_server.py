@@ -15,6 +15,7 @@ import tritonclient.grpc as grpcclient
 from clients.index import load_products, read_products
 from productsearch.catalog.store import catalog_url, open_store
 from productsearch.control.deploy.swap import Deployer
+from productsearch.control.device_configs import write_device_configs
 from productsearch.control.model_configs import versions_config
 from productsearch.control.generations import GenerationError, read_manifest
 from productsearch.control.paths import DEFAULT_MODEL_REPOSITORY, DEMO_CATALOG
@@ -31,10 +32,11 @@ def generation_manifest(repository: Path, generation: int) -> dict:
         return {}
 
 
-def prepare_repository(work: Path, log=print) -> tuple[Path, int]:
+def prepare_repository(work: Path, log=print, device: str = "cpu") -> tuple[Path, int]:
     """run/bench/model_repository: a private copy of the latest generation, kept between runs
     while its encoders match the source's (so its indexed catalog is reused); configs and
-    model.py files are refreshed from the source every run."""
+    model.py files are refreshed from the source every run, with `device`'s configs (gpu:
+    build_models --device gpu's)."""
     source = DEFAULT_MODEL_REPOSITORY
     generation = latest_generation(source)
     repository = Path(work) / "model_repository"
@@ -51,6 +53,7 @@ def prepare_repository(work: Path, log=print) -> tuple[Path, int]:
         log(f"private model repository {repository} (generation {generation})")
     else:
         refresh_configs(source, repository)
+    write_device_configs(repository, device)
     return repository, generation
 
 
@@ -70,10 +73,10 @@ def load_demo_catalog(url: str, key: str, repository: Path, log=print) -> int:
     return report.sequence
 
 
-def start_private_server(work: Path, log=print) -> TritonServer:
+def start_private_server(work: Path, log=print, device: str = "cpu") -> TritonServer:
     """A Triton on free ports over run/bench/model_repository serving its generation (the demo
     catalog loaded through the server the first time)."""
-    repository, generation = prepare_repository(work, log)
+    repository, generation = prepare_repository(work, log, device)
     http, grpc, metrics = free_ports(3)
     (Path(work) / "triton.log").unlink(missing_ok=True)
     server = TritonServer(model_repository=repository, http_port=http, grpc_port=grpc, metrics_port=metrics,

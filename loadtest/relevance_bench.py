@@ -1,7 +1,7 @@
 """Hybrid lexical + vector ranking on the demo catalog, through the served `search`, per query kind:
 quality by lexical weight and fusion mode against dense-only, and the latency it costs.
 
-    python -m loadtest.relevance_bench --write        # ~5 minutes on 2 cores
+    python -m loadtest.bench --sections relevance --write        # ~5 minutes on 2 cores
 
 Query kinds (relevance is judged from the catalog's own fields, never by hand):
 - semantic: the canonical phrase of a combination ("red striped t-shirt"); nDCG@10, a result
@@ -23,7 +23,6 @@ import argparse
 import json
 import math
 import random
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,7 +35,7 @@ from clients.search import SearchClient
 from loadtest.private_server import temporary_server
 from loadtest.report import publish
 from loadtest.search_load import SearchLoad
-from loadtest.workload import DEMO_CATALOG
+from loadtest.workload import DEMO_CATALOG, Workload
 from productsearch.demo.catalog import canonical_query
 
 WEIGHTS = (0.1, 0.2, 0.3, 0.5, 0.7)
@@ -123,7 +122,7 @@ def score(client: SearchClient, queries: list, relevance: Relevance) -> float:
 
 def latency(server, weight: float | None, clients: int, seconds: float = 8.0) -> float:
     """Text search p50 ms at `clients` in flight with this lexical weight (None: the default)."""
-    with SearchLoad(server.grpc_url, clients, relevance=Relevance(lexical_weight=weight), timeout_s=30, retries=0) as load:
+    with SearchLoad(server.grpc_url, clients, Workload.texts_only(), relevance=Relevance(lexical_weight=weight), timeout_s=30, retries=0) as load:
         time.sleep(1)
         start = time.monotonic()
         time.sleep(seconds)
@@ -175,10 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--write", action="store_true", help="record the tables in BENCHMARKS.md")
     args = parser.parse_args(argv)
-    publish("relevance", "Relevance per query kind: hybrid lexical + vector vs dense-only", "loadtest.relevance_bench",
+    publish("relevance", "Relevance per query kind: hybrid lexical + vector vs dense-only", "loadtest.bench --sections relevance",
             argv, "a private Triton with generation 1 and the demo catalog (brands, SKUs)", measure(), args.write)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
 """Encoder runtimes, in process, one thread: ms per item of each served tower, alternating.
 
-    python -m loadtest.runtime_bench --write                  # both towers, ~4 minutes
-    python -m loadtest.runtime_bench --towers text            # the text tower only
+    python -m loadtest.bench --sections runtimes --write                  # both towers, ~4 minutes
+    python -m loadtest.bench --sections runtimes --towers text            # the text tower only
 
 Image tower: torch eager vs ONNX Runtime fp32 / dynamic int8, at batch 1 and 16. Text tower (USE
 multilingual, short product queries, half English half Chinese, already tokenized: tokenization
@@ -15,7 +15,6 @@ the fp32 exports equal within 1e-4 and gates int8 on the held-out table.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -162,10 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     towers = args.towers.split(",")
     tables = ([measure(args.runs)] if "image" in towers else []) + ([measure_text(args.runs)] if "text" in towers else [])
-    publish("runtimes", "Encoder runtimes (in process, one thread)", "loadtest.runtime_bench", argv,
+    publish("runtimes", "Encoder runtimes (in process, one thread)", "loadtest.bench --sections runtimes", argv,
             "the serving generation's towers", "\n\n".join(tables), args.write)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

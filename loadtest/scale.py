@@ -20,6 +20,11 @@ from productsearch.core.vectors import fuse
 WORK_DIR = ROOT / "run" / "bench"
 
 
+def work_dir(device: str = "cpu"):
+    """run/bench (run/bench-gpu for GPU configs): the private server's repository and the cached catalogs."""
+    return WORK_DIR if device == "cpu" else WORK_DIR.with_name(f"bench-{device}")
+
+
 def with_catalog(url: str | None):
     """A reload_models mutate(): the scorer reads the store at `url` (None: its own)."""
     def mutate(model, config):

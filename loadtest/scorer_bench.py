@@ -1,29 +1,31 @@
 """The scorer's own time per batch, in process: `execute()` over batches shaped like the ones the
 `search` ensemble sends for text queries, on a demo-sized catalog, with an optional profile.
 
-    python -m loadtest.scorer_bench                    # ms per batch at 1, 8 and 16 rows, 3 runs
-    python -m loadtest.scorer_bench --profile 16       # cProfile of batches of 16, top costs
+    python -m loadtest.bench --sections scorer                   # ms per batch at 1, 8 and 16 rows, 3 runs
+    python -m loadtest.bench --sections scorer --profile 16      # cProfile of batches of 16, top costs
     git archive BASE productsearch | tar -x -C /tmp/base
-    python -m loadtest.scorer_bench --compare /tmp/base  # BASE's scorer vs this one, alternately
-    python -m loadtest.scorer_bench --compare /tmp/base --before-blas Prescott  # ... BASE on SSE3 kernels
+    python -m loadtest.bench --sections scorer --compare /tmp/base  # BASE's scorer vs this one, alternately
 
 The catalog: the demo catalog's products (data/demo_catalog/catalog.jsonl: titles, descriptions,
 brands, SKUs, prices, stock ...) written to a temporary SQLite store with random clustered
-768-d vectors (only the scorer's overhead is measured here, not the towers). A batch of N rows
+vectors of the served generation's dimensions (its text and image towers' outputs, fused: 1,024
+for the demo; only the scorer's overhead is measured here, not the towers). A batch of N rows
 is N requests of one row each, as Triton's dynamic batcher hands the scorer the ensemble's
 requests: QUERY_EMBEDDING, TOP_K 10 and QUERY_TEXT; every other input is absent, so the
-defaults apply (hybrid lexical weight 0.1, weighted fusion). Queries: loadtest.search_load's
-QUERIES (what the served benchmark repeats; `--queries titles`: demo titles, mostly distinct).
+defaults apply (hybrid lexical weight 0.1, weighted fusion). Queries: the workload's full
+text set (loadtest/workload.py, 7,560 English and Chinese phrases, mostly new to the lexical cache; `--queries titles`: demo titles).
 Timing: median (min-max) over runs of the per-batch mean (each run: new batches of the same kind),
 as CPU time of the calling thread (what the scorer spent, BLAS included: one thread) and as wall
 time (which on a shared machine also counts whatever else ran).
 --compare runs each version in its own process, alternately (a shared machine drifts), and checks
-that both answered a fixed set of batches identically (ids, titles, scores, explanations ...).
+that both answered a fixed set of batches identically (ids, titles, scores, explanations ...):
+answers that differ make it exit 1.
 """
 from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
 import io
 import json
 import os
@@ -38,14 +40,26 @@ from pathlib import Path
 
 import numpy as np
 
-from loadtest.search_load import QUERIES
-from loadtest.workload import DEMO_CATALOG
+from loadtest.report import publish
+from loadtest.workload import DEMO_CATALOG, ROOT, Workload
 from productsearch.catalog.rows import ProductWrite
 from productsearch.catalog.store import catalog_url, open_store, register_generation
 from productsearch.core.vectors import normalize
 
-DIM = 768  # the fused vectors: [sqrt(w) text, sqrt(1-w) image], two 384-d towers
 BATCHES = (1, 8, 16)
+
+
+@functools.lru_cache(maxsize=None)
+def served_dimensions(version: int = 1) -> tuple[int, int]:
+    """(text, image) embedding sizes of the served generation's towers, from one encoding each."""
+    from PIL import Image
+
+    from productsearch.encoders.loading import load_image_tower, load_text_tower
+
+    repository = ROOT / "model_repository"
+    text = load_text_tower(repository / "text_encoder" / str(version)).encode(["dimension probe"])
+    image = load_image_tower(repository / "image_encoder" / str(version)).encode([Image.new("RGB", (64, 64))])
+    return text.shape[1], image.shape[1]
 
 
 class Tensor:
@@ -94,13 +108,13 @@ def random_vectors(count: int, dim: int, seed: int, clusters: int = 60) -> np.nd
     return normalize(centres[rng.integers(0, clusters, count)] + 0.05 * rng.standard_normal((count, dim)))
 
 
-def write_catalog(repository: Path, products: list[dict]) -> None:
+def write_catalog(repository: Path, products: list[dict], dims: tuple[int, int]) -> None:
     """The products, with random text and image vectors for generation 1, into the store
     beside `repository`, through the writer's own upsert path (the lexical index included)."""
     url = catalog_url(repository)
     register_generation(url, 1, 0.5)
     store = open_store(url)
-    text, image = random_vectors(len(products), DIM // 2, 1), random_vectors(len(products), DIM // 2, 2)
+    text, image = random_vectors(len(products), dims[0], 1), random_vectors(len(products), dims[1], 2)
     with store.transaction() as db:
         store.prefetch(db, 1, [p["id"] for p in products])
         for i, product in enumerate(products):
@@ -110,11 +124,11 @@ def write_catalog(repository: Path, products: list[dict]) -> None:
     store.close()
 
 
-def build_scorer(repository: Path, products: list[dict]):
+def build_scorer(repository: Path, products: list[dict], dims: tuple[int, int]):
     """A ScorerModel (generation 1, default parameters) over a fresh store of these products."""
     from productsearch.runtime.scorer import ScorerModel
 
-    write_catalog(repository, products)
+    write_catalog(repository, products, dims)
     (repository / "scorer" / "1").mkdir(parents=True)
     model = ScorerModel()
     model.initialize({"model_config": json.dumps({"parameters": {}}), "model_version": "1", "model_name": "scorer",
@@ -128,9 +142,9 @@ def text_request(embedding: np.ndarray, text: str, top_k: int = 10) -> dict:
             "QUERY_TEXT": np.array([[text.encode()]], dtype=object)}
 
 
-def batches(texts: list[str], size: int, count: int, seed: int = 0) -> list[list[dict]]:
+def batches(texts: list[str], size: int, count: int, dim: int, seed: int = 0) -> list[list[dict]]:
     rng = np.random.default_rng(seed)
-    embeddings = random_vectors(size * count, DIM, seed + 100)
+    embeddings = random_vectors(size * count, dim, seed + 100)
     picks = rng.integers(0, len(texts), size * count)
     requests = [text_request(e, texts[p]) for e, p in zip(embeddings, picks)]
     return [requests[i:i + size] for i in range(0, len(requests), size)]
@@ -171,20 +185,22 @@ def measure(args) -> dict:
     fixed set of batches go to args.dump."""
     install_fake_pb_utils()
     products = demo_products(args.catalog, args.products)
-    texts = list(QUERIES) if args.queries == "loadtest" else [p["title"] for p in products]
+    texts = Workload.texts_only(args.catalog) if args.queries == "workload" else [p["title"] for p in products]
+    dims = served_dimensions()
+    dim = sum(dims)
     with tempfile.TemporaryDirectory() as tmp:
-        model = build_scorer(Path(tmp), products)
+        model = build_scorer(Path(tmp), products, dims)
         try:
             if args.profile:
-                per_batch_ms(model, batches(texts, args.profile, 5, seed=1))  # warm, as a served scorer is
-                print(profile(model, batches(texts, args.profile, args.batches), 30))
+                per_batch_ms(model, batches(texts, args.profile, 5, dim, seed=1))  # warm, as a served scorer is
+                print(profile(model, batches(texts, args.profile, args.batches, dim), 30))
                 return {}
             dumped, times = {}, {}
             for size in args.sizes:  # the checked answers; this also warms the scorer up
-                dumped[size] = [answers(model.execute(requests)) for requests in batches(texts, size, 10, seed=size)]
+                dumped[size] = [answers(model.execute(requests)) for requests in batches(texts, size, 10, dim, seed=size)]
             for run in range(args.runs):  # new queries each run (distinct titles are then lexical cache misses)
                 for size in args.sizes:
-                    wall, cpu = per_batch_ms(model, batches(texts, size, args.batches, seed=1000 * (run + 1) + size))
+                    wall, cpu = per_batch_ms(model, batches(texts, size, args.batches, dim, seed=1000 * (run + 1) + size))
                     times.setdefault(f"{size} cpu", []).append(cpu)
                     times.setdefault(f"{size} wall", []).append(wall)
             if args.dump:
@@ -198,9 +214,9 @@ def spread(values: list[float]) -> str:
     return f"{np.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
 
 
-def compare(args) -> None:
+def compare(args) -> bool:
     """This checkout against the productsearch package under `args.compare`, alternately, one
-    process per run; then whether both answered the checked batches identically."""
+    process per run; whether both answered the checked batches identically."""
     versions = {"before": str(args.compare.resolve()), "after": str(Path(__file__).resolve().parents[1])}
     times: dict = {name: {} for name in versions}
     with tempfile.TemporaryDirectory() as tmp:
@@ -209,9 +225,7 @@ def compare(args) -> None:
                 child = ["--catalog", str(args.catalog), "--queries", args.queries, "--batches", str(args.batches),
                          "--sizes", *map(str, args.sizes)] + (["--products", str(args.products)] if args.products else [])
                 env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, versions["after"]]))
-                if name == "before" and args.before_blas:
-                    env["OPENBLAS_CORETYPE"] = args.before_blas
-                out = subprocess.run([sys.executable, "-m", "loadtest.scorer_bench", *child, "--runs", "1", "--raw",
+                out = subprocess.run([sys.executable, "-m", "loadtest.bench", "--sections", "scorer", *child, "--runs", "1", "--raw",
                                       "--dump", f"{tmp}/{name}.pkl"], env=env, check=True, capture_output=True,
                                      text=True).stdout
                 for size, values in json.loads(out.strip().splitlines()[-1]).items():
@@ -229,6 +243,7 @@ def compare(args) -> None:
             cells += [spread(before), spread(after), f"{np.median(before) / np.median(after):.2f}x"]
         print(f"| {size} | " + " | ".join(cells) + " |")
     print(f"identical answers on the checked batches: {'yes' if same else 'NO'}{how}")
+    return same
 
 
 def how_answers_differ(before: dict, after: dict) -> str:
@@ -248,10 +263,11 @@ def how_answers_differ(before: dict, after: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m loadtest.bench --sections scorer", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--catalog", type=Path, default=DEMO_CATALOG, help="the demo catalog JSONL")
     parser.add_argument("--products", type=int, default=None, help="the first N products (default: all)")
-    parser.add_argument("--queries", choices=("loadtest", "titles"), default="loadtest")
+    parser.add_argument("--queries", choices=("workload", "titles"), default="workload")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--batches", type=int, default=40, help="batches per run and size")
     parser.add_argument("--sizes", type=int, nargs="+", default=list(BATCHES))
@@ -259,24 +275,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dump", type=Path, help="write the answers of the checked batches here (pickle)")
     parser.add_argument("--compare", type=Path, metavar="DIR",
                         help="also run the productsearch package under DIR (e.g. `git archive BASE productsearch`), alternately")
-    parser.add_argument("--before-blas", metavar="KERNEL",
-                        help="with --compare: the base runs with OPENBLAS_CORETYPE=KERNEL (e.g. Prescott, "
-                             "what OpenBLAS picked on this machine before productsearch/control/blas.py)")
     parser.add_argument("--raw", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--write", action="store_true", help="record the table in BENCHMARKS.md")
     args = parser.parse_args(argv)
     if args.compare:
-        compare(args)
-        return 0
+        return 0 if compare(args) else 1
     times = measure(args)
     if args.raw:
         print(json.dumps(times))
     elif times:
-        print(f"scorer execute() per batch, ms: median (min-max) of {args.runs} runs of {args.batches} batches, "
-              f"{args.queries} queries")
-        for size, values in times.items():
-            print(f"batch {size}: {spread(values)}")
+        rows = ["| rows per batch | CPU ms per batch | wall ms per batch | CPU ms per row |", "|---:|---:|---:|---:|"]
+        rows += [f"| {size} | {spread(times[f'{size} cpu'])} | {spread(times[f'{size} wall'])} | "
+                 f"{np.median(times[f'{size} cpu']) / size:.2f} |" for size in args.sizes]
+        publish("scorer", "The scorer's own time per batch (in process)", "loadtest.bench --sections scorer", argv,
+                f"the scorer's execute() over the {len(demo_products(args.catalog, args.products))} demo products with "
+                f"random clustered vectors of the served dimensions ({sum(served_dimensions())}-d fused), text-query "
+                f"batches as the search ensemble sends them (hybrid lexical at the default weight), {args.queries} "
+                f"queries (mostly new to the lexical cache); median (min-max) of {args.runs} runs of {args.batches} "
+                "batches; CPU = the calling thread's CPU time (one BLAS thread, as served)", "\n".join(rows), args.write)
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

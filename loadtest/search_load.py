@@ -1,6 +1,6 @@
 """Client threads that search in a loop until stopped, keeping every call's outcome.
 
-Shared by the swap and cancellation benchmarks and the hot-swap and recovery tests: each looks
+Shared by the benchmarks and the hot-swap, replica and recovery tests: each looks
 at the same record (when a call was sent and answered, what it returned or why it failed).
 """
 from __future__ import annotations
@@ -29,9 +29,9 @@ class Call:
 
 
 class SearchLoad:
-    """`clients` threads, thread i searching queries[i % len(queries)] (words, or a (words, photo)
-    pair) over and over with its own
-    SearchClient(url, **client_args). A failed client waits `pause_on_failure_s` before it
+    """`clients` threads, each with its own SearchClient(url, **client_args), walking through
+    `queries` (words, or (words, photo) pairs): thread i sends queries i, i + clients, i + 2 clients ...
+    (cycling), so a long query set is sent whole and no thread repeats one text while others wait. A failed client waits `pause_on_failure_s` before it
     tries again (a server that is down refuses at once: without a pause the clients spin)."""
 
     def __init__(self, url: str, clients: int, queries=QUERIES, top_k: int = 10, pause_on_failure_s: float = 0.0,
@@ -52,9 +52,11 @@ class SearchLoad:
 
     def run(self, index: int) -> None:
         with SearchClient(self.url, **self.client_args) as client:
+            position = index
             while not self.stop.is_set():
                 sent = time.monotonic()
-                query = self.queries[index % len(self.queries)]
+                query = self.queries[position % len(self.queries)]
+                position += len(self.threads)
                 text, image = query if isinstance(query, tuple) else (query, None)
                 try:
                     result = client.search(text or None, image, top_k=self.top_k, filters=self.filters,

@@ -29,6 +29,7 @@ class Settings:
     compare_requests: int = 600
     compare_seconds: float = 20.0
     locust_seconds: int = 20
+    rounds: int = 1  # tuning and profile: rounds, reported as median (min-max)
 
 
 def cell_requests(settings: Settings, concurrency: int) -> int:

@@ -1,9 +1,10 @@
-"""Where serving time goes: per ensemble step and per process, under search load.
+"""The profile section of loadtest.bench: where serving time goes, per ensemble step and per
+process, under search load.
 
-    python -m loadtest.serving_profile --write          # ~3 minutes on 2 cores
+    python -m loadtest.bench --sections profile --rounds 3 --write     # ~3 minutes on 2 cores
 
-A private Triton serves generation 1 with the demo catalog; 16 client threads search (text
-queries, then photo queries) for `--seconds`, `--runs` times. Per model, from Triton's
+On the bench's private server (the demo catalog loaded), 16 client threads search (text queries,
+then photo queries) for a cell's seconds, `--rounds` times. Per model, from Triton's
 statistics API (deltas over the window): requests, executions (so the mean batch Triton formed),
 and per request the time in the queue, in compute input (tensors into the stub), compute infer
 (the model's own execute()) and compute output; per process, the CPU it used (% of one core,
@@ -11,21 +12,15 @@ from /proc). Every figure is the median of the runs with min-max.
 """
 from __future__ import annotations
 
-import argparse
 import os
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import tritonclient.grpc as grpcclient
 
-from clients.index import load_products, read_products
-from loadtest.private_server import temporary_server
-from loadtest.report import publish
-from loadtest.search_load import QUERIES, SearchLoad
-from loadtest.workload import DEMO_CATALOG
+from loadtest.search_load import SearchLoad
+from loadtest.workload import Workload
 from productsearch.control.processes import stub_processes
 
 CLIENTS = 16
@@ -94,45 +89,24 @@ def spread(values: list[float]) -> str:
     return f"{np.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
 
 
-def profile(runs: int, seconds: float, log=print) -> str:
-    products = read_products(DEMO_CATALOG)
-    photos = [str(p.image) for p in products[:: max(1, len(products) // 16)][:16]]
-    kinds = {"text": list(QUERIES), "photo": photos}
+def profile_section(server, workload: Workload, runs: int, seconds: float, log=print) -> str:
+    """Text queries (the workload's full set), then photo queries (its renders): `runs` windows each."""
+    kinds = {"text": list(workload.texts), "photo": [("", photo) for photo in workload.images]}
     tables = []
-    with tempfile.TemporaryDirectory(prefix="serving-profile-") as tmp, temporary_server(Path(tmp)) as server:
-        report = load_products(server.grpc_url, products, key=server.key, progress=False)
-        assert not report.failed, report.summary()
-        for kind, queries in kinds.items():
-            if kind == "photo":
-                queries = [("", photo) for photo in queries]
-            results = [window(server, queries, seconds) for _ in range(runs)]
-            log(f"{kind}: " + "; ".join(f"{r['req/s']:.0f} req/s" for r in results))
-            keys = sorted(set.intersection(*(set(r) for r in results)))
-            rows = [f"\n**{kind} search, c={CLIENTS}**: {spread([r['req/s'] for r in results])} req/s\n",
-                    "| model | mean batch | queue ms | compute input ms | compute infer ms | compute output ms |",
-                    "|---|---:|---:|---:|---:|---:|"]
-            for model in MODELS:
-                if f"{model} batch" in keys:
-                    rows.append(f"| {model} | {spread([r[f'{model} batch'] for r in results])} | "
-                                + " | ".join(spread([r[f'{model} {p}'] for r in results]) for p in PHASES) + " |")
-            rows += ["", "| process | CPU, % of one core |", "|---|---:|"]
-            rows += [f"| {key[4:]} | {spread([r[key] for r in results])} |" for key in keys if key.startswith("cpu ")]
-            tables.append("\n".join(rows))
-    return "\n".join(tables) + (f"\n\n{runs} runs of {seconds:g} s each; the ensemble `search` row is the whole "
-                                "request (its queue and compute are the sum over its steps as Triton counts them).")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=15.0)
-    parser.add_argument("--write", action="store_true", help="record the tables in BENCHMARKS.md")
-    args = parser.parse_args(argv)
-    publish("serving-profile", "Where serving time goes (per ensemble step and per process)", "loadtest.serving_profile",
-            argv, "a private Triton with generation 1 and the demo catalog; Triton's statistics API and /proc",
-            profile(args.runs, args.seconds), args.write)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    for kind, queries in kinds.items():
+        results = [window(server, queries, seconds) for _ in range(runs)]
+        log(f"{kind}: " + "; ".join(f"{r['req/s']:.0f} req/s" for r in results))
+        keys = sorted(set.intersection(*(set(r) for r in results)))
+        rows = [f"\n**{kind} search, c={CLIENTS}**: {spread([r['req/s'] for r in results])} req/s\n",
+                "| model | mean batch | queue ms | compute input ms | compute infer ms | compute output ms |",
+                "|---|---:|---:|---:|---:|---:|"]
+        for model in MODELS:
+            if f"{model} batch" in keys:
+                rows.append(f"| {model} | {spread([r[f'{model} batch'] for r in results])} | "
+                            + " | ".join(spread([r[f'{model} {p}'] for r in results]) for p in PHASES) + " |")
+        rows += ["", "| process | CPU, % of one core |", "|---|---:|"]
+        rows += [f"| {key[4:]} | {spread([r[key] for r in results])} |" for key in keys if key.startswith("cpu ")]
+        tables.append("\n".join(rows))
+    return "\n".join(tables) + (f"\n\n{runs} runs of {seconds:g} s each, {len(kinds['text'])} distinct text queries and "
+                                f"{len(kinds['photo'])} photos; the ensemble `search` row is the whole request (its queue "
+                                "and compute are the sum over its steps as Triton counts them).")

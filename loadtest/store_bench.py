@@ -1,7 +1,7 @@
 """The embedded store against Milvus, and Triton replicas on one Milvus.
 
-    python -m loadtest.store_bench --write                      # both sections (~15 minutes on 2 cores)
-    python -m loadtest.store_bench --sections stores --products 20000
+    python -m loadtest.bench --sections stores,replicas --write     # both sections (~15 minutes on 2 cores)
+    python -m loadtest.bench --sections stores --products 20000
 
 `stores`: one synthetic catalog (clustered 512-d text and image vectors fused to 1024-d, 10
 categories, prices) in the embedded SQLite store and in Milvus (a `milvus-lite server`, FLAT
@@ -213,6 +213,7 @@ def replicas_section(runs: int, seconds: float, log) -> str:
     from clients.index import load_products, read_products
     from loadtest.private_server import temporary_server
     from loadtest.search_load import SearchLoad
+    from loadtest.workload import Workload
     from productsearch.control.milvus_lite import MilvusLiteServer
     from productsearch.control.paths import DEFAULT_MODEL_REPOSITORY, DEMO_CATALOG
     from productsearch.control.repository import link_repository
@@ -231,12 +232,12 @@ def replicas_section(runs: int, seconds: float, log) -> str:
                 for run in range(runs):
                     with temporary_server(root, catalog_url=url, name=f"triton-a{run}", repository=repository) as a:
                         for target, sink in ((a.grpc_url, single), (f"{a.grpc_url},{b.grpc_url}", both)):
-                            with SearchLoad(target, 32, timeout_s=30, retries=3) as load:
+                            with SearchLoad(target, 32, Workload.texts_only(), timeout_s=30, retries=3) as load:
                                 time.sleep(seconds)
                                 started, count = time.monotonic(), len(load.answers)
                                 time.sleep(seconds)
                                 sink.append((len(load.answers) - count) / (time.monotonic() - started))
-                        with SearchLoad(f"{a.grpc_url},{b.grpc_url}", 8, timeout_s=30, retries=10, backoff_s=0.05) as load:
+                        with SearchLoad(f"{a.grpc_url},{b.grpc_url}", 8, Workload.texts_only(), timeout_s=30, retries=10, backoff_s=0.05) as load:
                             time.sleep(3)
                             os.killpg(a.pid, signal.SIGKILL)
                             killed = time.monotonic()
@@ -256,7 +257,7 @@ def replicas_section(runs: int, seconds: float, log) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtest.store_bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m loadtest.bench --sections stores|replicas", description=__doc__.split("\n")[0])
     parser.add_argument("--sections", default="stores,replicas")
     parser.add_argument("--products", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
@@ -265,17 +266,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sections = args.sections.split(",")
     if "stores" in sections:
-        publish("stores", "Catalog stores: embedded SQLite vs Milvus", "loadtest.store_bench", argv,
+        publish("stores", "Catalog stores: embedded SQLite vs Milvus", "loadtest.bench", argv,
                 f"{args.products} synthetic products (1024-d fused), scorer in process, {args.runs} runs: median (min-max); "
                 "memory: the scorer's RSS growth (embedded) / the milvus-lite server's RSS (Milvus)",
                 stores_section(args.products, args.runs, print), args.write)
     if "replicas" in sections:
-        publish("replicas", "Triton replicas on one Milvus", "loadtest.store_bench", argv,
+        publish("replicas", "Triton replicas on one Milvus", "loadtest.bench", argv,
                 f"two tritonservers on one milvus-lite server, 300 demo products, {args.runs} runs: median (min-max); "
                 "both replicas and the load share the same 2 cores, so ~1.0x is what this machine can show",
                 replicas_section(args.runs, args.seconds, print), args.write)
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

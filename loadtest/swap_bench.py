@@ -1,6 +1,6 @@
 """How long a generation swap takes and what it does to search latency, under load.
 
-    python -m loadtest.swap_bench --write
+    python -m loadtest.bench --sections swap --write
 
 A private Triton serves generation 1; generation 2 is a copy of its encoders, so the swap
 re-encodes the live catalog for it through them, and every answer says (GENERATION) which
@@ -12,7 +12,6 @@ swap's own duration, and p50/p99 latency in steady state vs during the swap.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from clients.index import load_products, read_products
 from loadtest.private_server import deployer_for, temporary_server
 from loadtest.report import publish
 from loadtest.search_load import SearchLoad
-from loadtest.workload import DEMO_CATALOG
+from loadtest.workload import DEMO_CATALOG, Workload
 from productsearch.control.generations import clone_encoders
 
 def latencies(answers, start: float, end: float) -> list[float]:
@@ -38,7 +37,7 @@ def measure(clients: int, steady_s: float, products: int, log=print) -> str:
         assert not report.failed, report.summary()
         rows = []
         t0 = time.monotonic()
-        with SearchLoad(server.grpc_url, clients, timeout_s=60, retries=0) as load, \
+        with SearchLoad(server.grpc_url, clients, Workload.texts_only(), timeout_s=60, retries=0) as load, \
                 deployer_for(server, repository, log=lambda line: log(f"  [{time.monotonic() - t0:6.1f}s] {line}")) as deployer:
             for target in (2, 1):
                 time.sleep(steady_s)
@@ -67,18 +66,15 @@ def measure(clients: int, steady_s: float, products: int, log=print) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtest.swap_bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m loadtest.bench --sections swap", description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--steady-s", type=float, default=15.0)
     parser.add_argument("--products", type=int, default=2000, help="catalog size of each generation")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args(argv)
     table = measure(args.clients, args.steady_s, args.products)
-    publish("swap", f"Generation swap under load ({args.clients} clients)", "loadtest.swap_bench", argv,
+    publish("swap", f"Generation swap under load ({args.clients} clients)", "loadtest.bench --sections swap", argv,
             f"generations share encoders (catalog-only change: {args.products} products each); 'until all answers "
             "new' is from the swap command to the last answer served by the old generation", table, args.write)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -25,13 +25,16 @@ from tests.tiny_checkpoints import tiny_clip
 
 pytestmark = pytest.mark.integration
 CLIENTS = {"sqlite": 16, "milvus": 4}  # milvus-lite's pure-Python engine serves ~5 searches/s on 2 cores
+# a swap re-encodes the whole catalog into the new generation's collection: milvus-lite writes ~500/s,
+# so its catalog is smaller (the swap's steps are the same at any size)
+PRODUCTS = {"sqlite": 600, "milvus": 250}
 TOP = 5
 
 
 @pytest.fixture(scope="module", params=STORE_KINDS)
 def swap_server(request, tmp_path_factory):
-    """Generation 1 (the demo towers) serving 600 products; generation 2 other encoders (a tiny
-    random CLIP), so that an answer mixing the two would show. The catalog is the embedded store,
+    """Generation 1 (the demo towers) serving 600 products (250 on Milvus); generation 2 other
+    encoders (a tiny random CLIP), so that an answer mixing the two would show. The catalog is the embedded store,
     or a `milvus-lite server` (each generation a collection of its own behind the write alias)."""
     require_built()
     root = tmp_path_factory.mktemp(f"swap_{request.param}")
@@ -42,7 +45,7 @@ def swap_server(request, tmp_path_factory):
     server.store_kind = request.param
     try:
         assert serve_generation(server, repository) == 1
-        load_catalog(server, read_products(DEMO_CATALOG)[:600])
+        load_catalog(server, read_products(DEMO_CATALOG)[:PRODUCTS[request.param]])
         # built after the restore, which would otherwise bring back the newest generation
         assert build_models.main(["--preset", "clip", "--checkpoint", str(tiny_clip(root / "clip")),
                                   "--out", str(repository), "--generation", "2"]) == 0
