@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -73,6 +74,9 @@ def search_window(server, seconds: float, writes: bool, templates) -> dict:
             if writers:
                 writers.__exit__(None, None, None)
     answers = [c for c in load.answers if start <= c.sent and c.received <= end]
+    for error, count in Counter(c.error for c in load.failures).most_common(3):  # what failed, said where it is seen
+        print(f"failed searches ({count}): {error} (e.g. query {next(c.query for c in load.failures if c.error == error)!r})",
+              file=sys.stderr, flush=True)
     ms = [(c.received - c.sent) * 1000 for c in answers]
     figures = {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)),
                "rate": len(answers) / (end - start), "failed": len(load.failures)}

@@ -74,3 +74,43 @@ def test_lexical_search_equals_one_fts5_statement(catalog, text, limit):
         f"SELECT id, -bm25(lexical, 0, {lexical.WORDS_WEIGHT}, {lexical.GRAMS_WEIGHT}) AS score FROM lexical "
         "WHERE lexical MATCH ? ORDER BY score DESC LIMIT ?", (expression, limit))]
     assert lexical.search(store.db, text, limit) == expected
+
+
+class DeletesBetweenStatements:
+    """A connection whose first statement is followed by another connection's committed delete of
+    `victim`, as a writer's commit can land between the lexical search's two statements."""
+
+    def __init__(self, db, root, victim: str):
+        self.db, self.root, self.victim, self.statements = db, root, victim, 0
+
+    def execute(self, sql, params=()):
+        cursor = self.db.execute(sql, params)
+        rows = cursor.fetchall()
+        self.statements += 1
+        if self.statements == 2:  # after match_expression's lookup and the ranked query
+            writer = open_store(catalog_url(self.root))
+            with writer.transaction() as db:
+                writer.delete_one(db, self.victim, 0.0)
+            writer.close()
+        return rows_cursor(rows)
+
+
+def rows_cursor(rows):
+    class Cursor(list):
+        def fetchall(self):
+            return list(self)
+    return Cursor(rows)
+
+
+def test_a_product_deleted_between_the_lexical_statements_is_left_out(tmp_path):
+    products = [{"id": f"Q{i}", "title": f"red mug {i}", "category": "mug"} for i in range(20)]
+    write_store(tmp_path, products, random_vectors(20, 8, 1), random_vectors(20, 8, 2))
+    store = open_store(catalog_url(tmp_path))
+    try:
+        before = lexical.search(store.db, "red mug", 10)
+        victim = before[0][0]
+        hits = lexical.search(DeletesBetweenStatements(store.db, tmp_path, victim), "red mug", 10)
+        assert victim not in [pid for pid, _ in hits]
+        assert hits == [hit for hit in before if hit[0] != victim]
+    finally:
+        store.close()
