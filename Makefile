@@ -6,14 +6,16 @@ INSTALLED := $(VENV)/.installed
 CATALOG := data/demo_catalog/catalog.jsonl
 BUILT := model_repository/generations/1.json  # written last by the build: the generation is complete
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
+PROMETHEUS := /usr/bin/prometheus  # Debian's package: prometheus and promtool
+APT := $(if $(filter 0,$(shell id -u)),,sudo) apt-get
 
-.PHONY: demo test install models serve stop status index clean loadtest bench evaluate evaluate-photos
+.PHONY: demo test install models serve stop status index clean loadtest bench evaluate evaluate-photos observe observe-stop
 
 demo: models  ## build (once), serve, index (once), run example searches
 	$(PY) -m productsearch.control.demo
 
 TEST_WORKERS ?= 2
-test: models  ## unit + integration tests against real tritonservers, in TEST_WORKERS processes (a file each)
+test: models | $(PROMETHEUS)  ## unit + integration tests against real tritonservers (and promtool), in TEST_WORKERS processes (a file each)
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 install: $(INSTALLED)
@@ -34,8 +36,20 @@ $(BUILT): $(INSTALLED) | $(FASHION_MNIST)
 # Debian's package, installed once when missing (the build refuses to guess without it).
 $(FASHION_MNIST):
 	@command -v apt-get >/dev/null || { echo "install Debian's dataset-fashion-mnist (no apt-get here)"; exit 1; }
-	$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q dataset-fashion-mnist >/dev/null || \
-	  { $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q >/dev/null && $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q dataset-fashion-mnist >/dev/null; }
+	$(APT) install -y -q dataset-fashion-mnist >/dev/null || \
+	  { $(APT) update -q >/dev/null && $(APT) install -y -q dataset-fashion-mnist >/dev/null; }
+
+# Debian's prometheus (and promtool), installed once when missing: `make observe`, the config tests.
+$(PROMETHEUS):
+	@command -v apt-get >/dev/null || { echo "install Debian's prometheus (no apt-get here)"; exit 1; }
+	DEBIAN_FRONTEND=noninteractive $(APT) install -y -q --no-install-recommends prometheus >/dev/null || \
+	  { $(APT) update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $(APT) install -y -q --no-install-recommends prometheus >/dev/null; }
+
+observe: serve | $(PROMETHEUS)  ## a real Prometheus scraping the running service, alerts loaded (PROMETHEUS_PORT, 9090)
+	$(PY) -m productsearch.control.observe start
+
+observe-stop:  ## stop the background Prometheus (by PID)
+	$(PY) -m productsearch.control.observe stop
 
 serve: models  ## start Triton in the background if it is not up (idempotent)
 	$(PY) -m productsearch.control.launcher start

@@ -24,6 +24,10 @@ class RecordError(ValueError):
     """A product record the catalog refuses; the message names the id and the field."""
 
 
+class ClosedValue(RecordError):
+    """A value outside the catalog's closed list of a field (set_closed_values)."""
+
+
 def product_id(raw: bytes | str) -> str:
     """A product id: 1..256 bytes of UTF-8, no control characters, not only spaces."""
     data = raw.encode() if isinstance(raw, str) else bytes(raw)
@@ -78,6 +82,6 @@ def check_fields(pid: str, fields: dict, closed: dict[str, list[str]] | None = N
         allowed = (closed or {}).get(key)
         if allowed is not None and value is not None and value not in allowed:
             shown = ", ".join(allowed[:30]) + (" ..." if len(allowed) > 30 else "")
-            raise RecordError(f"{where}: unknown {key} {value!r}; this catalog's {key} values are: {shown}")
+            raise ClosedValue(f"{where}: unknown {key} {value!r}; this catalog's {key} values are: {shown}")
         out[key] = value
     return out

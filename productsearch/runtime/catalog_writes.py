@@ -25,11 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from productsearch.catalog.ranking.merchandising import RuleError, check_rules
-from productsearch.catalog.records import RecordError, parse_fields, product_id
+from productsearch.catalog.records import ClosedValue, RecordError, parse_fields, product_id
 from productsearch.catalog.rows import DEFAULT_SHOP, FencedWrite, ProductWrite, UnknownProduct, check_shop
 from productsearch.catalog.store import catalog_url, list_shops, open_store, register_generation
 from productsearch.runtime.generation_settings import generation_text_weight
 from productsearch.runtime.image_input import InvalidImage, decode_image
+from productsearch.runtime.metrics import Metrics
 from productsearch.core.limits import MAX_IMAGE_BYTES
 from productsearch.runtime.model_io import (ModelContext, RequestError, input_array, internal, invalid, not_found, response,
                                             unavailable)
@@ -95,6 +96,19 @@ def checked(fn, *args):
         raise RequestError(str(err)) from None
 
 
+def refusal_reason(err: Exception) -> str:
+    """The `reason` label of a refused write."""
+    if isinstance(err, Refused):
+        return "key"
+    if isinstance(err, UnknownProduct):
+        return "unknown_id"
+    if isinstance(err, ClosedValue):
+        return "closed_value"
+    if isinstance(err, FencedWrite):
+        return "fenced"
+    return "bad_input" if isinstance(err, (RequestError, RecordError)) else "internal"
+
+
 def error_response(err: Exception):
     if isinstance(err, UnknownProduct):
         return not_found(str(err))
@@ -109,8 +123,11 @@ class CatalogModel:
     """What the write models share: the store URL, the key, per-request parsing and one
     transaction per shop and batch with a savepoint per request."""
 
+    write_kind = "upsert"  # the `kind` label of its acknowledged rows
+
     def initialize(self, args: dict) -> None:
         self.ctx = ModelContext.from_args(args)
+        self.metrics = Metrics(model=self.ctx.name, generation=self.ctx.version)
         self.key = WriteKey()
         self.url = catalog_url(Path(self.ctx.version_dir).parent.parent, self.ctx.parameter("catalog", "") or None)
         self.stores: dict[str, object] = {}
@@ -160,8 +177,21 @@ class CatalogModel:
                 for i in members:
                     results[i] = results[i] if isinstance(results[i], Exception) else \
                         err if isinstance(err, FencedWrite) else RuntimeError(f"catalog write failed: {err}")
+        self.count(parsed, results)
         return [error_response(r) if isinstance(r, Exception) else
                 response(SEQUENCE=np.array(r, dtype=np.int64).reshape(-1, 1)) for r in results]
+
+    def count(self, parsed: list, results: list) -> None:
+        """Rows written by kind and requests refused by reason, per shop (metrics)."""
+        for p, r in zip(parsed, results):
+            shop = self.metrics.shop(p[0]) if not isinstance(p, Exception) else "unknown"
+            if isinstance(r, Exception):
+                self.metrics.add("productsearch_refused_writes_total", 1, shop=shop, reason=refusal_reason(r))
+            else:
+                self.metrics.add("productsearch_catalog_writes_total", len(r), shop=shop, kind=self.write_kind)
+
+    def finalize(self) -> None:
+        self.metrics.close()
 
 
 class CatalogGateModel(CatalogModel):
@@ -198,6 +228,7 @@ class CatalogGateModel(CatalogModel):
                 shop, rows = self.parse(request)
             except Exception as err:  # noqa: BLE001
                 out.append(error_response(err))
+                self.metrics.add("productsearch_refused_writes_total", 1, shop="unknown", reason=refusal_reason(err))
                 continue
             cols = list(zip(*rows))
             out.append(response(**{name: np.array([[v] for v in values], dtype=object) for name, values in
@@ -239,6 +270,8 @@ class CatalogWriterModel(CatalogModel):
 class UpdateFieldsModel(CatalogModel):
     """update_fields: merge FIELDS into existing products (price, stock, ...); no re-encoding."""
 
+    write_kind = "update"
+
     def parse(self, request) -> tuple[str, list]:
         ids, fields = column(request, "ID"), column(request, "FIELDS")
         rows = []
@@ -256,6 +289,8 @@ class UpdateFieldsModel(CatalogModel):
 
 class DeleteProductsModel(CatalogModel):
     """delete_products: remove products (never returned again once applied)."""
+
+    write_kind = "delete"
 
     def parse(self, request) -> tuple[str, list]:
         ids = column(request, "ID")

@@ -48,6 +48,7 @@ from productsearch.core.limits import MAX_DEPTH, MAX_LIST, MAX_TOP_K
 from productsearch.runtime.model_io import (ModelContext, RequestError, configured_threads, input_array, internal, invalid,
                                             response, unavailable)
 from productsearch.runtime.relevance_inputs import parse_relevance
+from productsearch.runtime.scorer_metrics import ScorerMetrics
 
 if TYPE_CHECKING:
     from productsearch.catalog.milvus.search import MilvusShopSearch
@@ -110,14 +111,21 @@ def seed_weights(ids: np.ndarray, weights: np.ndarray | None) -> tuple[list[str]
     return names, chosen
 
 
+def query_kind(text: bool, image: bool) -> str:
+    return "text+image" if text and image else "text" if text else "image"
+
+
 def parse_rows(request, query_weight: float = DEFAULT_TEXT_WEIGHT) -> list[RowQuery]:
     """The query rows of one request, every input checked (the catalog itself is not read here).
     A query is QUERY_EMBEDDING (fused already), or the encoders' outputs fused here with TEXT_WEIGHT
     (default `query_weight`; the `search` ensemble's path), or SEED_IDS."""
     query = input_array(request, "QUERY_EMBEDDING")
     seeds = input_array(request, "SEED_IDS")
+    kinds = None  # per row, for the metrics: what the shopper sent
     if query is None and input_array(request, "TEXT_EMBEDDING") is not None:
-        query = fuse(*query_rows(lambda name: input_array(request, name), query_weight))
+        parts = query_rows(lambda name: input_array(request, name), query_weight)
+        query = fuse(*parts)
+        kinds = [query_kind(t, im) for t, im in zip(parts[2].tolist(), parts[3].tolist())]
     if (query is None) == (seeds is None):
         raise RequestError("send either QUERY_EMBEDDING or SEED_IDS (or the encoders' TEXT_EMBEDDING and IMAGE_EMBEDDING)")
     rows = len(query) if query is not None else len(seeds)
@@ -137,6 +145,7 @@ def parse_rows(request, query_weight: float = DEFAULT_TEXT_WEIGHT) -> list[RowQu
     parsed = []
     for i in range(rows):
         row = RowQuery(None if query is None else query[i], top_k[i])
+        row.kind = "recommend" if query is None else kinds[i] if kinds else "embedding"
         row.relevance, row.in_stock = relevance[i]
         if offsets is not None:
             row.offset = int(offsets[i][0]) if len(offsets[i]) else 0
@@ -186,6 +195,7 @@ class ScorerModel:
         self.query_weight = float(self.ctx.parameter("query_text_weight", str(self.text_weight)))
         register_generation(self.url, self.ctx.version, self.text_weight)
         self.shops: dict = {}
+        self.metrics = ScorerMetrics(self.ctx, args.get("model_instance_name", self.ctx.name), self.shops)
         self.follower(DEFAULT_SHOP)  # load the default shop now, not on the first query
 
     def make_index(self) -> LiveIndex:
@@ -246,6 +256,7 @@ class ScorerModel:
         for i, item in enumerate(parsed):
             if isinstance(item, Exception):
                 responses[i] = error_response(item)
+                self.metrics.refused(None, "bad_input" if isinstance(item, RequestError) else "internal")
         shops = sorted({row.shop for item in parsed if not isinstance(item, Exception) for row in item})
         for shop in shops:
             members = [i for i, item in enumerate(parsed) if not isinstance(item, Exception) and item[0].shop == shop]
@@ -253,36 +264,50 @@ class ScorerModel:
         return responses
 
     def rank_shop(self, shop: str, members: list[int], parsed: list, responses: list) -> None:
+        with self.metrics.batch(shop) as batch:
+            self._rank_shop(shop, members, parsed, responses, batch)
+
+    def _rank_shop(self, shop: str, members: list[int], parsed: list, responses: list, batch) -> None:
         try:
             searcher = self.follower(shop)
             dim = searcher.dim
         except Exception as err:  # noqa: BLE001 - an unknown shop, an unreadable store
             for i in members:
                 responses[i] = error_response(RequestError(str(err)))
+                batch.refused("bad_input")
             return
         for i in members:
             dims = {r.query.shape[0] for r in parsed[i] if r.query is not None}
             if dim is not None and dims and dims != {dim}:
                 responses[i] = error_response(RequestError(f"QUERY_EMBEDDING has dim {dims.pop()}, the catalog has {dim}"))
+                batch.refused("bad_input")
         members = [i for i in members if responses[i] is None]
         if not members:
             return
         rows = [row for i in members for row in parsed[i]]
         try:
-            with searcher.searching(rows, max(r.min_sequence for r in rows), self.wait_s, self.exact_filter_max) as (index, results):
+            with searcher.searching(rows, max(r.min_sequence for r in rows), self.wait_s, self.exact_filter_max,
+                                    batch.clock) as (index, results):
                 start = 0
                 for i in members:
                     mine = results[start:start + len(parsed[i])]
                     start += len(parsed[i])
                     failed = next((r for r in mine if isinstance(r, QueryError)), None)
-                    responses[i] = error_response(RequestError(str(failed))) if failed else self.respond(index, mine)
+                    if failed:
+                        responses[i] = error_response(RequestError(str(failed)))
+                        batch.refused("bad_input")
+                    else:
+                        responses[i] = self.respond(index, mine)
+                        batch.answered(parsed[i], mine)
         except Lagging as err:
             for i in members:
                 responses[i] = unavailable(str(err))
+                batch.refused("catalog_lag")
         except Exception as err:  # noqa: BLE001 - the store failed (Milvus down): these fail, the server lives on
             for i in members:
                 if responses[i] is None:
                     responses[i] = unavailable(f"the catalog store did not answer: {type(err).__name__}: {err}")
+                    batch.refused("store_unavailable")
 
     def respond(self, index: LiveIndex, results: list):
         width = max(len(r.slots) for r in results)
@@ -303,6 +328,7 @@ class ScorerModel:
                         FACET_COUNTS=facets, EXPLANATIONS=notes)
 
     def finalize(self) -> None:
+        self.metrics.close()
         for follower in self.shops.values():
             follower.close()
 

@@ -45,6 +45,9 @@ class ShopFollower:
     def __init__(self, store: SqliteCatalog, generation: int, make_index, log=print, poll_s: float = POLL_S):
         self.store, self.generation, self.make_index, self.log = store, generation, make_index, log
         self.poll_s = poll_s
+        self.head = 0  # the store's head when last asked
+        self.caught_up_at = time.time()  # when the index was last seen at the store's head
+        self.builds: list[float] = []  # seconds of each (re)build not yet reported (the scorer's metrics)
         self.index = self.build()
         self._stop = threading.Event()
         self._catch_up_lock = threading.Lock()
@@ -64,6 +67,7 @@ class ShopFollower:
             index.apply(chunk)
             missing += len(chunk.missing)
         index.choose_method()
+        self.builds.append(time.monotonic() - started)
         note = f", {missing} products without generation {self.generation} vectors yet" if missing else ""
         self.log(f"catalog {self.store.shop!r}: {len(index)} products at sequence {index.applied}, "
                  f"{index.search_method} search ({time.monotonic() - started:.1f} s){note}")
@@ -75,7 +79,9 @@ class ShopFollower:
             index = self.index
             while True:
                 changes = self.store.changes(self.generation, index.applied)
+                self.head = changes.head
                 if changes.head <= index.applied:
+                    self.caught_up_at = time.time()
                     return index
                 index.apply(changes)
 
@@ -115,15 +121,21 @@ class ShopFollower:
         return self.index.dim
 
     @contextmanager
-    def searching(self, rows: list, min_sequence: int, wait_s: float, exact_filter_max: int):
+    def searching(self, rows: list, min_sequence: int, wait_s: float, exact_filter_max: int, clock=None):
         """(index, a Ranked or QueryError per row) once the index has applied `min_sequence`; the
-        index is locked until the block ends (the caller reads ids and titles off its slots)."""
+        index is locked until the block ends (the caller reads ids and titles off its slots).
+        `clock`: rank()'s stage timer."""
         index = self.wait_for(min_sequence, wait_s)
         rules = self.store.rules()
         with index.lock:
-            yield index, rank(index, rows, self.generation, exact_filter_max, self.lexical, rules)
+            yield index, rank(index, rows, self.generation, exact_filter_max, self.lexical, rules, clock)
 
     # ------------------------------------------------------------------ background
+
+    def lag(self) -> tuple[int, float]:
+        """(sequences, seconds) behind the store: the head last seen minus what is applied, and
+        the time since the index was last seen at the head (grows when following stops)."""
+        return max(self.head - self.index.applied, 0), max(time.time() - self.caught_up_at, 0.0)
 
     def _follow(self) -> None:
         last_check = time.monotonic()

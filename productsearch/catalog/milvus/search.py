@@ -135,8 +135,9 @@ class MilvusShopSearch:
     # ------------------------------------------------------------------ ranking
 
     @contextmanager
-    def searching(self, rows: list[RowQuery], min_sequence: int, wait_s: float, exact_filter_max: int):
-        """(the candidates' LiveIndex, a Ranked or QueryError per row), as ShopFollower.searching."""
+    def searching(self, rows: list[RowQuery], min_sequence: int, wait_s: float, exact_filter_max: int, clock=None):
+        """(the candidates' LiveIndex, a Ranked or QueryError per row), as ShopFollower.searching
+        (`clock` is not used: Milvus does the filtering and the vector search)."""
         sequence = self.wait_for(min_sequence, wait_s)
         yield self.search(rows, sequence, exact_filter_max, self.store.rules())
 

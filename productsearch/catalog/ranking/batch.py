@@ -12,6 +12,7 @@ the row's filter. Callers hold `index.lock`.
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -46,6 +47,7 @@ class RowQuery:
     exclude_ids: list[str] = field(default_factory=list)
     in_stock: bool | None = None  # True: products with stock > 0 only
     relevance: Relevance = field(default_factory=Relevance)
+    kind: str = "embedding"  # text, image, text+image, embedding (fused by the caller) or recommend (metrics)
 
     @property
     def filtered(self) -> bool:
@@ -115,25 +117,28 @@ def passing(index: LiveIndex, row: RowQuery, excluded: np.ndarray) -> np.ndarray
 
 
 def rank(index: LiveIndex, rows: list[RowQuery], generation: int, exact_filter_max: int = EXACT_FILTER_MAX,
-         lexical=None, rules: list[dict] | None = None) -> list[Ranked | QueryError]:
+         lexical=None, rules: list[dict] | None = None, clock=None) -> list[Ranked | QueryError]:
     """A Ranked per row, the window [offset, offset + k); a QueryError in place of a row whose
     query names what the catalog lacks. `lexical(text, limit)` -> [(id, score)]: the store's
-    lexical search; `rules`: the catalog's merchandising rules."""
+    lexical search; `rules`: the catalog's merchandising rules; `clock(stage)`: a context manager
+    timing the stages filter, vector, lexical and rank (the scorer's metrics)."""
     rules = rules or []
+    clock = clock or _untimed
     results: list = [None] * len(rows)
     queries, excluded = [None] * len(rows), [NO_ROWS] * len(rows)
-    for i, row in enumerate(rows):
-        try:
-            seeds = NO_ROWS
-            if row.query is None:
-                queries[i], seeds = seed_query(index, row, generation)
-            else:
-                queries[i] = row.query
-            excluded[i] = np.union1d(slots_of(index, row.exclude_ids)[0], seeds)
-            if row.categories is not None:
-                category_codes(index, row.categories)
-        except QueryError as err:
-            results[i] = err
+    with clock("filter"):  # seeds' query vectors, exclusions, category names
+        for i, row in enumerate(rows):
+            try:
+                seeds = NO_ROWS
+                if row.query is None:
+                    queries[i], seeds = seed_query(index, row, generation)
+                else:
+                    queries[i] = row.query
+                excluded[i] = np.union1d(slots_of(index, row.exclude_ids)[0], seeds)
+                if row.categories is not None:
+                    category_codes(index, row.categories)
+            except QueryError as err:
+                results[i] = err
     live = [i for i in range(len(rows)) if results[i] is None]
     if not live or len(index) == 0:
         return [r if r is not None else empty() for r in results]
@@ -143,7 +148,8 @@ def rank(index: LiveIndex, rows: list[RowQuery], generation: int, exact_filter_m
     plain = [i for i in live if not rows[i].filtered]
     if plain:  # one batched search; exclusions dropped from a deeper list
         depth = min(max(searched[i].offset + searched[i].k + len(excluded[i]) for i in plain), len(index))
-        found, scores = index.search(np.stack([queries[i] for i in plain]).astype(np.float32), depth)
+        with clock("vector"):
+            found, scores = index.search(np.stack([queries[i] for i in plain]).astype(np.float32), depth)
         for j, i in enumerate(plain):
             keep = found[j] >= 0
             if len(excluded[i]):
@@ -153,20 +159,29 @@ def rank(index: LiveIndex, rows: list[RowQuery], generation: int, exact_filter_m
     hits: dict = {}  # per query text: its lexical hits as slots, looked up once per batch
     for i in live:
         row = rows[i]
-        mask = passing(index, row, excluded[i]) if (results[i] is None or i in reranked or row.relevance.facets) else None
+        with clock("filter"):
+            mask = passing(index, row, excluded[i]) if (results[i] is None or i in reranked or row.relevance.facets) else None
         if results[i] is None:
-            results[i] = Ranked(*filtered_search(index, searched[i], queries[i].astype(np.float32), mask,
-                                                 exact_filter_max))
+            with clock("vector"):
+                results[i] = Ranked(*filtered_search(index, searched[i], queries[i].astype(np.float32), mask,
+                                                     exact_filter_max))
         if i in reranked:
             text = row.relevance.text if (lexical and row.relevance.lexical) else None
             if text not in hits:
-                hits[text] = lexical_arrays(index, lexical(text, LEXICAL_DEPTH) if text is not None else [])
-            slots, scores, notes = rerank(index, row.relevance, queries[i].astype(np.float32), tuple(results[i]),
-                                          hits[text], mask, rules, row.offset, row.k)
+                with clock("lexical"):
+                    hits[text] = lexical_arrays(index, lexical(text, LEXICAL_DEPTH) if text is not None else [])
+            with clock("rank"):
+                slots, scores, notes = rerank(index, row.relevance, queries[i].astype(np.float32), tuple(results[i]),
+                                              hits[text], mask, rules, row.offset, row.k)
             results[i] = Ranked(slots, scores, notes)
         if row.relevance.facets:
-            results[i].facets = facet_counts(index, mask, row.relevance.facets)
+            with clock("rank"):
+                results[i].facets = facet_counts(index, mask, row.relevance.facets)
     return results
+
+
+def _untimed(stage: str):
+    return nullcontext()
 
 
 def filtered_search(index: LiveIndex, row: RowQuery, query: np.ndarray, mask: np.ndarray,
