@@ -1,6 +1,9 @@
 """The live catalog through the public contract on a real tritonserver: upserts, partial updates
 and deletes while serving, read-your-writes (MIN_SEQUENCE), bad records, the write key,
-durability across kill -9, and answers that always reflect a prefix of the log under load."""
+durability across kill -9, and answers that always reflect a prefix of the log under load.
+
+Longer than 350 lines: every test here shares the module's one served store and its write
+helpers; split, each file would start its own tritonserver (CI time) for the same fixture."""
 from __future__ import annotations
 
 import os
