@@ -7,6 +7,8 @@ CATALOG := data/demo_catalog/catalog.jsonl
 BUILT := model_repository/generations/1.json  # written last by the build: the generation is complete
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 PROMETHEUS := /usr/bin/prometheus  # Debian's package: prometheus and promtool
+PERF_ANALYZER := $(VENV)/perf_analyzer/perf_analyzer  # NVIDIA's load generator, from pinned wheels
+LIBB64 := /usr/lib/x86_64-linux-gnu/libb64.so.0d  # Debian's libb64-0d: perf_analyzer links it
 APT := $(if $(filter 0,$(shell id -u)),,sudo) apt-get
 
 .PHONY: demo test install models serve stop status index clean loadtest bench evaluate evaluate-photos observe observe-stop
@@ -45,6 +47,14 @@ $(PROMETHEUS):
 	DEBIAN_FRONTEND=noninteractive $(APT) install -y -q --no-install-recommends prometheus >/dev/null || \
 	  { $(APT) update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $(APT) install -y -q --no-install-recommends prometheus >/dev/null; }
 
+# perf_analyzer 2.41 (the tritonclient wheel's binary) and the CUDA 12 runtime it links, into the venv.
+$(PERF_ANALYZER): $(INSTALLED) | $(LIBB64)
+	$(PY) -m loadtest.perf_analyzer install
+
+$(LIBB64):
+	@command -v apt-get >/dev/null || { echo "install Debian's libb64-0d (no apt-get here)"; exit 1; }
+	$(APT) install -y -q libb64-0d >/dev/null || { $(APT) update -q >/dev/null && $(APT) install -y -q libb64-0d >/dev/null; }
+
 observe: serve | $(PROMETHEUS)  ## a real Prometheus scraping the running service, alerts loaded (PROMETHEUS_PORT, 9090)
 	$(PY) -m productsearch.control.observe start
 
@@ -73,7 +83,7 @@ loadtest: serve  ## headless Locust against the background server (UI=1: web UI 
 	$(PY) -m locust -f loadtest/locustfile.py --host $(LOCUST_HOST) $(if $(UI),,--headless -u $(USERS) -r $(USERS) -t $(DURATION) --only-summary)
 
 BENCH_ARGS ?=
-bench: models  ## latency/throughput harness on a private server (~10 min; BENCH_ARGS=--quick); records BENCHMARKS.md
+bench: models $(PERF_ANALYZER)  ## latency/throughput harness on a private server (~10 min; BENCH_ARGS=--quick); records BENCHMARKS.md
 	$(PY) -m loadtest.bench --write $(BENCH_ARGS)
 
 QUERIES ?= data/demo_queries.jsonl

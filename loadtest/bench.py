@@ -17,7 +17,9 @@ indexes the demo catalog), each measured in this process so its ratios hold on a
 - scale:     synthetic catalogs of 10k-1M products swapped into the scorer: latency, recall@10, memory;
 - profile:   per ensemble step (Triton's statistics) and per process (/proc CPU) under load;
 - locust:    the 20 s headless Locust run (loadtest/locustfile.py);
-- tuning:    encoder threads / instances / queue variants, reloaded in turn (only when named).
+- tuning:    encoder threads / instances / queue variants, reloaded in turn (only when named);
+- perf_analyzer: NVIDIA's perf_analyzer per query kind at c=1/16/64, server CPU-ms per search
+             beside the in-process cost (only when named; loadtest/perf_analyzer.py).
 Tool sections run on their own (private servers or in process) and take their own options
 (`--sections NAME --help`): scorer, runtimes, relevance, catalog, stores, replicas, swap, filters,
 metrics.
@@ -32,6 +34,7 @@ import sys
 import time
 
 from loadtest.harness import TABLE_HEADER
+from loadtest.perf_analyzer import perf_analyzer_section
 from loadtest.private_server import start_private_server
 from loadtest.report import BENCHMARKS, header, load_average, other_activity, record
 from loadtest.scale import scale_section, work_dir
@@ -41,7 +44,7 @@ from loadtest.serving_profile import profile_section
 from loadtest.workload import DEMO_CATALOG, Workload
 
 SERVED = ("latency", "batching", "inprocess", "scale", "profile", "locust")
-EXTRA_SERVED = ("tuning",)  # run only when named in --sections
+EXTRA_SERVED = ("tuning", "perf_analyzer")  # run only when named in --sections
 TOOLS = {  # section -> (module, arguments it always gets); each module has main(argv)
     "scorer": ("loadtest.scorer_bench", []), "runtimes": ("loadtest.runtime_bench", []),
     "relevance": ("loadtest.relevance_bench", []), "catalog": ("loadtest.catalog_bench", []),
@@ -58,6 +61,7 @@ TITLES = {
     "profile": "Where serving time goes (per ensemble step and per process)",
     "tuning": "Tuning: encoder threads, instances and queue settings",
     "locust": "Locust smoke run",
+    "perf_analyzer": "Serving cost with NVIDIA's perf_analyzer: throughput, latency and server CPU per search",
 }
 
 
@@ -159,6 +163,8 @@ def served_section(section: str, url: str, server, workload: Workload, settings:
         return asyncio.run(scale_section(server, workload, settings, log, args.sigma))[0]
     if section == "profile":
         return profile_section(server, workload, settings.rounds, settings.cell_seconds, log)
+    if section == "perf_analyzer":
+        return perf_analyzer_section(server, workload, settings.rounds, log=log)
     if section == "locust":
         return locust_section(url, seconds=settings.locust_seconds, log=log,
                               key=server.key if server is not None else None)
