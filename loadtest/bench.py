@@ -17,7 +17,8 @@ indexes the demo catalog), each measured in this process so its ratios hold on a
 - scale:     synthetic catalogs of 10k-1M products swapped into the scorer: latency, recall@10, memory;
 - profile:   per ensemble step (Triton's statistics) and per process (/proc CPU) under load;
 - locust:    the 20 s headless Locust run (loadtest/locustfile.py);
-- tuning:    encoder threads / instances / queue variants, reloaded in turn (only when named).
+- tuning:    encoder threads / instances / queue variants, reloaded in turn (only when named);
+- keys:      text search keyless vs with an API key vs a rate-limited key, 3 rounds (only when named).
 Tool sections run on their own (private servers or in process) and take their own options
 (`--sections NAME --help`): scorer, runtimes, relevance, catalog, stores, replicas, swap, filters,
 metrics.
@@ -41,7 +42,7 @@ from loadtest.serving_profile import profile_section
 from loadtest.workload import DEMO_CATALOG, Workload
 
 SERVED = ("latency", "batching", "inprocess", "scale", "profile", "locust")
-EXTRA_SERVED = ("tuning",)  # run only when named in --sections
+EXTRA_SERVED = ("tuning", "keys")  # run only when named in --sections
 TOOLS = {  # section -> (module, arguments it always gets); each module has main(argv)
     "scorer": ("loadtest.scorer_bench", []), "runtimes": ("loadtest.runtime_bench", []),
     "relevance": ("loadtest.relevance_bench", []), "catalog": ("loadtest.catalog_bench", []),
@@ -58,6 +59,7 @@ TITLES = {
     "profile": "Where serving time goes (per ensemble step and per process)",
     "tuning": "Tuning: encoder threads, instances and queue settings",
     "locust": "Locust smoke run",
+    "keys": "API keys: search with a key vs a public shop",
 }
 
 
@@ -162,6 +164,10 @@ def served_section(section: str, url: str, server, workload: Workload, settings:
     if section == "locust":
         return locust_section(url, seconds=settings.locust_seconds, log=log,
                               key=server.key if server is not None else None)
+    if section == "keys":
+        from loadtest.keys_bench import keys_section
+
+        return asyncio.run(keys_section(server, workload, settings, log, max(3, settings.rounds)))
     variants = args.variants.split(";") if args.variants else None
     return asyncio.run(tuning_section(server, workload, settings, log, variants, settings.rounds))
 
