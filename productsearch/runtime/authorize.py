@@ -114,7 +114,11 @@ class Gatekeeper:
         scope, key_id = key.scope, key.id
         if secret.startswith(TOKEN_PREFIX):
             try:
-                filters = verify(secret, self.keys.token_key(key.id) or b"")
+                try:
+                    filters = verify(secret, self.keys.token_key(key.id) or b"")
+                except TokenError:
+                    self.keys.refresh(check=True)  # its key rotated since the last look?
+                    filters = verify(secret, self.keys.token_key(key.id) or b"")
             except TokenError as err:
                 raise Refused("UNAUTHENTICATED", "expired" if "expired" in str(err) else "unknown_key",
                               f"{err} (key {key.id})") from None

@@ -7,7 +7,8 @@ offered secret's digest is compared with hmac.compare_digest; beside it the stor
 HMAC(secret, "scoped") - the key that verifies the scoped tokens derived from the secret offline
 (tokens.py) - never the secret itself. Every instance holds the keys in memory and re-reads
 them when `PRAGMA data_version` says another connection committed, checked at most every
-`refresh_s` (0.25 s): a revocation or rotation reaches every instance and replica within that.
+`refresh_s` (0.25 s): a revocation reaches every instance and replica within that; a key it does not know (made or
+rotated since) makes it look at once.
 """
 from __future__ import annotations
 
@@ -155,11 +156,12 @@ class KeyStore:
         self._touched: dict[str, float] = {}
         self.refresh(force=True)
 
-    def refresh(self, force: bool = False) -> None:
-        """Re-read the keys if another connection changed them (at most every refresh_s)."""
+    def refresh(self, force: bool = False, check: bool = False) -> None:
+        """Re-read the keys if another connection changed them (looked at most every refresh_s,
+        or now with `check`; `force` re-reads whatever)."""
         with self._lock:
             now = time.monotonic()
-            if not force and now - self._checked < self.refresh_s:
+            if not force and not check and now - self._checked < self.refresh_s:
                 return
             self._checked = now
             version = self._db.execute("PRAGMA data_version").fetchone()[0]
@@ -182,13 +184,20 @@ class KeyStore:
         refuses), None for an unknown secret. The digest is compared in constant time."""
         self.refresh()
         key_id = secret_key_id(secret)
-        entry = self._keys.get(key_id) if key_id else None
-        if entry is None or not hmac.compare_digest(digest(secret), entry[1]):
+        if key_id is None:
             return None
+        entry = self._keys.get(key_id)
+        if entry is None or not hmac.compare_digest(digest(secret), entry[1]):
+            self.refresh(check=True)  # a key made or rotated in the last refresh_s: one cheap PRAGMA
+            entry = self._keys.get(key_id)
+            if entry is None or not hmac.compare_digest(digest(secret), entry[1]):
+                return None
         return entry[0]
 
     def get(self, key_id: str) -> Key | None:
         self.refresh()
+        if key_id not in self._keys:
+            self.refresh(check=True)
         entry = self._keys.get(key_id)
         return entry[0] if entry else None
 
