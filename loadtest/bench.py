@@ -18,7 +18,7 @@ indexes the demo catalog), each measured in this process so its ratios hold on a
 - profile:   per ensemble step (Triton's statistics) and per process (/proc CPU) under load;
 - locust:    the 20 s headless Locust run (loadtest/locustfile.py);
 - tuning:    encoder threads / instances / queue variants, reloaded in turn (only when named);
-- keys:      text search keyless vs with an API key vs a rate-limited key, 3 rounds (only when named).
+- keys:      text search keyless vs with an API key vs a rate-limited key, 5 rounds (only when named).
 Tool sections run on their own (private servers or in process) and take their own options
 (`--sections NAME --help`): scorer, runtimes, relevance, catalog, stores, replicas, swap, filters,
 metrics.
@@ -167,7 +167,7 @@ def served_section(section: str, url: str, server, workload: Workload, settings:
     if section == "keys":
         from loadtest.keys_bench import keys_section
 
-        return asyncio.run(keys_section(server, workload, settings, log, max(3, settings.rounds)))
+        return asyncio.run(keys_section(server, workload, settings, log, max(5, settings.rounds)))
     variants = args.variants.split(";") if args.variants else None
     return asyncio.run(tuning_section(server, workload, settings, log, variants, settings.rounds))
 
