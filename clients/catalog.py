@@ -23,7 +23,7 @@ from pathlib import Path
 
 from clients.connection import (DEFAULT_URL, Connection, ServiceError, TlsOptions, add_connection_arguments, admin_key,
                                 tls_from_args)
-from clients.contract import (CATALOG_ADMIN, DELETE, UPDATE_FIELDS, UPSERT, WRITE_KEY_HEADER, Product, bytes_tensor,
+from clients.contract import (CATALOG_ADMIN, DELETE, UPDATE_FIELDS, UPSERT, Product, bytes_tensor, key_headers,
                               delete_inputs, update_inputs, upsert_inputs)
 
 DEFAULT_KEY_FILE = Path("run") / "admin_key"
@@ -42,7 +42,7 @@ class CatalogClient(Connection):
 
     @property
     def write_headers(self) -> dict[str, str]:
-        return {WRITE_KEY_HEADER: self.key} if self.key else {}
+        return key_headers(self.key)
 
     def _sequences(self, model: str, inputs: list) -> list[int]:
         result = self.infer(model, inputs, ["SEQUENCE"], headers=self.write_headers)

@@ -43,9 +43,9 @@ RETRYABLE = {"StatusCode.UNAVAILABLE"}
 QUEUE_TIMEOUT = "Request timeout expired"
 # A python-backend model whose process died answers INTERNAL with this until it is reloaded.
 DEAD_STUB = re.compile(r"Stub process '[^']*' is not healthy")
-# A refused catalog write: Triton 2.51's python backend has no such codes, so the server sends
+# A refused request (its key): Triton 2.51's python backend has no such codes, so the server sends
 # INVALID_ARGUMENT with the status name first; the client reports the status it means.
-REFUSED = re.compile(r"\b(PERMISSION_DENIED|UNAUTHENTICATED): ")
+REFUSED = re.compile(r"\b(PERMISSION_DENIED|UNAUTHENTICATED|RESOURCE_EXHAUSTED): ")
 # A write that reached the old generation's writer during a swap (UNAVAILABLE; send it again).
 FENCED = re.compile(r"catalog writes moved from generation \d+ to \d+")
 # What a server answers for a model that is not loaded (yet).

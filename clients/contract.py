@@ -17,7 +17,13 @@ import tritonclient.grpc as grpcclient
 SEARCH, RECOMMEND, ENCODE_PRODUCT = "search", "recommend", "encode_product"
 UPSERT, UPDATE_FIELDS, DELETE, CATALOG_ADMIN = "upsert_products", "update_fields", "delete_products", "catalog_admin"
 RANKED_OUTPUTS = ("PRODUCT_IDS", "SCORES", "TITLES", "GENERATION", "CATALOG_SEQUENCE", "FACET_COUNTS", "EXPLANATIONS")
-WRITE_KEY_HEADER = "catalog-write-key"  # catalog writes carry the admin key in this gRPC header
+API_KEY_HEADER = "authorization"  # every API key travels in it: "Bearer <key>" (or x-api-key: <key>)
+WRITE_KEY_HEADER = "catalog-write-key"  # the old write-key header: an alias for one release
+
+
+def key_headers(key: str | None) -> dict[str, str]:
+    """gRPC headers that carry an API key (none without a key: searches of public shops)."""
+    return {API_KEY_HEADER: f"Bearer {key}"} if key else {}
 
 
 def bytes_tensor(name: str, value: bytes | str) -> grpcclient.InferInput:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from clients.connection import (RetryPolicy, ServiceError, TlsOptions, add_connection_arguments, admin_key, grpc_client,
                                 infer_async, tls_from_args)
-from clients.contract import UPSERT, WRITE_KEY_HEADER, Product, upsert_inputs
+from clients.contract import UPSERT, Product, key_headers, upsert_inputs
 
 RECORD_KEYS = ("id", "title", "image")
 DEFAULT_BATCH = 16
@@ -78,7 +78,7 @@ async def load_products_async(url: str, products: list[Product], concurrency: in
                               shop: str | None = None, tls: TlsOptions | None = None, progress: bool = True,
                               timeout_s: float = 60.0, batch: int = DEFAULT_BATCH) -> LoadReport:
     client = grpc_client(url, tls, aio=True)
-    headers = {WRITE_KEY_HEADER: key} if key else {}
+    headers = key_headers(key)
     policy = RetryPolicy(timeout_s=timeout_s, retries=5)
     report = LoadReport()
     queue = [products[i:i + batch] for i in range(0, len(products), max(1, batch))][::-1]

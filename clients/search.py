@@ -49,7 +49,7 @@ class SearchClient(CatalogClient):
         read: the shop and the MIN_SEQUENCE (read-your-writes), see `ReadOptions`; relevance:
         hybrid lexical weight, boosts, group cap, facets, explain, see `Relevance`."""
         inputs = search_inputs(text, image, top_k, offset, text_weight, filters, read, relevance)
-        return SearchResult.from_response(self.infer(SEARCH, inputs, list(RANKED_OUTPUTS)))
+        return SearchResult.from_response(self.infer(SEARCH, inputs, list(RANKED_OUTPUTS), headers=self.write_headers))
 
     def recommend(self, item_ids: list[str], top_k: int = 10, weights: list[float] | None = None, offset: int = 0,
                   filters: Filters | None = None, read: ReadOptions | None = None,
@@ -58,7 +58,7 @@ class SearchClient(CatalogClient):
         most recent first: "for this shopper"), never the items themselves. weights: one per id
         (None: recency weights 0.8**i). An unknown id raises INVALID_ARGUMENT."""
         inputs = recommend_inputs(item_ids, top_k, weights, offset, filters, read, relevance)
-        return SearchResult.from_response(self.infer(RECOMMEND, inputs, list(RANKED_OUTPUTS)))
+        return SearchResult.from_response(self.infer(RECOMMEND, inputs, list(RANKED_OUTPUTS), headers=self.write_headers))
 
 
 def format_result(result: SearchResult) -> str:

@@ -68,9 +68,11 @@ def mean_batches(before: dict, after: dict) -> dict[str, float]:
 
 
 async def run_load(url: str, workload: Workload, kind: str, concurrency: int, requests: int,
-                   warmup: int | None = None, model: str | None = None, max_seconds: float | None = None) -> LoadResult:
+                   warmup: int | None = None, model: str | None = None, max_seconds: float | None = None,
+                   headers: dict | None = None) -> LoadResult:
     """Up to `requests` calls of one query kind (stopping after `max_seconds`) with `concurrency`
-    in flight; latency per call, and the mean batch size each python model formed meanwhile."""
+    in flight (each with these gRPC `headers`: an API key); latency per call, and the mean batch
+    size each python model formed meanwhile."""
     client = aioclient.InferenceServerClient(url)
     model = model or ("encode_product" if kind == "encode" else "search")
     latencies: list[float] = []
@@ -90,7 +92,7 @@ async def run_load(url: str, workload: Workload, kind: str, concurrency: int, re
             inputs = make(rng)
             started = time.perf_counter()
             try:
-                await client.infer(model, inputs, client_timeout=60)
+                await client.infer(model, inputs, client_timeout=60, headers=headers)
             except Exception:  # counted, the run goes on
                 errors += 1
                 continue

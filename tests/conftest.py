@@ -129,6 +129,15 @@ def search_client(triton):
 
 
 @pytest.fixture
+def keyed_search_client(triton):
+    """A search client with the session server's admin key (searches of private shops)."""
+    from clients.search import SearchClient
+
+    with SearchClient(triton.grpc_url, timeout_s=30, key=triton.key) as client:
+        yield client
+
+
+@pytest.fixture
 def catalog_client(triton):
     """A client with the session server's admin key (catalog writes)."""
     from clients.catalog import CatalogClient

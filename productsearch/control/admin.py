@@ -1,5 +1,5 @@
 """The admin key: the secret that unlocks Triton's model-repository API (load, unload,
-generation swaps) and, for the catalog, writes.
+generation swaps) and is the bootstrap admin API key (catalog writes, key management).
 
 PRODUCTSEARCH_ADMIN_KEY wins; otherwise a random key is made once in run/admin_key (mode 0600,
 git-ignored) and read by the tools on this host. Nothing secret is committed.
@@ -11,7 +11,8 @@ from pathlib import Path
 
 from clients.connection import ADMIN_KEY_ENV, admin_key as configured_admin_key  # noqa: F401 - ADMIN_KEY_ENV re-exported
 from productsearch.control.paths import DEFAULT_RUN_DIR
-from productsearch.runtime.catalog_writes import WRITE_KEY as WRITE_KEY_HEADER  # catalog writes send the key in it
+from productsearch.runtime.authorize import KEY_HEADERS, WRITE_KEY as WRITE_KEY_HEADER  # noqa: F401 - re-exported
+from productsearch.runtime.authorize import API_KEY_HEADER
 
 ADMIN_HEADER = "admin-key"  # HTTP callers send this header
 GRPC_ADMIN_HEADER = f"triton-grpc-protocol-{ADMIN_HEADER}"  # Triton's gRPC prefix for restricted protocols
@@ -34,8 +35,8 @@ def admin_key(run_dir: Path = DEFAULT_RUN_DIR) -> str:
 
 
 def write_headers(key: str | None = None) -> dict[str, str]:
-    """gRPC headers that authorise catalog writes (upsert_products, update_fields, ...)."""
-    return {WRITE_KEY_HEADER: key or admin_key()}
+    """gRPC headers that carry an API key (the admin key by default): catalog writes, key management."""
+    return {API_KEY_HEADER: f"Bearer {key or admin_key()}"}
 
 
 def admin_headers(key: str | None = None) -> dict[str, str]:

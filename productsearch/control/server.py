@@ -13,13 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clients.connection import TlsOptions
-from productsearch.control.admin import ADMIN_HEADER, ADMIN_KEY_ENV, WRITE_KEY_HEADER, admin_headers, admin_key
+from productsearch.control.admin import ADMIN_HEADER, ADMIN_KEY_ENV, KEY_HEADERS, admin_headers, admin_key
 from productsearch.catalog.store import CATALOG_ENV
 from productsearch.control.device_configs import config_name
 from productsearch.control.paths import DEFAULT_MODEL_REPOSITORY, DEFAULT_PORTS, DEFAULT_RUN_DIR, REPO_ROOT
 from productsearch.control.processes import pid_alive, port_is_free, stop_pid
 from productsearch.control.repository import compile_entry_points
 from productsearch.control.triton_install import LauncherError, TritonInstall, find_triton, install_stub, server_environment
+
+
+KEY_PATTERN = "^(" + "|".join(KEY_HEADERS) + ")$"
 
 
 @dataclass(frozen=True)
@@ -99,10 +102,11 @@ class TritonServer:
             # Only callers with the admin header may load/unload (swap generations).
             f"--grpc-restricted-protocol=model-repository:{ADMIN_HEADER}={self.key}",
             f"--http-restricted-api=model-repository:{ADMIN_HEADER}={self.key}",
-            # Catalog writes carry the admin key in this header; Triton hands it to the models
-            # (ensemble steps included) as a request parameter of the same name.
-            f"--grpc-header-forward-pattern={WRITE_KEY_HEADER}",
-            f"--http-header-forward-pattern={WRITE_KEY_HEADER}",
+            # API keys travel in these headers (authorization: Bearer, x-api-key, the old
+            # catalog-write-key); Triton hands them to the models (ensemble steps included) as
+            # request parameters of the same names (runtime/authorize.py).
+            f"--grpc-header-forward-pattern={KEY_PATTERN}",
+            f"--http-header-forward-pattern={KEY_PATTERN}",
         ]
         if config_name(self.model_repository):  # GPU configs written by build_models --device gpu
             cmd.append(f"--model-config-name={config_name(self.model_repository)}")

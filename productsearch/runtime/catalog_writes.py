@@ -1,12 +1,10 @@
 """The catalog's write models: catalog_gate (first step of `upsert_products`), catalog_writer
-(its last step, per generation), update_fields, delete_products and catalog_admin.
+(its last step, per generation), update_fields and delete_products (catalog_admin: catalog_admin.py).
 
-Every write needs the admin key, sent as the gRPC header `catalog-write-key` (tritonserver runs
-with --grpc-header-forward-pattern for it, which hands it to the model as a request parameter,
-ensemble steps included) or as the request parameter of that name; keys are compared in constant
-time (hmac.compare_digest of their sha256). Triton 2.51's python backend has no PERMISSION_DENIED
-or UNAUTHENTICATED code, so a refused write is INVALID_ARGUMENT whose message starts with the
-right status name; clients.catalog raises it as that status.
+Every write needs a key of scope `write` (or `admin`) for the request's shop, in the header
+`authorization: Bearer <key>` (runtime/authorize.py; the old `catalog-write-key` is an alias).
+The gate (or update_fields / delete_products) takes the request's rate-limit token; the writer
+records every acknowledged write in the audit trail (key id, shop, ids, sequence) before answering.
 
 A request is atomic: all its rows or none (a savepoint inside the batch's one transaction); the
 batch is committed (synchronous, fsync) before any SEQUENCE is returned, so an acknowledged write
@@ -15,19 +13,16 @@ NOT_FOUND for an unknown id, UNAVAILABLE when a generation swap fenced the write
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
-from productsearch.catalog.ranking.merchandising import RuleError, check_rules
 from productsearch.catalog.records import ClosedValue, RecordError, parse_fields, product_id
 from productsearch.catalog.rows import DEFAULT_SHOP, FencedWrite, ProductWrite, UnknownProduct, check_shop
-from productsearch.catalog.store import catalog_url, list_shops, open_store, register_generation
+from productsearch.catalog.store import catalog_url, open_store, register_generation
+from productsearch.runtime.authorize import WRITE_KEY, Gatekeeper, Refused  # noqa: F401 - WRITE_KEY re-exported
 from productsearch.runtime.generation_settings import generation_text_weight
 from productsearch.runtime.image_input import InvalidImage, decode_image
 from productsearch.runtime.metrics import Metrics
@@ -35,35 +30,6 @@ from productsearch.core.limits import MAX_IMAGE_BYTES
 from productsearch.runtime.model_io import (ModelContext, RequestError, input_array, internal, invalid, not_found, response,
                                             unavailable)
 from productsearch.runtime.text_input import decode_texts
-
-WRITE_KEY = "catalog-write-key"
-ADMIN_KEY_ENV = "PRODUCTSEARCH_ADMIN_KEY"
-
-
-class Refused(RequestError):
-    """A write without the right key."""
-
-
-class WriteKey:
-    """The admin key's digest, from the server's environment (the launcher sets it)."""
-
-    def __init__(self):
-        key = os.environ.get(ADMIN_KEY_ENV, "")
-        self.digest = hashlib.sha256(key.encode()).digest() if key else None
-
-    def check(self, request) -> None:
-        try:
-            offered = json.loads(request.parameters() or "{}").get(WRITE_KEY)
-        except ValueError:
-            offered = None
-        if self.digest is None:
-            raise Refused("PERMISSION_DENIED: this server has no admin key configured, so it takes no catalog writes")
-        if not offered:
-            raise Refused(f"UNAUTHENTICATED: catalog writes need the admin key in the gRPC header '{WRITE_KEY}' "
-                          "(or a request parameter of that name); this request has none")
-        if not hmac.compare_digest(hashlib.sha256(str(offered).encode()).digest(), self.digest):
-            raise Refused(f"PERMISSION_DENIED: the {WRITE_KEY} sent is not this server's admin key")
-
 
 def column(request, name: str, required: bool = True) -> list[bytes] | None:
     """A BYTES input's elements, one per row."""
@@ -124,12 +90,15 @@ class CatalogModel:
     transaction per shop and batch with a savepoint per request."""
 
     write_kind = "upsert"  # the `kind` label of its acknowledged rows
+    takes_rate = True  # the request's first python step takes its rate-limit token
+    audits = True  # records its acknowledged writes in the audit trail
 
     def initialize(self, args: dict) -> None:
         self.ctx = ModelContext.from_args(args)
         self.metrics = Metrics(model=self.ctx.name, generation=self.ctx.version)
-        self.key = WriteKey()
-        self.url = catalog_url(Path(self.ctx.version_dir).parent.parent, self.ctx.parameter("catalog", "") or None)
+        repository = Path(self.ctx.version_dir).parent.parent
+        self.url = catalog_url(repository, self.ctx.parameter("catalog", "") or None)
+        self.gate = Gatekeeper(self.url, repository)
         self.stores: dict[str, object] = {}
 
     def store(self, shop: str):
@@ -145,6 +114,17 @@ class CatalogModel:
         """Apply one row inside the transaction; its sequence."""
         raise NotImplementedError
 
+    def row_id(self, row) -> str:
+        """The product id of one parsed row (the audit trail)."""
+        return row[0]
+
+    def authorised(self, request) -> tuple:
+        """(shop, rows, principal) of one request whose key may write to its shop; raises."""
+        principal = self.gate.principal(request, limit=self.takes_rate)
+        shop, rows = self.parse(request)
+        self.gate.allow(principal, shop, "write")
+        return shop, rows, principal
+
     def prepare(self, store, db, rows: list) -> None:
         """Before the batch's writes (the writer reads its products' stored rows in one call)."""
 
@@ -152,8 +132,7 @@ class CatalogModel:
         parsed: list = []
         for request in requests:
             try:
-                self.key.check(request)
-                parsed.append(self.parse(request))
+                parsed.append(self.authorised(request))
             except Exception as err:  # noqa: BLE001 - a bad request fails alone
                 parsed.append(err)
         results: list = list(parsed)
@@ -178,8 +157,22 @@ class CatalogModel:
                     results[i] = results[i] if isinstance(results[i], Exception) else \
                         err if isinstance(err, FencedWrite) else RuntimeError(f"catalog write failed: {err}")
         self.count(parsed, results)
+        self.record(parsed, results)
         return [error_response(r) if isinstance(r, Exception) else
                 response(SEQUENCE=np.array(r, dtype=np.int64).reshape(-1, 1)) for r in results]
+
+    def record(self, parsed: list, results: list) -> None:
+        """The audit trail's entry for every acknowledged request (an audit that fails fails them)."""
+        if not self.audits:
+            return
+        entries = [(p[2].key_id, self.write_kind, p[0], [self.row_id(row) for row in p[1]], max(r), None)
+                   for p, r in zip(parsed, results) if not isinstance(p, Exception) and not isinstance(r, Exception) and r]
+        try:
+            self.gate.audit.record(entries)
+        except Exception as err:  # noqa: BLE001 - written but not audited: say so, never silently
+            for i, r in enumerate(results):
+                if not isinstance(r, Exception):
+                    results[i] = RuntimeError(f"the write is durable but its audit entry failed: {err}; send it again")
 
     def count(self, parsed: list, results: list) -> None:
         """Rows written by kind and requests refused by reason, per shop (metrics)."""
@@ -192,11 +185,14 @@ class CatalogModel:
 
     def finalize(self) -> None:
         self.metrics.close()
+        self.gate.close()
 
 
 class CatalogGateModel(CatalogModel):
     """catalog_gate: the key, the id, FIELDS, the title and the image of every row checked (the
     image is decoded here, so a corrupt one is refused naming its product), then passed on."""
+
+    audits = False  # the writer records what it acknowledges
 
     def parse(self, request) -> tuple[str, list]:
         ids, titles, images = column(request, "ID"), column(request, "TITLE"), column(request, "IMAGE")
@@ -224,8 +220,7 @@ class CatalogGateModel(CatalogModel):
         out = []
         for request in requests:
             try:
-                self.key.check(request)
-                shop, rows = self.parse(request)
+                shop, rows, _ = self.authorised(request)
             except Exception as err:  # noqa: BLE001
                 out.append(error_response(err))
                 self.metrics.add("productsearch_refused_writes_total", 1, shop="unknown", reason=refusal_reason(err))
@@ -239,6 +234,11 @@ class CatalogGateModel(CatalogModel):
 
 class CatalogWriterModel(CatalogModel):
     """catalog_writer (version N = generation N): upserts with generation N's embeddings."""
+
+    takes_rate = False  # the gate took it
+
+    def row_id(self, row: ProductWrite) -> str:
+        return row.id
 
     def initialize(self, args: dict) -> None:
         super().initialize(args)
@@ -292,55 +292,12 @@ class DeleteProductsModel(CatalogModel):
 
     write_kind = "delete"
 
+    def row_id(self, pid: str) -> str:
+        return pid
+
     def parse(self, request) -> tuple[str, list]:
         ids = column(request, "ID")
         return shop_of(request, len(ids)), [checked(product_id, raw) for raw in ids]
 
     def write(self, store, db, pid: str, now: float) -> int:
         return store.delete_one(db, pid, now)
-
-
-class CatalogAdminModel(CatalogModel):
-    """catalog_admin: ACTION (info | shops | set_closed_values | product | rules | set_rules) with a
-    JSON PAYLOAD -> RESULT JSON. Admin key required."""
-
-    def execute(self, requests):
-        out = []
-        for request in requests:
-            try:
-                self.key.check(request)
-                action = column(request, "ACTION")[0].decode()
-                payload = json.loads((column(request, "PAYLOAD", required=False) or [b"{}"])[0] or b"{}")
-                if not isinstance(payload, dict):
-                    raise RequestError("PAYLOAD must be a JSON object")
-                shop = shop_of(request, 1)
-                out.append(response(RESULT=np.array([[json.dumps(self.act(action, shop, payload)).encode()]], dtype=object)))
-            except ValueError as err:
-                out.append(error_response(err if isinstance(err, (RequestError, RecordError)) else RequestError(f"PAYLOAD: {err}")))
-            except Exception as err:  # noqa: BLE001
-                out.append(error_response(err))
-        return out
-
-    def act(self, action: str, shop: str, payload: dict) -> dict:
-        if action == "shops":
-            return {"shops": {name: open_store(self.url, name, create=False).info() for name in list_shops(self.url)}}
-        if action == "info":
-            return self.store(shop).info()
-        if action == "product":
-            return {"product": self.store(shop).product(checked(product_id, str(payload.get("id", ""))))}
-        if action == "set_closed_values":
-            values = payload.get("values")
-            if not isinstance(values, dict) or not all(isinstance(v, list) and all(isinstance(x, str) for x in v)
-                                                       for v in values.values()):
-                raise RequestError('set_closed_values needs {"values": {"category": ["dress", ...], ...}}')
-            self.store(shop).set_meta("closed_values", values)
-            return self.store(shop).info()
-        if action == "rules":
-            return {"rules": self.store(shop).rules()}
-        if action == "set_rules":
-            try:
-                rules = check_rules(payload.get("rules"))
-            except RuleError as err:
-                raise RequestError(f"set_rules: {err}") from None
-            return {"sequence": self.store(shop).set_rules(rules), "rules": rules}
-        raise RequestError(f"unknown ACTION {action!r}: info, shops, product, set_closed_values, rules or set_rules")

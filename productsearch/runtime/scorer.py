@@ -42,6 +42,7 @@ from productsearch.catalog.records import RecordError
 from productsearch.catalog.store import catalog_url, open_store, register_generation
 from productsearch.catalog.rows import DEFAULT_SHOP, check_shop
 from productsearch.core.vectors import DEFAULT_TEXT_WEIGHT, fuse
+from productsearch.runtime.authorize import Gatekeeper, Refused
 from productsearch.runtime.fusion import query_rows
 from productsearch.runtime.generation_settings import generation_text_weight
 from productsearch.core.limits import MAX_DEPTH, MAX_LIST, MAX_TOP_K
@@ -189,6 +190,7 @@ class ScorerModel:
         self.exact_filter_max = int(self.ctx.parameter("exact_filter_max", str(EXACT_FILTER_MAX)))
         self.wait_s = float(self.ctx.parameter("min_sequence_wait_s", str(MIN_SEQUENCE_WAIT_S)))
         self.url = catalog_url(Path(self.ctx.version_dir).parent.parent, self.ctx.parameter("catalog", "") or None)
+        self.gate = Gatekeeper(self.url, Path(self.ctx.version_dir).parent.parent)
         self.generation = np.array([self.ctx.version], dtype=np.int64)
         self.text_weight = generation_text_weight(Path(self.ctx.version_dir).parent.parent, self.ctx.version)
         # the queries' default weight (like fusion's `text_weight`); the catalog always uses N's
@@ -247,7 +249,7 @@ class ScorerModel:
         parsed: list = []
         for request in requests:
             try:
-                parsed.append(parse_rows(request, self.query_weight))
+                parsed.append(self.gate.search_rows(request, parse_rows(request, self.query_weight)))
             except RequestError as err:
                 parsed.append(err)
             except Exception as err:  # noqa: BLE001 - isolate a bug to its own request
@@ -256,7 +258,8 @@ class ScorerModel:
         for i, item in enumerate(parsed):
             if isinstance(item, Exception):
                 responses[i] = error_response(item)
-                self.metrics.refused(None, "bad_input" if isinstance(item, RequestError) else "internal")
+                self.metrics.refused(None, "key" if isinstance(item, Refused) else
+                                     "bad_input" if isinstance(item, RequestError) else "internal")
         shops = sorted({row.shop for item in parsed if not isinstance(item, Exception) for row in item})
         for shop in shops:
             members = [i for i, item in enumerate(parsed) if not isinstance(item, Exception) and item[0].shop == shop]
@@ -329,6 +332,7 @@ class ScorerModel:
 
     def finalize(self) -> None:
         self.metrics.close()
+        self.gate.close()
         for follower in self.shops.values():
             follower.close()
 

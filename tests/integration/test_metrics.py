@@ -51,7 +51,8 @@ def shop() -> str:
     return f"obs-{uuid.uuid4().hex[:8]}"
 
 
-def test_searches_and_writes_move_the_counters_by_exactly_what_was_sent(triton, search_client, catalog_client, shop):
+def test_searches_and_writes_move_the_counters_by_exactly_what_was_sent(triton, keyed_search_client, catalog_client, shop):
+    search_client = keyed_search_client  # the shop is private
     ids = [f"MX-{i}" for i in range(3)]
     sequence = max(catalog_client.upsert([Product(pid, f"{QUERY} {i}", None, {"price": 10.0 + i})
                                           for i, pid in enumerate(ids)], shop=shop))
@@ -128,7 +129,8 @@ def prom_query(base: str, expr: str) -> list:
     return answer["data"]["result"]
 
 
-def test_prometheus_scrapes_the_counters_and_loads_the_alerts(triton, search_client, prometheus, shop):
+def test_prometheus_scrapes_the_counters_and_loads_the_alerts(triton, keyed_search_client, prometheus, shop):
+    search_client = keyed_search_client  # the shop is private
     from productsearch.runtime.metrics import FAMILIES
 
     sequence = max(search_client_upsert(triton, shop))

@@ -37,7 +37,7 @@ def read(sequence: int) -> ReadOptions:
 
 def test_a_product_code_query_returns_that_product_first(triton, shop):
     _, products, sequence = shop
-    with SearchClient(triton.grpc_url, timeout_s=30) as client:
+    with SearchClient(triton.grpc_url, key=triton.key, timeout_s=30) as client:
         result = client.search("qx-0042-z", top_k=5, read=read(sequence), relevance=Relevance(explain=True))
     assert result.ids[0] == products[42].id
     assert "exact product code" in result.explanations[0]["rules"]
@@ -46,7 +46,7 @@ def test_a_product_code_query_returns_that_product_first(triton, shop):
 
 def test_facets_group_cap_and_in_stock_through_search(triton, shop):
     _, products, sequence = shop
-    with SearchClient(triton.grpc_url, timeout_s=30) as client:
+    with SearchClient(triton.grpc_url, key=triton.key, timeout_s=30) as client:
         result = client.search("red", top_k=9, read=read(sequence), filters=Filters(in_stock=True),
                                relevance=Relevance(max_per_group=3, facets=["brand", "in_stock"]))
     in_stock = [p for p in products if p.fields["stock"] > 0]
@@ -60,7 +60,7 @@ def test_facets_group_cap_and_in_stock_through_search(triton, shop):
 
 def test_rules_change_while_serving(triton, shop):
     client, products, sequence = shop
-    with SearchClient(triton.grpc_url, timeout_s=30) as search:
+    with SearchClient(triton.grpc_url, key=triton.key, timeout_s=30) as search:
         before = search.search("blue mug", top_k=5, read=read(sequence)).ids
         rules_sequence = client.set_rules([{"query": "Blue  mug", "pin": products[7].id, "position": 1},
                                            {"query": "blue mug", "hide": before[0]}], shop=SHOP)
@@ -75,7 +75,7 @@ def test_rules_change_while_serving(triton, shop):
 
 def test_recommend_takes_boosts_and_facets(triton, shop):
     _, products, sequence = shop
-    with SearchClient(triton.grpc_url, timeout_s=30) as client:
+    with SearchClient(triton.grpc_url, key=triton.key, timeout_s=30) as client:
         result = client.recommend([products[0].id], top_k=5, read=read(sequence),
                                   relevance=Relevance(boosts={"rating": 1.0}, facets=["category"], explain=True))
     assert len(result.ids) == 5 and sum(result.facets["category"].values()) == len(products) - 1
@@ -86,7 +86,7 @@ def test_recommend_takes_boosts_and_facets(triton, shop):
     (Relevance(lexical_weight=1.5), "LEXICAL_WEIGHT"), (Relevance(boosts={"colour": 1}), "BOOSTS"),
     (Relevance(facets=["nope"]), "FACETS"), (Relevance(group_by="title", max_per_group=2), "GROUP_BY")])
 def test_bad_relevance_inputs_are_invalid_argument(triton, shop, relevance, message):
-    with SearchClient(triton.grpc_url, timeout_s=30, retries=0) as client:
+    with SearchClient(triton.grpc_url, key=triton.key, timeout_s=30, retries=0) as client:
         with pytest.raises(SearchError) as err:
             client.search("red", top_k=3, read=ReadOptions(SHOP), relevance=relevance)
         assert err.value.status == "StatusCode.INVALID_ARGUMENT" and message in err.value.message

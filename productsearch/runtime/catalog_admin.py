@@ -1,0 +1,89 @@
+"""catalog_admin: ACTION with a JSON PAYLOAD -> RESULT JSON, for the catalog CLI
+(python -m clients.catalog) and the key CLI (python -m clients.keys).
+
+Catalog actions and the scope they need on the request's SHOP: `info`, `product`, `rules`
+(search: read-only); `set_closed_values`, `set_rules` (write); `shops` lists the shops the key
+covers (admin: every shop). Key actions (runtime/key_admin.py) need an admin key. Rule and
+closed-list changes and every key operation go into the audit trail.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from productsearch.catalog.keys.store import KeyError_
+from productsearch.catalog.ranking.merchandising import RuleError, check_rules
+from productsearch.catalog.records import RecordError, product_id
+from productsearch.catalog.store import list_shops, open_store
+from productsearch.runtime.authorize import Principal, Refused
+from productsearch.runtime.catalog_writes import CatalogModel, checked, column, error_response, shop_of
+from productsearch.runtime.key_admin import KEY_ACTIONS, key_action
+from productsearch.runtime.model_io import RequestError, response
+
+READ_ACTIONS = ("info", "product", "rules")
+WRITE_ACTIONS = ("set_closed_values", "set_rules")
+
+
+class CatalogAdminModel(CatalogModel):
+    def execute(self, requests):
+        out = []
+        for request in requests:
+            try:
+                principal = self.gate.principal(request)
+                action = column(request, "ACTION")[0].decode()
+                payload = json.loads((column(request, "PAYLOAD", required=False) or [b"{}"])[0] or b"{}")
+                if not isinstance(payload, dict):
+                    raise RequestError("PAYLOAD must be a JSON object")
+                shop = shop_of(request, 1)
+                out.append(response(RESULT=np.array([[json.dumps(self.act(principal, action, shop, payload)).encode()]],
+                                                    dtype=object)))
+            except KeyError_ as err:
+                out.append(error_response(RequestError(str(err))))
+            except ValueError as err:
+                out.append(error_response(err if isinstance(err, (RequestError, RecordError)) else RequestError(f"PAYLOAD: {err}")))
+            except Exception as err:  # noqa: BLE001
+                out.append(error_response(err))
+        return out
+
+    def act(self, principal: Principal | None, action: str, shop: str, payload: dict) -> dict:
+        if action in KEY_ACTIONS:
+            if principal is None:
+                raise Refused("UNAUTHENTICATED", "no_key", "no key: key management needs an admin key")
+            if not principal.allows("admin"):
+                raise Refused("PERMISSION_DENIED", "wrong_scope",
+                              f"key {principal.key_id} has scope {principal.scope!r}; key management needs 'admin'")
+            return key_action(self.gate, principal, action, payload)
+        if action == "shops":
+            if principal is None:
+                raise Refused("UNAUTHENTICATED", "no_key", "no key: listing shops needs a key")
+            names = [name for name in list_shops(self.url) if principal.covers(name)]
+            return {"shops": {name: open_store(self.url, name, create=False).info() for name in names}}
+        if action in READ_ACTIONS:
+            self.gate.allow(principal, shop, "search")
+        elif action in WRITE_ACTIONS:
+            self.gate.allow(principal, shop, "write")
+        else:
+            raise RequestError(f"unknown ACTION {action!r}: info, shops, product, set_closed_values, rules, set_rules, "
+                               f"{', '.join(KEY_ACTIONS)}")
+        if action == "info":
+            return self.store(shop).info()
+        if action == "product":
+            return {"product": self.store(shop).product(checked(product_id, str(payload.get("id", ""))))}
+        if action == "rules":
+            return {"rules": self.store(shop).rules()}
+        if action == "set_closed_values":
+            values = payload.get("values")
+            if not isinstance(values, dict) or not all(isinstance(v, list) and all(isinstance(x, str) for x in v)
+                                                       for v in values.values()):
+                raise RequestError('set_closed_values needs {"values": {"category": ["dress", ...], ...}}')
+            self.store(shop).set_meta("closed_values", values)
+            self.gate.audit.record([(principal.key_id, action, shop, [], None, {"values": values})])
+            return self.store(shop).info()
+        try:
+            rules = check_rules(payload.get("rules"))
+        except RuleError as err:
+            raise RequestError(f"set_rules: {err}") from None
+        sequence = self.store(shop).set_rules(rules)
+        self.gate.audit.record([(principal.key_id, action, shop, [], sequence, {"rules": len(rules)})])
+        return {"sequence": sequence, "rules": rules}
