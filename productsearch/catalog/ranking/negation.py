@@ -4,7 +4,7 @@
 Two steps, because only the second needs the shop:
 1. `parse(text)` finds the negated phrases by their form alone: a word after "-" (at a word's
    start), "not", "no" or "without"; a Chinese run after 不要 / 非 / 除了 / 不含 / 没有, up to 的, a
-   punctuation mark, a space or the end (以外 / 之外 dropped);
+   punctuation mark, a space or the end (以外 / 之外 and 的 after it dropped);
 2. `resolve(negated, columns)` maps each phrase to the shop's closed values (colour, pattern,
    category, brand: the values its products carry): a value matches a word after case folding and
    a plural / participle ending ("stripes" = "striped", "dresses" = "dress"), or a Chinese phrase
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 NEGATABLE_FIELDS = ("color", "pattern", "category", "brand")
 LATIN_NEGATION = re.compile(r"(?:(?<!\S)-|\b(?:not|no|without)\s+)([^\W_][\w-]*)", re.IGNORECASE)
-ZH_NEGATION = re.compile(r"(?:不要|除了|不含|没有|非)([\u3400-\u4dbf\u4e00-\u9fffA-Za-z]+?)(?=的|以外|之外|[\s,，。、;；!！?？]|$)")
+ZH_NEGATION = re.compile(r"(?:不要|除了|不含|没有|非)([\u3400-\u4dbf\u4e00-\u9fffA-Za-z]+?)(?=的|以外|之外|[\s,，。、;；!！?？]|$)(?:以外|之外)?的?")
 # Chinese names of common closed values (a shop whose values are English still understands 不要红色)
 ZH_VALUES = {
     "红色": "red", "红": "red", "橙色": "orange", "橘色": "orange", "黄色": "yellow", "黄": "yellow",
@@ -61,7 +61,6 @@ def parse(text: str) -> tuple[str, list[str]]:
         return " "
 
     rest = ZH_NEGATION.sub(cut, LATIN_NEGATION.sub(cut, text))
-    rest = re.sub(r"以外|之外", " ", rest) if negated else rest
     return " ".join(rest.split()), negated
 
 

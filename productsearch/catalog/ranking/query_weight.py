@@ -9,7 +9,8 @@ and reported on its held-out split (loadtest/query_bench.py, BENCHMARKS.md "Quer
     no term statistics, no words, a Chinese run, a word the catalog lacks,
     or no product holding every word                         -> BASE_WEIGHT   (vectors)
     every word known and some product holds all of them, and
-    a word in at most RARE_SHARE of the products or a brand  -> NAMED_WEIGHT  (navigational)
+    a word in at most RARE_SHARE of the products (or in one)
+    or a brand of the shop                                   -> NAMED_WEIGHT  (navigational)
     otherwise (every word common: "red striped t-shirt")     -> COMMON_WEIGHT
 """
 from __future__ import annotations
@@ -20,9 +21,9 @@ from productsearch.catalog.index.live import TermColumn
 from productsearch.catalog.ranking.lexical import query_words
 
 BASE_WEIGHT = 0.1
-COMMON_WEIGHT = 0.1
-NAMED_WEIGHT = 0.7
-RARE_SHARE = 0.02
+COMMON_WEIGHT = 0.3
+NAMED_WEIGHT = 0.9
+RARE_SHARE = 0.002
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def choose(profile: dict | None, products: int, brand: str | None, rule: WeightR
     rarest = min(words, key=lambda w: documents[w])
     share = documents[rarest] / max(products, 1)
     held = f"{profile['joint']}{'+' if profile['joint'] >= 1000 else ''} product(s) hold every word"
-    if share <= rule.rare_share:
+    if documents[rarest] <= max(1.0, rule.rare_share * products):  # a word of one product is always rare
         return rule.named, f"rare word {rarest!r} ({documents[rarest]} of {products} products), {held}: lexical leads"
     if rule.brands_named and brand:
         return rule.named, f"names the brand {brand!r}, {held}: lexical leads"
