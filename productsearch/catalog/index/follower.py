@@ -16,6 +16,7 @@ from contextlib import contextmanager
 
 from productsearch.catalog.index.live import LiveIndex
 from productsearch.catalog.ranking.batch import rank
+from productsearch.catalog.ranking.lexical import term_profile
 from productsearch.catalog.sqlite.store import SqliteCatalog
 
 POLL_S = 0.05
@@ -92,7 +93,7 @@ class ShopFollower:
 
     def lexical_profile(self, text: str) -> dict:
         """The store's term profile of a query (lexical.term_profile): the hybrid weight's evidence."""
-        return self._cached(("profile", text), lambda: self.store.lexical_profile(text))
+        return self._cached(("profile", text), lambda: term_profile(self.store.db, text))
 
     def _cached(self, key: tuple, compute):
         applied = self.index.applied

@@ -166,10 +166,6 @@ class SqliteCatalog:
         """(id, BM25 score) of the best lexical matches for a shopper's text."""
         return lexical.search(self.db, text, limit)
 
-    def lexical_profile(self, text: str) -> dict:
-        """How rare and how exactly matched the query's words are here (lexical.term_profile)."""
-        return lexical.term_profile(self.db, text)
-
     def write_generation(self) -> int | None:
         """The generation whose writers may write (None: any, until a deploy sets it)."""
         return self.meta("write_generation")
