@@ -23,7 +23,7 @@ indexes the demo catalog), each measured in this process so its ratios hold on a
 - keys:      text search keyless vs with an API key vs a rate-limited key, 5 rounds (only when named).
 Tool sections run on their own (private servers or in process) and take their own options
 (`--sections NAME --help`): scorer, runtimes, relevance, catalog, stores, replicas, swap, filters,
-metrics.
+metrics, query.
 Every text query comes from the workload's full English and Chinese query set (loadtest/workload.py).
 """
 from __future__ import annotations
@@ -52,7 +52,7 @@ TOOLS = {  # section -> (module, arguments it always gets); each module has main
     "stores": ("loadtest.store_bench", ["--sections", "stores"]),
     "replicas": ("loadtest.store_bench", ["--sections", "replicas"]),
     "swap": ("loadtest.swap_bench", []), "filters": ("loadtest.filter_bench", []),
-    "metrics": ("loadtest.metrics_overhead", []),
+    "metrics": ("loadtest.metrics_overhead", []), "query": ("loadtest.query_bench", []),
 }
 TITLES = {
     "latency": "Search latency and throughput by query kind and concurrency (demo catalog)",

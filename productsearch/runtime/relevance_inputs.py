@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from productsearch.catalog.ranking.relevance import (BOOST_NAMES, DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT, FACET_NAMES,
+from productsearch.catalog.ranking.relevance import (BOOST_NAMES, DEFAULT_FUSION, FACET_NAMES,
                                              FUSION_MODES, GROUP_FIELDS, Relevance)
 from productsearch.runtime.model_io import RequestError
 
@@ -63,8 +63,6 @@ def parse_relevance(get, rows: int) -> list[tuple[Relevance, bool | None]]:
             if not 0.0 <= float(weight) <= 1.0:
                 raise RequestError(f"LEXICAL_WEIGHT must be between 0 and 1, got {float(weight):g}")
             options.lexical_weight = float(weight)
-        else:
-            options.lexical_weight = DEFAULT_LEXICAL_WEIGHT
         mode = text(first(arrays["HYBRID_MODE"], rows, "HYBRID_MODE", i)) or DEFAULT_FUSION
         if mode not in FUSION_MODES:
             raise RequestError(f"HYBRID_MODE must be one of {', '.join(FUSION_MODES)}, got {mode!r}")

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 
 from productsearch.catalog.index.live import LiveIndex
 from productsearch.catalog.ranking.batch import rank
+from productsearch.catalog.ranking.lexical import term_profile
 from productsearch.catalog.sqlite.store import SqliteCatalog
 
 POLL_S = 0.05
@@ -53,7 +54,7 @@ class ShopFollower:
         self._catch_up_lock = threading.Lock()
         self._rebuilding = False
         self._lexical_lock = threading.Lock()
-        self._lexical: dict[tuple[str, int], list] = {}
+        self._lexical: dict[tuple, object] = {}
         self._lexical_at = -1
         self._thread = threading.Thread(target=self._follow, name=f"follow-{store.shop}", daemon=True)
         self._thread.start()
@@ -88,20 +89,27 @@ class ShopFollower:
     def lexical(self, text: str, limit: int) -> list[tuple[str, float]]:
         """The store's lexical search, cached per (text, limit) until the index applies another
         change: shoppers repeat queries, and an FTS5 query costs ~1 us per matching product."""
+        return self._cached(("hits", text, limit), lambda: self.store.lexical(text, limit))
+
+    def lexical_profile(self, text: str) -> dict:
+        """The store's term profile of a query (lexical.term_profile): the hybrid weight's evidence."""
+        return self._cached(("profile", text), lambda: term_profile(self.store.db, text))
+
+    def _cached(self, key: tuple, compute):
         applied = self.index.applied
         with self._lexical_lock:
             if self._lexical_at != applied:
                 self._lexical.clear()
                 self._lexical_at = applied
-            hits = self._lexical.get((text, limit))
-        if hits is None:
-            hits = self.store.lexical(text, limit)
+            value = self._lexical.get(key)
+        if value is None:
+            value = compute()
             with self._lexical_lock:
                 if self._lexical_at == applied:
                     if len(self._lexical) >= LEXICAL_CACHE_SIZE:
                         self._lexical.clear()
-                    self._lexical[(text, limit)] = hits
-        return hits
+                    self._lexical[key] = value
+        return value
 
     def wait_for(self, sequence: int, timeout_s: float) -> LiveIndex:
         """The index once it has applied `sequence`; Lagging after `timeout_s`."""
@@ -128,7 +136,8 @@ class ShopFollower:
         index = self.wait_for(min_sequence, wait_s)
         rules = self.store.rules()
         with index.lock:
-            yield index, rank(index, rows, self.generation, exact_filter_max, self.lexical, rules, clock)
+            yield index, rank(index, rows, self.generation, exact_filter_max, self.lexical, rules, clock,
+                              self.lexical_profile)
 
     # ------------------------------------------------------------------ background
 

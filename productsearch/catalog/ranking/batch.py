@@ -19,9 +19,11 @@ import numpy as np
 
 from productsearch.catalog.index.ann import top_rows
 from productsearch.catalog.index.live import LiveIndex
+from productsearch.catalog.ranking import negation, query_weight
 from productsearch.catalog.ranking.relevance import LEXICAL_DEPTH, Relevance, depth_for, facet_counts, lexical_arrays, rerank
 
 RECENCY_DECAY = 0.8
+NEGATED_DEPTH = 10_000  # a negated word no closed value matches: its best lexical matches excluded
 EXACT_FILTER_MAX = 50_000  # IVF path: more products than this pass a filter -> filtered IVF scan
 NO_ROWS = np.zeros(0, dtype=np.int64)
 
@@ -47,12 +49,13 @@ class RowQuery:
     exclude_ids: list[str] = field(default_factory=list)
     in_stock: bool | None = None  # True: products with stock > 0 only
     relevance: Relevance = field(default_factory=Relevance)
+    excluded_values: dict = field(default_factory=dict)  # field -> closed values negated in the text
     kind: str = "embedding"  # text, image, text+image, embedding (fused by the caller) or recommend (metrics)
 
     @property
     def filtered(self) -> bool:
         return (self.categories is not None or self.price_min is not None or self.price_max is not None
-                or bool(self.in_stock))
+                or bool(self.in_stock) or bool(self.excluded_values))
 
 
 @dataclass
@@ -112,20 +115,56 @@ def passing(index: LiveIndex, row: RowQuery, excluded: np.ndarray) -> np.ndarray
         mask &= price <= row.price_max
     if row.in_stock:
         mask &= index.numbers["stock"][:n] > 0  # a product without a stock field is not in stock
+    for name, values in row.excluded_values.items():
+        mask &= ~np.isin(index.terms[name].codes[:n], index.codes(name, values)[0])
     mask[excluded] = False
     return mask
 
 
+def read_query(index: LiveIndex, row: RowQuery, lexical, profile) -> tuple[RowQuery, np.ndarray]:
+    """The row with its text read (negations as exclusions, the hybrid weight for the query) and the
+    slots its negated unknown words exclude."""
+    options = row.relevance
+    text = options.text
+    if not text.strip():
+        return row, NO_ROWS
+    notes: dict = {}
+    negated = negation.resolve(text, {f: index.terms[f].names for f in negation.NEGATABLE_FIELDS})
+    lexically = NO_ROWS
+    if negated.negated:
+        notes["negation"] = negated.note()
+        row = replace(row, excluded_values=negated.excluded)
+        text = negated.positive
+        if lexical and negated.lexical:
+            words_hit = [pid for word in negated.lexical for pid, _ in lexical(word, NEGATED_DEPTH)]
+            lexically = slots_of(index, words_hit)[0]
+    weight = options.lexical_weight
+    if weight is not None:
+        notes["lexical_weight"], notes["weight_reason"] = weight, "LEXICAL_WEIGHT sent"
+    elif options.lexical and text.strip():
+        stats = profile(text) if profile else None
+        weight, notes["weight_reason"] = query_weight.choose(stats, len(index),
+                                                             query_weight.names_brand(index.terms["brand"], text))
+        notes["lexical_weight"] = weight
+    return replace(row, relevance=replace(options, text=text, lexical_weight=weight, notes=notes)), lexically
+
+
 def rank(index: LiveIndex, rows: list[RowQuery], generation: int, exact_filter_max: int = EXACT_FILTER_MAX,
-         lexical=None, rules: list[dict] | None = None, clock=None) -> list[Ranked | QueryError]:
+         lexical=None, rules: list[dict] | None = None, clock=None, profile=None) -> list[Ranked | QueryError]:
     """A Ranked per row, the window [offset, offset + k); a QueryError in place of a row whose
     query names what the catalog lacks. `lexical(text, limit)` -> [(id, score)]: the store's
     lexical search; `rules`: the catalog's merchandising rules; `clock(stage)`: a context manager
-    timing the stages filter, vector, lexical and rank (the scorer's metrics)."""
+    timing the stages filter, vector, lexical and rank (the scorer's metrics); `profile(text)`: the
+    store's term profile of a text (lexical.term_profile), for the hybrid weight per query."""
     rules = rules or []
     clock = clock or _untimed
     results: list = [None] * len(rows)
     queries, excluded = [None] * len(rows), [NO_ROWS] * len(rows)
+    negated = [NO_ROWS] * len(rows)
+    with clock("lexical"):  # the text read: negations, the hybrid weight
+        rows = list(rows)
+        for i, row in enumerate(rows):
+            rows[i], negated[i] = read_query(index, row, lexical, profile)
     with clock("filter"):  # seeds' query vectors, exclusions, category names
         for i, row in enumerate(rows):
             try:
@@ -134,7 +173,7 @@ def rank(index: LiveIndex, rows: list[RowQuery], generation: int, exact_filter_m
                     queries[i], seeds = seed_query(index, row, generation)
                 else:
                     queries[i] = row.query
-                excluded[i] = np.union1d(slots_of(index, row.exclude_ids)[0], seeds)
+                excluded[i] = np.union1d(np.union1d(slots_of(index, row.exclude_ids)[0], seeds), negated[i])
                 if row.categories is not None:
                     category_codes(index, row.categories)
             except QueryError as err:

@@ -34,6 +34,7 @@ TEXT_FIELDS = ("description", "brand", "sku")
 # query in one language then matches a product served in another.
 LOCALIZED = re.compile(r"^(title|description)_[a-z]{2}$")
 MAX_QUERY_TERMS = 64
+JOINT_CAP = 1000  # products holding every query word: counted up to this many
 # Query words that match most of a catalog and say nothing about the product (single letters,
 # as in "t-shirt", and English function words): left out of the query, kept in the index.
 STOPWORDS = frozenset("a an and by for in of on or the to with".split())
@@ -138,6 +139,30 @@ def match_expression(text: str, db: sqlite3.Connection | None = None) -> str | N
     if gram_terms:
         parts.append("grams : (" + " OR ".join(map(quoted, gram_terms)) + ")")
     return " OR ".join(parts) or None
+
+
+def query_words(text: str) -> list[str]:
+    """The word terms of a query (no Chinese runs, stopwords or single letters), in order."""
+    return list(dict.fromkeys(t for t in TOKEN.findall(text.casefold()) if not CJK_RUN.search(t)
+                              and t not in STOPWORDS and (len(t) > 1 or t.isdigit())))[:MAX_QUERY_TERMS]
+
+
+def term_profile(db: sqlite3.Connection, text: str, cap: int = JOINT_CAP) -> dict:
+    """What the query's words are in this catalog (the hybrid weight's evidence, ranking/query_weight.py):
+    {"words": its word terms, "documents": products per known word, "joint": products holding
+    every word (counted up to `cap`; 0 when a word is unknown), "chinese": has a Chinese run}."""
+    terms = query_words(text)
+    documents = {}
+    if terms:
+        marks = ",".join("?" * len(terms))
+        documents = dict(db.execute(f"SELECT term, doc FROM lexical_terms WHERE col='words' AND term IN ({marks})",
+                                    terms).fetchall())
+    joint = 0
+    if terms and len(documents) == len(terms):
+        expression = "words : (" + " AND ".join(map(quoted, terms)) + ")"
+        joint = db.execute("SELECT count(*) FROM (SELECT rowid FROM lexical WHERE lexical MATCH ? LIMIT ?)",
+                           (expression, cap)).fetchone()[0]
+    return {"words": terms, "documents": documents, "joint": int(joint), "chinese": bool(CJK_RUN.search(text))}
 
 
 def search(db: sqlite3.Connection, text: str, limit: int) -> list[tuple[str, float]]:

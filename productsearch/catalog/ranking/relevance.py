@@ -5,7 +5,7 @@ counts and an explanation of every result.
 The score of a candidate (documented in the README, "Relevance"):
 0. a query that is a product code (its letters and digits equal a product's SKU's, e.g.
    "sku-0042 rd" for "SKU-0042-RD") puts that product first (what a shopper typing a code means);
-1. relevance: with text and LEXICAL_WEIGHT w > 0 (default 0.1), `weighted` (default):
+1. relevance: with text and LEXICAL_WEIGHT w > 0 (default: per query, ranking/query_weight.py), `weighted` (default):
    (1-w)*cos + w*bm25/max_bm25, or `rrf`: (1-w)/(60+r_vec) + w/(60+r_lex) (ranks from 1; a list
    the product is not in adds 0); otherwise the cosine alone;
 2. boosts (BOOSTS, all 0 by default, so neutral): relevance * (1 + rating*rating/5
@@ -33,7 +33,8 @@ from productsearch.catalog.index.live import LiveIndex, TermColumn
 from productsearch.catalog.ranking.merchandising import applicable, normalized_query
 from productsearch.catalog.records import TERM_FIELDS
 
-DEFAULT_LEXICAL_WEIGHT = 0.1  # chosen by loadtest/relevance_bench.py on training queries (BENCHMARKS.md)
+DEFAULT_LEXICAL_WEIGHT = 0.1  # chosen by loadtest/relevance_bench.py on training queries (BENCHMARKS.md); the
+# per-query rule's base (ranking/query_weight.py)
 DEFAULT_FUSION = "weighted"
 RRF_K = 60
 FUSION_MODES = ("rrf", "weighted")
@@ -53,17 +54,18 @@ class Relevance:
     """A query row's relevance options (all neutral by default)."""
 
     text: str = ""
-    lexical_weight: float = DEFAULT_LEXICAL_WEIGHT
+    lexical_weight: float | None = None  # None: the per-query rule decides (ranking/query_weight.py)
     fusion: str = DEFAULT_FUSION
     boosts: dict = field(default_factory=dict)
     max_per_group: int | None = None
     group_by: str = "brand"
     facets: list[str] | None = None
     explain: bool = False
+    notes: dict = field(default_factory=dict)  # how the query was read (weight, negation): in EXPLANATIONS
 
     @property
     def lexical(self) -> bool:
-        return bool(self.text.strip()) and self.lexical_weight > 0
+        return bool(self.text.strip()) and (self.lexical_weight is None or self.lexical_weight > 0)
 
     def active(self, has_rules: bool) -> bool:
         return self.lexical or any(self.boosts.values()) or self.max_per_group is not None or self.explain or has_rules
@@ -103,7 +105,7 @@ def rerank(index: LiveIndex, options: Relevance, query: np.ndarray, vector: tupl
     lex_position[lex_slots] = np.arange(len(lex_slots))
     lex_at = lex_position[slots]
     in_lex = lex_at >= 0
-    w = options.lexical_weight if options.lexical else 0.0
+    w = (DEFAULT_LEXICAL_WEIGHT if options.lexical_weight is None else options.lexical_weight) if options.lexical else 0.0
     if w == 0:
         base = (index.matrix[slots] @ query).astype(np.float64)
     elif options.fusion == "rrf":
@@ -161,7 +163,7 @@ def rerank(index: LiveIndex, options: Relevance, query: np.ndarray, vector: tupl
                 "relevance": None if i is None else round(float(base[i]), 6),
                 "boost_factor": None if i is None else round(float(factor[i]), 6),
                 "in_stock_bonus": None if i is None else round(float(bonus[i]), 6),
-                "rules": rule_notes.get(s, []), "score": round(final, 6)}, ensure_ascii=False))
+                "rules": rule_notes.get(s, []), "score": round(final, 6), "query": options.notes}, ensure_ascii=False))
     return out_slots, out_scores, explanations
 
 
