@@ -11,7 +11,7 @@ import numpy as np
 
 from productsearch.catalog.records import RecordError
 
-SHOP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+SHOP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # always fullmatch: "$" passes a trailing "\n"
 DEFAULT_SHOP = "default"
 
 
@@ -72,6 +72,6 @@ def blob_vector(blob: bytes | None) -> np.ndarray | None:
 
 
 def check_shop(shop: str) -> str:
-    if not SHOP_NAME.match(shop or ""):
+    if not isinstance(shop, str) or not SHOP_NAME.fullmatch(shop):
         raise RecordError(f"shop name {shop!r} must be 1-64 letters, digits, '_', '-' or '.' (starting with a letter or digit)")
     return shop

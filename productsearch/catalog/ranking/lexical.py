@@ -32,7 +32,7 @@ CODE_FIELDS = ("sku",)
 TEXT_FIELDS = ("description", "brand", "sku")
 # Localized texts a catalog may carry beside the served ones (title_en, description_zh, ...): a
 # query in one language then matches a product served in another.
-LOCALIZED = re.compile(r"^(title|description)_[a-z]{2}$")
+LOCALIZED = re.compile(r"(title|description)_[a-z]{2}")  # fullmatch
 MAX_QUERY_TERMS = 64
 # Query words that match most of a catalog and say nothing about the product (single letters,
 # as in "t-shirt", and English function words): left out of the query, kept in the index.
@@ -69,7 +69,7 @@ def key(pid: str) -> int:
 def document(title: str, fields_json: str) -> tuple[str, list[str]]:
     """(the searchable text, the product codes) of a product."""
     fields = json.loads(fields_json) if fields_json else {}
-    names = list(TEXT_FIELDS) + sorted(name for name in fields if LOCALIZED.match(name))
+    names = list(TEXT_FIELDS) + sorted(name for name in fields if LOCALIZED.fullmatch(name))
     parts = [title] + [str(fields[name]) for name in names if isinstance(fields.get(name), (str, int, float))]
     codes = [str(fields[name]) for name in CODE_FIELDS if isinstance(fields.get(name), (str, int))]
     return " ".join(parts), codes
