@@ -19,6 +19,15 @@ class StoreError(RuntimeError):
     """The store cannot do this (missing database, wrong schema, a fenced writer)."""
 
 
+class UnknownShop(StoreError):
+    """The shop has no catalog: an admin creates it (catalog_admin ACTION create_shop). The message
+    names only the shop asked for, never the store's path or other shops."""
+
+    def __init__(self, shop: str):
+        super().__init__(f"shop {shop!r} has no catalog: an admin creates a shop first "
+                         "(catalog_admin ACTION create_shop; python -m clients.catalog --shop S create-shop)")
+
+
 class FencedWrite(StoreError):
     """This writer's generation no longer takes writes (a swap moved them on): retry the request."""
 

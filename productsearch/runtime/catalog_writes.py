@@ -26,7 +26,7 @@ import numpy as np
 
 from productsearch.catalog.ranking.merchandising import RuleError, check_rules
 from productsearch.catalog.records import ClosedValue, RecordError, parse_fields, product_id
-from productsearch.catalog.rows import DEFAULT_SHOP, FencedWrite, ProductWrite, UnknownProduct, check_shop
+from productsearch.catalog.rows import DEFAULT_SHOP, FencedWrite, ProductWrite, UnknownProduct, UnknownShop, check_shop
 from productsearch.catalog.store import catalog_url, list_shops, open_store, register_generation
 from productsearch.runtime.generation_settings import generation_text_weight
 from productsearch.runtime.image_input import InvalidImage, decode_image
@@ -98,19 +98,14 @@ def checked(fn, *args):
 
 def refusal_reason(err: Exception) -> str:
     """The `reason` label of a refused write."""
-    if isinstance(err, Refused):
-        return "key"
-    if isinstance(err, UnknownProduct):
-        return "unknown_id"
-    if isinstance(err, ClosedValue):
-        return "closed_value"
-    if isinstance(err, FencedWrite):
-        return "fenced"
-    return "bad_input" if isinstance(err, (RequestError, RecordError)) else "internal"
+    reasons = ((Refused, "key"), (UnknownProduct, "unknown_id"), (UnknownShop, "unknown_shop"),
+               (ClosedValue, "closed_value"), (FencedWrite, "fenced"))
+    return next((reason for kind, reason in reasons if isinstance(err, kind)),
+                "bad_input" if isinstance(err, (RequestError, RecordError)) else "internal")
 
 
 def error_response(err: Exception):
-    if isinstance(err, UnknownProduct):
+    if isinstance(err, (UnknownProduct, UnknownShop)):
         return not_found(str(err))
     if isinstance(err, (RequestError, RecordError)):
         return invalid(str(err))
@@ -132,9 +127,10 @@ class CatalogModel:
         self.url = catalog_url(Path(self.ctx.version_dir).parent.parent, self.ctx.parameter("catalog", "") or None)
         self.stores: dict[str, object] = {}
 
-    def store(self, shop: str):
+    def store(self, shop: str, create: bool = False):
+        """The shop's store; UnknownShop unless it exists or is the default (create_shop makes one)."""
         if shop not in self.stores:
-            self.stores[shop] = open_store(self.url, shop)
+            self.stores[shop] = open_store(self.url, shop, create=create or shop == DEFAULT_SHOP)
         return self.stores[shop]
 
     def parse(self, request) -> tuple[str, list]:
@@ -176,7 +172,7 @@ class CatalogModel:
             except Exception as err:  # noqa: BLE001 - the commit failed: none of these is acknowledged
                 for i in members:
                     results[i] = results[i] if isinstance(results[i], Exception) else \
-                        err if isinstance(err, FencedWrite) else RuntimeError(f"catalog write failed: {err}")
+                        err if isinstance(err, (FencedWrite, UnknownShop)) else RuntimeError(f"catalog write failed: {err}")
         self.count(parsed, results)
         return [error_response(r) if isinstance(r, Exception) else
                 response(SEQUENCE=np.array(r, dtype=np.int64).reshape(-1, 1)) for r in results]
@@ -226,6 +222,7 @@ class CatalogGateModel(CatalogModel):
             try:
                 self.key.check(request)
                 shop, rows = self.parse(request)
+                self.store(shop)  # an unknown shop is refused before the encoders run
             except Exception as err:  # noqa: BLE001
                 out.append(error_response(err))
                 self.metrics.add("productsearch_refused_writes_total", 1, shop="unknown", reason=refusal_reason(err))
@@ -301,8 +298,8 @@ class DeleteProductsModel(CatalogModel):
 
 
 class CatalogAdminModel(CatalogModel):
-    """catalog_admin: ACTION (info | shops | set_closed_values | product | rules | set_rules) with a
-    JSON PAYLOAD -> RESULT JSON. Admin key required."""
+    """catalog_admin: ACTION (create_shop: the only way a shop but the default one comes to exist |
+    info | shops | set_closed_values | product | rules | set_rules) + JSON PAYLOAD -> RESULT JSON."""
 
     def execute(self, requests):
         out = []
@@ -324,6 +321,9 @@ class CatalogAdminModel(CatalogModel):
     def act(self, action: str, shop: str, payload: dict) -> dict:
         if action == "shops":
             return {"shops": {name: open_store(self.url, name, create=False).info() for name in list_shops(self.url)}}
+        if action == "create_shop":
+            created = shop not in self.stores and shop not in list_shops(self.url)
+            return {"shop": shop, "created": created, **self.store(shop, create=True).info()}
         if action == "info":
             return self.store(shop).info()
         if action == "product":
@@ -343,4 +343,4 @@ class CatalogAdminModel(CatalogModel):
             except RuleError as err:
                 raise RequestError(f"set_rules: {err}") from None
             return {"sequence": self.store(shop).set_rules(rules), "rules": rules}
-        raise RequestError(f"unknown ACTION {action!r}: info, shops, product, set_closed_values, rules or set_rules")
+        raise RequestError(f"unknown ACTION {action!r}: create_shop, info, shops, product, set_closed_values, rules or set_rules")

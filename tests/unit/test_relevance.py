@@ -11,7 +11,7 @@ import pytest
 from productsearch.catalog.ranking.merchandising import RuleError, check_rules
 from productsearch.catalog.ranking.relevance import PRICE_EDGES
 from productsearch.catalog.store import catalog_url, open_store
-from productsearch.runtime import scorer as scorer_module
+from productsearch.runtime import scorer_inputs as scorer_module
 from productsearch.runtime.model_io import RequestError
 from productsearch.runtime.scorer import ScorerModel
 from tests.catalog_fixtures import STORE_KINDS, catalog_store, random_vectors, scorer_args, write_store
