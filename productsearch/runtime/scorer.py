@@ -10,7 +10,8 @@ top-k; numpy on the CPU, torch on a GPU), from there on the CPU through an IVF i
 fp16-coded vectors (faiss, `nprobe` lists per query).
 Parameters: `catalog` (store URL; PRODUCTSEARCH_CATALOG wins), `search` (auto | exact | ivf),
 `exact_max_products`, `nprobe`, `ivf_nlist`, `exact_filter_max`, `min_sequence_wait_s`,
-`torch_threads`, `query_text_weight`, `max_shops`, `shop_idle_s` (runtime/shop_searchers.py). The catalog is fused with generation N's text weight (runtime/generation_settings.py).
+`torch_threads`, `query_text_weight`, `max_shops`, `shop_idle_s` (runtime/shop_searchers.py),
+`max_facet_values` (values per facet field, the most frequent; default 100). The catalog is fused with generation N's text weight (runtime/generation_settings.py).
 
 Inputs per query row (see the README's contract): QUERY_EMBEDDING, or the encoders' TEXT_EMBEDDING,
 TEXT_PRESENT, IMAGE_EMBEDDING, IMAGE_PRESENT (+ TEXT_WEIGHT), fused here as `fusion` does (the
@@ -40,8 +41,10 @@ from productsearch.catalog.index.ann import DEFAULT_NPROBE, EXACT_MAX_PRODUCTS, 
 from productsearch.catalog.index.follower import Lagging, ShopFollower
 from productsearch.catalog.index.live import LiveIndex
 from productsearch.catalog.ranking.batch import EXACT_FILTER_MAX, QueryError, RowQuery
+from productsearch.catalog.ranking.relevance import top_facet_values
 from productsearch.catalog.store import catalog_url, open_store, register_generation
 from productsearch.catalog.rows import DEFAULT_SHOP
+from productsearch.core.limits import MAX_FACET_VALUES
 from productsearch.runtime.generation_settings import generation_text_weight
 from productsearch.runtime.model_io import (ModelContext, RequestError, configured_threads, internal, invalid,
                                             response, unavailable)
@@ -67,6 +70,7 @@ class ScorerModel:
         self.nprobe = int(self.ctx.parameter("nprobe", str(DEFAULT_NPROBE)))
         self.exact_filter_max = int(self.ctx.parameter("exact_filter_max", str(EXACT_FILTER_MAX)))
         self.wait_s = float(self.ctx.parameter("min_sequence_wait_s", str(MIN_SEQUENCE_WAIT_S)))
+        self.max_facet_values = int(self.ctx.parameter("max_facet_values", str(MAX_FACET_VALUES)))
         self.url = catalog_url(Path(self.ctx.version_dir).parent.parent, self.ctx.parameter("catalog", "") or None)
         self.generation = np.array([self.ctx.version], dtype=np.int64)
         self.text_weight = generation_text_weight(Path(self.ctx.version_dir).parent.parent, self.ctx.version)
@@ -115,6 +119,7 @@ class ScorerModel:
                 if isinstance(result, QueryError):
                     raise RequestError(str(result))
                 result.ids = [index.ids[s].decode() for s in result.slots.tolist()]
+                result.facets = top_facet_values(result.facets, self.max_facet_values)
             return results
 
     def compute_ids(self, rows: list[RowQuery]) -> list[tuple[list[str], np.ndarray]]:
@@ -194,7 +199,7 @@ class ScorerModel:
                     if isinstance(ranked, QueryError):
                         refuse(i, error_response(RequestError(str(ranked))), "bad_input")
                     elif responses[i] is None:
-                        answers[i][j] = answer(index, ranked)
+                        answers[i][j] = answer(index, ranked, self.max_facet_values)
                         batch.answered([parsed[i][j]], [ranked])
         except Lagging as err:
             for i, _ in cells:
@@ -238,10 +243,10 @@ class Answer:
     applied: int  # the catalog sequence the answer reflects
 
 
-def answer(index: LiveIndex, ranked) -> Answer:
+def answer(index: LiveIndex, ranked, max_facet_values: int) -> Answer:
     slots = ranked.slots.tolist()
     return Answer([index.ids[s] for s in slots], [index.titles[s] for s in slots], ranked.scores,
-                  list(ranked.explanations), ranked.facets, index.applied)
+                  list(ranked.explanations), top_facet_values(ranked.facets, max_facet_values), index.applied)
 
 
 def error_response(err: Exception):
