@@ -252,7 +252,7 @@ class CatalogWriterModel(CatalogModel):
         for i, raw_id in enumerate(ids):
             pid = checked(product_id, raw_id)
             rows.append(ProductWrite(
-                id=pid, title=titles[i].decode("utf-8").strip(), fields=checked(parse_fields, pid, fields[i]),
+                id=pid, title=decode_texts(np.array([titles[i]], dtype=object))[0], fields=checked(parse_fields, pid, fields[i]),
                 image=images[i] or None, text_vector=text[i] if text_present[i] else None,
                 image_vector=image[i] if image_present[i] else None))
         return shop_of(request, len(ids)), rows

@@ -10,7 +10,7 @@ import numpy as np
 from productsearch.catalog.ranking.batch import RowQuery
 from productsearch.catalog.records import RecordError
 from productsearch.catalog.rows import DEFAULT_SHOP, check_shop
-from productsearch.core.limits import MAX_DEPTH, MAX_LIST, MAX_TOP_K
+from productsearch.core.limits import MAX_DEPTH, MAX_EMBEDDING_DIM, MAX_LIST, MAX_TOP_K, MAX_VALUE_BYTES
 from productsearch.core.vectors import DEFAULT_TEXT_WEIGHT, fuse
 from productsearch.runtime.fusion import query_rows
 from productsearch.runtime.model_io import RequestError, input_array
@@ -40,12 +40,26 @@ def per_row(array: np.ndarray | None, rows: int, name: str) -> list | None:
     return [array[i].reshape(-1) for i in range(rows)]
 
 
+def check_list(values: np.ndarray, name: str) -> list:
+    """A BYTES row's elements, counted and sized before any is decoded (a request's rows are
+    padded to one width, so the width itself is bounded by MAX_LIST)."""
+    if values.size > MAX_LIST:
+        raise RequestError(f"{name} takes at most {MAX_LIST} values, got {values.size}")
+    items = values.tolist()
+    longest = max((len(v) for v in items), default=0)
+    if longest > MAX_VALUE_BYTES:
+        raise RequestError(f"{name} values are at most {MAX_VALUE_BYTES} bytes, got one of {longest}")
+    return items
+
+
 def strings(values: np.ndarray, name: str) -> list[str]:
     """Non-empty elements of a BYTES row (empty ones are padding), decoded."""
-    items = [bytes(v).decode("utf-8", errors="replace") for v in values.tolist() if len(v)]
-    if len(items) > MAX_LIST:
-        raise RequestError(f"{name} takes at most {MAX_LIST} values, got {len(items)}")
-    return items
+    return [bytes(v).decode("utf-8", errors="replace") for v in check_list(values, name) if len(v)]
+
+
+def check_dim(array: np.ndarray | None, name: str) -> None:
+    if array is not None and array.ndim > 1 and array[0].size > MAX_EMBEDDING_DIM:
+        raise RequestError(f"{name} has {array[0].size} values per row, at most {MAX_EMBEDDING_DIM}")
 
 
 def number(values: np.ndarray, name: str) -> float | None:
@@ -56,7 +70,7 @@ def number(values: np.ndarray, name: str) -> float | None:
 
 
 def seed_weights(ids: np.ndarray, weights: np.ndarray | None) -> tuple[list[str], np.ndarray | None]:
-    present = [j for j, v in enumerate(ids.tolist()) if len(v)]
+    present = [j for j, v in enumerate(check_list(ids, "SEED_IDS")) if len(v)]
     if not present:
         raise RequestError("SEED_IDS is empty: send at least one product id")
     if len(present) > MAX_LIST:
@@ -82,6 +96,8 @@ def parse_rows(request, query_weight: float = DEFAULT_TEXT_WEIGHT) -> list[RowQu
     (default `query_weight`; the `search` ensemble's path), or SEED_IDS."""
     query = input_array(request, "QUERY_EMBEDDING")
     seeds = input_array(request, "SEED_IDS")
+    for name in ("QUERY_EMBEDDING", "TEXT_EMBEDDING", "IMAGE_EMBEDDING"):
+        check_dim(query if name == "QUERY_EMBEDDING" else input_array(request, name), name)
     kinds = None  # per row, for the metrics: what the shopper sent
     if query is None and input_array(request, "TEXT_EMBEDDING") is not None:
         parts = query_rows(lambda name: input_array(request, name), query_weight)

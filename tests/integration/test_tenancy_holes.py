@@ -138,3 +138,40 @@ def test_creating_a_shop_needs_the_admin_key(triton):
             stranger.create_shop(shop)
     with CatalogClient(triton.grpc_url, timeout_s=30, key=triton.key) as admin:
         assert shop not in admin.shops()
+
+
+def bytes_matrix(name: str, rows: list[list[bytes]]) -> grpcclient.InferInput:
+    tensor = grpcclient.InferInput(name, [len(rows), len(rows[0])], "BYTES")
+    tensor.set_data_from_numpy(np.array(rows, dtype=object))
+    return tensor
+
+
+@pytest.mark.parametrize("name, rows, message", [
+    ("QUERY_TEXT", [[b"x" * 20_000]], "QUERY_TEXT is too long: 20000 bytes > limit 16384"),
+    ("BOOSTS", [[b'{"rating": 0.5' + b" " * 5000 + b"}"]], "BOOSTS is too long"),
+    ("CATEGORIES", [[b"dress"] * 1001], "CATEGORIES takes at most 1000 values, got 1001"),
+    ("EXCLUDE_IDS", [[b"P" * 2000]], "EXCLUDE_IDS values are at most 1024 bytes"),
+    ("FACETS", [[b"brand"] * 1001], "FACETS takes at most 1000 values"),
+])
+def test_the_scorer_called_directly_enforces_its_own_limits(grpc, triton, name, rows, message):
+    query = embedding(grpc, "walnut desk lamp")[None]
+    inputs = [fp32_rows("QUERY_EMBEDDING", query), int32_rows("TOP_K", [3]), bytes_matrix(name, rows)]
+    with pytest.raises(InferenceServerException) as err:
+        grpc.infer("scorer", inputs)
+    assert err.value.status() == "StatusCode.INVALID_ARGUMENT" and message in err.value.message()
+    assert grpc.infer("scorer", inputs[:2]).as_numpy("PRODUCT_IDS").shape == (1, 3)  # it lives on
+    assert triton.is_ready()
+
+
+def test_fusion_and_scorer_refuse_an_oversize_embedding(grpc):
+    wide = np.zeros((1, 5000), np.float32)
+    with pytest.raises(InferenceServerException, match="QUERY_EMBEDDING has 5000 values per row, at most 4096") as err:
+        grpc.infer("scorer", [fp32_rows("QUERY_EMBEDDING", wide), int32_rows("TOP_K", [3])])
+    assert err.value.status() == "StatusCode.INVALID_ARGUMENT"
+    present = grpcclient.InferInput("TEXT_PRESENT", [1, 1], "BOOL")
+    present.set_data_from_numpy(np.array([[True]]))
+    image_present = grpcclient.InferInput("IMAGE_PRESENT", [1, 1], "BOOL")
+    image_present.set_data_from_numpy(np.array([[False]]))
+    with pytest.raises(InferenceServerException, match="at most 4096 values per row") as err:
+        grpc.infer("fusion", [fp32_rows("TEXT_EMBEDDING", wide), fp32_rows("IMAGE_EMBEDDING", wide), present, image_present])
+    assert err.value.status() == "StatusCode.INVALID_ARGUMENT"
