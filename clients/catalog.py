@@ -4,6 +4,7 @@
     python -m clients.catalog delete P001 P002
     python -m clients.catalog set P001 price=9.99 stock=0      # update_fields, no re-encoding
     python -m clients.catalog get P001 | info | shops
+    python -m clients.catalog --shop north create-shop       # a shop exists only once an admin creates it
     python -m clients.catalog closed category=dress,hat,mug    # a closed list of categories
     python -m clients.catalog rules --set rules.json           # merchandising rules (pin, hide, boost a brand)
 
@@ -12,7 +13,7 @@ file --key-file (default run/admin_key, where the server writes it on its host).
 the gRPC header `catalog-write-key`. A write returns its SEQUENCE once it is durable; pass it as
 `min_sequence` to a search to read your own write. Refused writes raise ServiceError with status
 PERMISSION_DENIED / UNAUTHENTICATED (no or wrong key), INVALID_ARGUMENT (a bad record: the
-message names the product and the field), NOT_FOUND (an unknown id).
+message names the product and the field), NOT_FOUND (an unknown id, or a shop nobody created).
 """
 from __future__ import annotations
 
@@ -65,6 +66,11 @@ class CatalogClient(Connection):
             inputs.append(bytes_tensor("SHOP", shop))
         result = self.infer(CATALOG_ADMIN, inputs, ["RESULT"], headers=self.write_headers)
         return json.loads(result.as_numpy("RESULT").reshape(-1)[0])
+
+    def create_shop(self, shop: str) -> dict:
+        """Create the shop's (empty) catalog: writes to a shop that does not exist are refused.
+        Idempotent: `created` says whether it is new."""
+        return self.admin("create_shop", shop=shop)
 
     def info(self, shop: str | None = None) -> dict:
         """Products, sequence, vectors per generation, closed lists, bytes on disk of one shop."""
@@ -119,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     setter.add_argument("id")
     setter.add_argument("fields", nargs="+")
     sub.add_parser("get", help="one product's record").add_argument("id")
+    sub.add_parser("create-shop", help="create the --shop's empty catalog (writes to unknown shops are refused)")
     sub.add_parser("info", help="the shop's size, sequence and vectors per generation")
     sub.add_parser("shops", help="every shop with its size")
     closed = sub.add_parser("closed", help="closed value lists: field=a,b,c ...")
@@ -142,6 +149,10 @@ def main(argv: list[str] | None = None) -> int:
                 out = {"sequence": client.update_fields({args.id: parse_assignments(args.fields)}, args.shop)[0]}
             elif args.action == "get":
                 out = client.product(args.id, args.shop)
+            elif args.action == "create-shop":
+                if not args.shop:
+                    raise ValueError("create-shop needs --shop NAME")
+                out = client.create_shop(args.shop)
             elif args.action == "info":
                 out = client.info(args.shop)
             elif args.action == "shops":

@@ -11,12 +11,21 @@ import numpy as np
 
 from productsearch.catalog.records import RecordError
 
-SHOP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+SHOP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # always fullmatch: "$" passes a trailing "\n"
 DEFAULT_SHOP = "default"
 
 
 class StoreError(RuntimeError):
     """The store cannot do this (missing database, wrong schema, a fenced writer)."""
+
+
+class UnknownShop(StoreError):
+    """The shop has no catalog: an admin creates it (catalog_admin ACTION create_shop). The message
+    names only the shop asked for, never the store's path or other shops."""
+
+    def __init__(self, shop: str):
+        super().__init__(f"shop {shop!r} has no catalog: an admin creates a shop first "
+                         "(catalog_admin ACTION create_shop; python -m clients.catalog --shop S create-shop)")
 
 
 class FencedWrite(StoreError):
@@ -72,6 +81,6 @@ def blob_vector(blob: bytes | None) -> np.ndarray | None:
 
 
 def check_shop(shop: str) -> str:
-    if not SHOP_NAME.match(shop or ""):
+    if not isinstance(shop, str) or not SHOP_NAME.fullmatch(shop):
         raise RecordError(f"shop name {shop!r} must be 1-64 letters, digits, '_', '-' or '.' (starting with a letter or digit)")
     return shop

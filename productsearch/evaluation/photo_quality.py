@@ -63,7 +63,7 @@ def index_photos(client: SearchClient, url: str, images: np.ndarray, labels: np.
     """Upsert the photos unless the shop already holds exactly these; the sequence to read at."""
     from clients.index import load_products
 
-    info = client.info(SHOP) if SHOP in client.shops() else {}
+    info = client.info(SHOP) if SHOP in client.shops() else client.create_shop(SHOP)
     if not reindex and info.get("products") == len(rows) and client.product(product_id(int(rows[-1])), SHOP):
         log(f"shop {SHOP!r} already holds the {len(rows)} photos (--reindex loads them again)")
         return int(info.get("sequence", 0))

@@ -1,7 +1,8 @@
 """catalog_admin: ACTION with a JSON PAYLOAD -> RESULT JSON, for the catalog CLI
 (python -m clients.catalog) and the key CLI (python -m clients.keys).
 
-Catalog actions and the scope they need on the request's SHOP: `info`, `product`, `rules`
+Catalog actions and the scope they need on the request's SHOP: `create_shop` (admin: the only way
+a shop but the default one comes to exist), `info`, `product`, `rules`
 (search: read-only); `set_closed_values`, `set_rules` (write); `shops` lists the shops the key
 covers (admin: every shop). Key actions (runtime/key_admin.py) need an admin key. Rule and
 closed-list changes and every key operation go into the audit trail.
@@ -59,12 +60,20 @@ class CatalogAdminModel(CatalogModel):
                 raise Refused("UNAUTHENTICATED", "no_key", "no key: listing shops needs a key")
             names = [name for name in list_shops(self.url) if principal.covers(name)]
             return {"shops": {name: open_store(self.url, name, create=False).info() for name in names}}
+        if action == "create_shop":  # the only way a shop but the default one comes to exist
+            if principal is None or not principal.allows("admin"):
+                raise Refused("UNAUTHENTICATED" if principal is None else "PERMISSION_DENIED",
+                              "no_key" if principal is None else "wrong_scope", "creating a shop needs an admin key")
+            created = shop not in self.stores and shop not in list_shops(self.url)
+            info = self.store(shop, create=True).info()
+            self.gate.audit.record([(principal.key_id, action, shop, [], None, {"created": created})])
+            return {"shop": shop, "created": created, **info}
         if action in READ_ACTIONS:
             self.gate.allow(principal, shop, "search")
         elif action in WRITE_ACTIONS:
             self.gate.allow(principal, shop, "write")
         else:
-            raise RequestError(f"unknown ACTION {action!r}: info, shops, product, set_closed_values, rules, set_rules, "
+            raise RequestError(f"unknown ACTION {action!r}: create_shop, info, shops, product, set_closed_values, rules, set_rules, "
                                f"{', '.join(KEY_ACTIONS)}")
         if action == "info":
             return self.store(shop).info()

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from productsearch.catalog.records import ClosedValue, RecordError, parse_fields, product_id
-from productsearch.catalog.rows import DEFAULT_SHOP, FencedWrite, ProductWrite, UnknownProduct, check_shop
+from productsearch.catalog.rows import DEFAULT_SHOP, FencedWrite, ProductWrite, UnknownProduct, UnknownShop, check_shop
 from productsearch.catalog.store import catalog_url, open_store, register_generation
 from productsearch.runtime.authorize import WRITE_KEY, Gatekeeper, Refused  # noqa: F401 - WRITE_KEY re-exported
 from productsearch.runtime.generation_settings import generation_text_weight
@@ -64,19 +64,14 @@ def checked(fn, *args):
 
 def refusal_reason(err: Exception) -> str:
     """The `reason` label of a refused write."""
-    if isinstance(err, Refused):
-        return "key"
-    if isinstance(err, UnknownProduct):
-        return "unknown_id"
-    if isinstance(err, ClosedValue):
-        return "closed_value"
-    if isinstance(err, FencedWrite):
-        return "fenced"
-    return "bad_input" if isinstance(err, (RequestError, RecordError)) else "internal"
+    reasons = ((Refused, "key"), (UnknownProduct, "unknown_id"), (UnknownShop, "unknown_shop"),
+               (ClosedValue, "closed_value"), (FencedWrite, "fenced"))
+    return next((reason for kind, reason in reasons if isinstance(err, kind)),
+                "bad_input" if isinstance(err, (RequestError, RecordError)) else "internal")
 
 
 def error_response(err: Exception):
-    if isinstance(err, UnknownProduct):
+    if isinstance(err, (UnknownProduct, UnknownShop)):
         return not_found(str(err))
     if isinstance(err, (RequestError, RecordError)):
         return invalid(str(err))
@@ -101,9 +96,10 @@ class CatalogModel:
         self.gate = Gatekeeper(self.url, repository)
         self.stores: dict[str, object] = {}
 
-    def store(self, shop: str):
+    def store(self, shop: str, create: bool = False):
+        """The shop's store; UnknownShop unless it exists or is the default (create_shop makes one)."""
         if shop not in self.stores:
-            self.stores[shop] = open_store(self.url, shop)
+            self.stores[shop] = open_store(self.url, shop, create=create or shop == DEFAULT_SHOP)
         return self.stores[shop]
 
     def parse(self, request) -> tuple[str, list]:
@@ -155,7 +151,7 @@ class CatalogModel:
             except Exception as err:  # noqa: BLE001 - the commit failed: none of these is acknowledged
                 for i in members:
                     results[i] = results[i] if isinstance(results[i], Exception) else \
-                        err if isinstance(err, FencedWrite) else RuntimeError(f"catalog write failed: {err}")
+                        err if isinstance(err, (FencedWrite, UnknownShop)) else RuntimeError(f"catalog write failed: {err}")
         self.count(parsed, results)
         self.record(parsed, results)
         return [error_response(r) if isinstance(r, Exception) else
@@ -221,6 +217,7 @@ class CatalogGateModel(CatalogModel):
         for request in requests:
             try:
                 shop, rows, _ = self.authorised(request)
+                self.store(shop)  # an unknown shop is refused before the encoders run
             except Exception as err:  # noqa: BLE001
                 out.append(error_response(err))
                 self.metrics.add("productsearch_refused_writes_total", 1, shop="unknown", reason=refusal_reason(err))
@@ -255,7 +252,7 @@ class CatalogWriterModel(CatalogModel):
         for i, raw_id in enumerate(ids):
             pid = checked(product_id, raw_id)
             rows.append(ProductWrite(
-                id=pid, title=titles[i].decode("utf-8").strip(), fields=checked(parse_fields, pid, fields[i]),
+                id=pid, title=decode_texts(np.array([titles[i]], dtype=object))[0], fields=checked(parse_fields, pid, fields[i]),
                 image=images[i] or None, text_vector=text[i] if text_present[i] else None,
                 image_vector=image[i] if image_present[i] else None))
         return shop_of(request, len(ids)), rows

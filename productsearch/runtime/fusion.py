@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from productsearch.core.limits import EMPTY_QUERY
+from productsearch.core.limits import EMPTY_QUERY, MAX_EMBEDDING_DIM
 from productsearch.core.vectors import fuse
 from productsearch.runtime.generation_settings import generation_text_weight
 from productsearch.runtime.model_io import ModelContext, RequestError, input_array, response, run_batched
@@ -34,6 +34,9 @@ def query_rows(get, default_weight: float) -> tuple[np.ndarray, ...]:
         raise RequestError("fusing a query needs TEXT_EMBEDDING, TEXT_PRESENT, IMAGE_EMBEDDING and IMAGE_PRESENT")
     rows = len(text)
     text, image = text.reshape(rows, -1), image.reshape(len(image), -1)
+    if max(text.shape[1], image.shape[1]) > MAX_EMBEDDING_DIM:
+        raise RequestError(f"TEXT_EMBEDDING / IMAGE_EMBEDDING have at most {MAX_EMBEDDING_DIM} values per row, got "
+                           f"{max(text.shape[1], image.shape[1])}")
     text_present = text_present.reshape(-1).astype(bool)
     image_present = image_present.reshape(-1).astype(bool)
     if not len(image) == len(text_present) == len(image_present) == rows:

@@ -11,6 +11,7 @@ import numpy as np
 
 from productsearch.catalog.ranking.relevance import (BOOST_NAMES, DEFAULT_FUSION, FACET_NAMES,
                                              FUSION_MODES, GROUP_FIELDS, Relevance)
+from productsearch.core.limits import MAX_JSON_BYTES, MAX_LIST, MAX_TEXT_BYTES, MAX_VALUE_BYTES
 from productsearch.runtime.model_io import RequestError
 
 MAX_BOOST = 100.0
@@ -26,8 +27,14 @@ def first(values, rows: int, name: str, i: int):
     return row[0] if len(row) else None
 
 
-def text(value) -> str:
-    return bytes(value).decode("utf-8", errors="replace") if value is not None else ""
+def text(value, name: str = "", limit: int = MAX_VALUE_BYTES) -> str:
+    """An element decoded, its size checked first (the scorer can be called without the gate)."""
+    if value is None:
+        return ""
+    data = bytes(value)
+    if len(data) > limit:
+        raise RequestError(f"{name} is too long: {len(data)} bytes > limit {limit}")
+    return data.decode("utf-8", errors="replace")
 
 
 def boosts(raw: str) -> dict:
@@ -57,28 +64,31 @@ def parse_relevance(get, rows: int) -> list[tuple[Relevance, bool | None]]:
                "FACETS", "EXPLAIN")}
     out = []
     for i in range(rows):
-        options = Relevance(text=text(first(arrays["QUERY_TEXT"], rows, "QUERY_TEXT", i)))
+        options = Relevance(text=text(first(arrays["QUERY_TEXT"], rows, "QUERY_TEXT", i), "QUERY_TEXT", MAX_TEXT_BYTES))
         weight = first(arrays["LEXICAL_WEIGHT"], rows, "LEXICAL_WEIGHT", i)
         if weight is not None and not np.isnan(weight):
             if not 0.0 <= float(weight) <= 1.0:
                 raise RequestError(f"LEXICAL_WEIGHT must be between 0 and 1, got {float(weight):g}")
             options.lexical_weight = float(weight)
-        mode = text(first(arrays["HYBRID_MODE"], rows, "HYBRID_MODE", i)) or DEFAULT_FUSION
+        mode = text(first(arrays["HYBRID_MODE"], rows, "HYBRID_MODE", i), "HYBRID_MODE") or DEFAULT_FUSION
         if mode not in FUSION_MODES:
             raise RequestError(f"HYBRID_MODE must be one of {', '.join(FUSION_MODES)}, got {mode!r}")
         options.fusion = mode
-        options.boosts = boosts(text(first(arrays["BOOSTS"], rows, "BOOSTS", i)))
+        options.boosts = boosts(text(first(arrays["BOOSTS"], rows, "BOOSTS", i), "BOOSTS", MAX_JSON_BYTES))
         cap = first(arrays["MAX_PER_GROUP"], rows, "MAX_PER_GROUP", i)
         if cap is not None and int(cap) != 0:
             if int(cap) < 0 or int(cap) > 1000:
                 raise RequestError(f"MAX_PER_GROUP must be 1..1000 (0: no cap), got {int(cap)}")
             options.max_per_group = int(cap)
-        group = text(first(arrays["GROUP_BY"], rows, "GROUP_BY", i)) or "brand"
+        group = text(first(arrays["GROUP_BY"], rows, "GROUP_BY", i), "GROUP_BY") or "brand"
         if group not in GROUP_FIELDS:
             raise RequestError(f"GROUP_BY must be one of {', '.join(GROUP_FIELDS)}, got {group!r}")
         options.group_by = group
         if arrays["FACETS"] is not None:
-            names = [text(v) for v in np.asarray(arrays["FACETS"][i]).reshape(-1).tolist() if len(v)]
+            row = np.asarray(arrays["FACETS"][i]).reshape(-1)
+            if row.size > MAX_LIST:
+                raise RequestError(f"FACETS takes at most {MAX_LIST} values, got {row.size}")
+            names = [text(v, "FACETS") for v in row.tolist() if len(v)]
             unknown = sorted(set(names) - set(FACET_NAMES))
             if unknown:
                 raise RequestError(f"FACETS has unknown fields {unknown}; known: {', '.join(FACET_NAMES)}")

@@ -47,8 +47,10 @@ def wait_for(port: int, expected: dict, timeout_s: float = 15.0):
 
 
 @pytest.fixture
-def shop() -> str:
-    return f"obs-{uuid.uuid4().hex[:8]}"
+def shop(catalog_client) -> str:
+    name = f"obs-{uuid.uuid4().hex[:8]}"
+    catalog_client.create_shop(name)
+    return name
 
 
 def test_searches_and_writes_move_the_counters_by_exactly_what_was_sent(triton, keyed_search_client, catalog_client, shop):

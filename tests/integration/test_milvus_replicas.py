@@ -102,6 +102,7 @@ def test_filters_and_facets_run_in_milvus_over_the_whole_filter(replicas, catalo
 def test_two_shops_with_the_same_ids_stay_apart(replicas):
     a, b = replicas
     with CatalogClient(a.grpc_url, timeout_s=60, key=a.key) as writer, SearchClient(b.grpc_url, timeout_s=30, key=b.key) as reader:
+        writer.create_shop("north"), writer.create_shop("south")
         first = writer.upsert([Product("SHARED-1", "red wool scarf", None, {"category": "scarf"})], shop="north")[0]
         second = writer.upsert([Product("SHARED-1", "blue steel kettle", None, {"category": "kettle"})], shop="south")[0]
         north = reader.search("scarf", top_k=5, read=ReadOptions(shop="north", min_sequence=first))

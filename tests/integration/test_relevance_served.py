@@ -27,6 +27,7 @@ def shop(triton):
                   "stock": i % 4}
         products.append(Product(product.id, product.title, product.image, fields))
     with CatalogClient(triton.grpc_url, timeout_s=60, key=triton.key) as client:
+        client.create_shop(SHOP)
         sequence = max(client.upsert(products[:30], shop=SHOP) + client.upsert(products[30:], shop=SHOP))
         yield client, products, sequence
 

@@ -11,7 +11,7 @@ import pytest
 from productsearch.catalog.ranking.merchandising import RuleError, check_rules
 from productsearch.catalog.ranking.relevance import PRICE_EDGES
 from productsearch.catalog.store import catalog_url, open_store
-from productsearch.runtime import scorer as scorer_module
+from productsearch.runtime import scorer_inputs as scorer_module
 from productsearch.runtime.model_io import RequestError
 from productsearch.runtime.scorer import ScorerModel
 from tests.catalog_fixtures import STORE_KINDS, catalog_store, random_vectors, scorer_args, write_store
@@ -234,3 +234,19 @@ def test_a_filtered_hybrid_ranking_is_the_full_one_restricted_to_the_filter(ask,
     filtered = ask("blue mug by Acme", top_k=10, **filters)
     assert ids(filtered) == [p for p, _ in keep[:10]]
     np.testing.assert_allclose(filtered.scores, [s for _, s in keep[:10]], atol=1e-5)
+
+
+def test_a_facet_of_a_value_per_product_returns_only_the_most_frequent_values(ask, catalog):
+    """FACETS=["sku"] on 1,200 products: max_facet_values (100) values, not one per product."""
+    model, products = catalog[0], catalog[2]
+    ranked = ask("red", top_k=5, FACETS=["sku", "brand"])
+    assert len(ranked.facets["sku"]) == model.max_facet_values == 100
+    assert set(ranked.facets["sku"]) <= {p["sku"] for p in products}
+    assert set(ranked.facets["brand"]) == set(BRANDS)  # a field of few values is whole
+
+
+def test_top_facet_values_keeps_the_most_frequent_ties_by_name():
+    from productsearch.catalog.ranking.relevance import top_facet_values
+
+    facets = {"brand": {"b": 2, "a": 2, "c": 5, "d": 1}, "price": {"0-25": 3}}
+    assert top_facet_values(facets, 2) == {"brand": {"c": 5, "a": 2}, "price": {"0-25": 3}}

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from productsearch.runtime.model_io import RequestError
-from productsearch.runtime.scorer import RowQuery, ScorerModel, check_top_k
+from productsearch.runtime.scorer import RowQuery, ScorerModel
+from productsearch.runtime.scorer_inputs import check_top_k
 from tests.catalog_fixtures import STORE_KINDS, catalog_store, random_vectors, scorer_args, write_store
 
 

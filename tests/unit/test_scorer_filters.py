@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from productsearch.runtime import scorer as scorer_module
+from productsearch.runtime import scorer_inputs as scorer_module
 from productsearch.runtime.model_io import RequestError
 from productsearch.core.limits import EMPTY_QUERY, MAX_DEPTH
 from productsearch.runtime.scorer import ScorerModel

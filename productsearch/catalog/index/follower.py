@@ -124,6 +124,18 @@ class ShopFollower:
             index = self.catch_up()
         return index
 
+    def beyond(self, sequence: int, wait_s: float) -> str | None:
+        """Why `sequence` can never be reached by waiting (it is past the store's own head: no
+        write was acknowledged with it), or None. Such a request is refused at once instead of
+        holding its batch-mates for `wait_s`."""
+        if sequence <= self.index.applied:
+            return None
+        self.catch_up()
+        if sequence <= self.head:
+            return None
+        return (f"MIN_SEQUENCE {sequence} is beyond the catalog of shop {self.store.shop!r} (its last write has "
+                f"sequence {self.head}): send a SEQUENCE a write returned")
+
     @property
     def dim(self) -> int | None:
         return self.index.dim

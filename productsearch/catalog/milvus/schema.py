@@ -18,10 +18,12 @@ bigram or a compacted code again: Milvus's BM25 then sees exactly our terms.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlparse
 
-from productsearch.catalog.ranking.lexical import CJK_RUN, LATIN_WORD, STOPWORDS, TOKEN, compact, document, grams_of
+from productsearch.catalog.ranking.lexical import (CJK_RUN, LATIN_WORD, STOPWORDS, TOKEN, compact, document, first_distinct,
+                                                   grams_of, iter_grams)
 from productsearch.catalog.records import NUMBER_FIELDS, TERM_FIELDS
 from productsearch.catalog.rows import StoreError
 from productsearch.core.limits import MAX_TEXT_BYTES
@@ -99,9 +101,9 @@ def query_terms(text: str) -> tuple[str, str]:
     if len(TOKEN.findall(text)) > 1 and any(c.isdigit() for c in text):
         words.append(compact(text))
     latin = " ".join(LATIN_WORD.findall(folded))
-    grams = grams_of(latin) + grams_of(" ".join(CJK_RUN.findall(folded)), query=True)
-    return (" ".join(term_token(t) for t in list(dict.fromkeys(words))[:MAX_QUERY_TERMS]),
-            " ".join(term_token(g) for g in list(dict.fromkeys(grams))[:MAX_QUERY_TERMS]))
+    grams = itertools.chain(iter_grams(latin), iter_grams(" ".join(CJK_RUN.findall(folded)), query=True))
+    return (" ".join(term_token(t) for t in first_distinct(words, MAX_QUERY_TERMS)),
+            " ".join(term_token(g) for g in first_distinct(grams, MAX_QUERY_TERMS)))
 
 
 def term_column(name: str) -> str:

@@ -75,6 +75,15 @@ class MilvusShopSearch:
             now = stamp()
         return now
 
+    def beyond(self, sequence: int, wait_s: float) -> str | None:
+        """Why `sequence` cannot be reached within `wait_s` (Milvus sequences are write times in
+        microseconds: one further ahead than the wait came from no write), or None."""
+        now = stamp()
+        if sequence <= now + wait_s * 1e6:
+            return None
+        return (f"MIN_SEQUENCE {sequence} is beyond the catalog of shop {self.store.shop!r} (its sequences are write "
+                f"times in microseconds, now {now}): send a SEQUENCE a write returned")
+
     # ------------------------------------------------------------------ candidates
 
     def expression(self, row: RowQuery, excluded: list[str]) -> str:

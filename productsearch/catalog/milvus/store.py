@@ -31,7 +31,7 @@ from productsearch.catalog.milvus.schema import (OUTPUT_FIELDS, MilvusUrl, docum
                                                  parse_url, query_terms, term_column)
 from productsearch.catalog.records import NUMBER_FIELDS, TERM_FIELDS, RecordError, check_fields
 from productsearch.catalog.rows import (DEFAULT_SHOP, FencedWrite, ProductWrite, StoreError, UnknownProduct,
-                                        check_shop)
+                                        UnknownShop, check_shop)
 from productsearch.core.vectors import fuse
 
 PENDING = -1  # what a write returns inside a batch; committed() turns it into the batch's SEQUENCE
@@ -63,7 +63,7 @@ class MilvusCatalog(Generations):
         self._ensure_meta()
         if self.meta("shop") is None:
             if not create:
-                raise StoreError(f"shop {shop!r} has no catalog in {url.uri}")
+                raise UnknownShop(shop)
             self.set_meta("shop", {"created_at": time.time()})
 
     # ------------------------------------------------------------------ collections

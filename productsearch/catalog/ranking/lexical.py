@@ -23,6 +23,7 @@ find a product's row directly; a hash collision (~2^-63 per pair) would merge tw
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 import sqlite3
@@ -32,7 +33,7 @@ CODE_FIELDS = ("sku",)
 TEXT_FIELDS = ("description", "brand", "sku")
 # Localized texts a catalog may carry beside the served ones (title_en, description_zh, ...): a
 # query in one language then matches a product served in another.
-LOCALIZED = re.compile(r"^(title|description)_[a-z]{2}$")
+LOCALIZED = re.compile(r"(title|description)_[a-z]{2}")  # fullmatch
 MAX_QUERY_TERMS = 64
 JOINT_CAP = 1000  # products holding every query word: counted up to this many
 # Query words that match most of a catalog and say nothing about the product (single letters,
@@ -70,7 +71,7 @@ def key(pid: str) -> int:
 def document(title: str, fields_json: str) -> tuple[str, list[str]]:
     """(the searchable text, the product codes) of a product."""
     fields = json.loads(fields_json) if fields_json else {}
-    names = list(TEXT_FIELDS) + sorted(name for name in fields if LOCALIZED.match(name))
+    names = list(TEXT_FIELDS) + sorted(name for name in fields if LOCALIZED.fullmatch(name))
     parts = [title] + [str(fields[name]) for name in names if isinstance(fields.get(name), (str, int, float))]
     codes = [str(fields[name]) for name in CODE_FIELDS if isinstance(fields.get(name), (str, int))]
     return " ".join(parts), codes
@@ -85,18 +86,32 @@ def words(title: str, fields_json: str) -> str:
     return " ".join([text] + [compact(c) for c in codes])
 
 
-def grams_of(text: str, query: bool = False) -> list[str]:
-    """A text's grams; for a query, a CJK run of 2+ characters gives its bigrams only (single
-    characters such as 色 match most of a Chinese catalog)."""
+def iter_grams(text: str, query: bool = False):
+    """A text's grams, one at a time (a query's are cut at MAX_QUERY_TERMS: none made past it);
+    for a query, a CJK run of 2+ characters gives its bigrams only (single characters such as 色
+    match most of a Chinese catalog)."""
     text = text.casefold()
-    grams: list[str] = []
-    for word in LATIN_WORD.findall(text):
-        padded = f"0{word}0"
-        grams += [padded[i:i + 3] for i in range(len(padded) - 2)]
-    for run in CJK_RUN.findall(text):
-        bigrams = [run[i:i + 2] for i in range(len(run) - 1)]
-        grams += bigrams if (query and bigrams) else list(run) + bigrams
-    return grams
+    for word in LATIN_WORD.finditer(text):
+        padded = f"0{word.group()}0"
+        yield from (padded[i:i + 3] for i in range(len(padded) - 2))
+    for match in CJK_RUN.finditer(text):
+        run = match.group()
+        bigrams = (run[i:i + 2] for i in range(len(run) - 1))
+        yield from bigrams if (query and len(run) > 1) else itertools.chain(run, bigrams)
+
+
+def grams_of(text: str, query: bool = False) -> list[str]:
+    return list(iter_grams(text, query))
+
+
+def first_distinct(items, limit: int) -> list:
+    """The first `limit` distinct items, in order, reading no further than needed."""
+    seen: dict = {}
+    for item in items:
+        if len(seen) >= limit:
+            break
+        seen.setdefault(item, None)
+    return list(seen)
 
 
 def grams(title: str, fields_json: str) -> str:
@@ -125,14 +140,14 @@ def match_expression(text: str, db: sqlite3.Connection | None = None) -> str | N
     """The FTS5 query for a shopper's text: an OR of its words, codes and the grams of its unknown
     words and Chinese runs (of all its words without `db`); None if it has none."""
     folded = text.casefold()
-    tokens = [t for t in TOKEN.findall(folded) if not CJK_RUN.search(t) and t not in STOPWORDS
-              and (len(t) > 1 or t.isdigit())]
+    tokens = (t for t in map(re.Match.group, TOKEN.finditer(folded)) if not CJK_RUN.search(t) and t not in STOPWORDS
+              and (len(t) > 1 or t.isdigit()))
     joined = [compact(text)] if len(TOKEN.findall(text)) > 1 and any(c.isdigit() for c in text) else []
-    word_terms = list(dict.fromkeys(tokens + [t for t in joined if t]))[:MAX_QUERY_TERMS]
+    word_terms = first_distinct(itertools.chain(tokens, (t for t in joined if t)), MAX_QUERY_TERMS)
     known = known_words(db, word_terms) if db is not None else set()
     unknown = " ".join(w for w in LATIN_WORD.findall(folded) if w not in known)
-    gram_terms = list(dict.fromkeys(grams_of(unknown) + grams_of(" ".join(CJK_RUN.findall(folded)), query=True)))
-    gram_terms = gram_terms[:MAX_QUERY_TERMS]
+    gram_terms = first_distinct(itertools.chain(iter_grams(unknown), iter_grams(" ".join(CJK_RUN.findall(folded)),
+                                                                                  query=True)), MAX_QUERY_TERMS)
     parts = []
     if word_terms:
         parts.append("words : (" + " OR ".join(map(quoted, word_terms)) + ")")

@@ -256,3 +256,12 @@ def facet_counts(index: LiveIndex, mask: np.ndarray, names: list[str]) -> dict:
             result[name] = {"in_stock": int((stock > 0).sum()), "out_of_stock": int((stock == 0).sum()),
                             "unknown": int(np.isnan(stock).sum())}
     return result
+
+
+def top_facet_values(facets: dict | None, limit: int) -> dict | None:
+    """At most `limit` values per facet field: the most frequent (ties by name), so a field with a
+    value per product (FACETS=["sku"]) cannot return the whole catalog."""
+    if not facets:
+        return facets
+    return {name: dict(sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))[:limit]) if len(counts) > limit
+            else counts for name, counts in facets.items()}

@@ -33,7 +33,7 @@ import numpy as np
 from productsearch.catalog.ranking import lexical
 from productsearch.catalog.records import RecordError, check_fields
 from productsearch.catalog.rows import (DEFAULT_SHOP, ChangeSet, FencedWrite, ProductRow, ProductWrite, StoreError,  # noqa: F401
-                                        UnknownProduct, blob_vector, check_shop, vector_blob)
+                                        UnknownProduct, UnknownShop, blob_vector, check_shop, vector_blob)
 
 SCHEMA_VERSION = 2  # 2: the lexical index
 FENCE_FILE = "write_generation.json"  # the write fence for shops created after it was set
@@ -69,7 +69,7 @@ class SqliteCatalog:
         self.root, self.shop = Path(root), check_shop(shop)
         self.path = self.root / f"{shop}.sqlite"
         if not self.path.exists() and not create:
-            raise StoreError(f"shop {shop!r} has no catalog (no {self.path})")
+            raise UnknownShop(shop)
         self.root.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self.db.executescript(SCHEMA)  # idempotent; executescript commits by itself
