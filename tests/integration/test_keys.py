@@ -37,6 +37,8 @@ class Keys:
     def __init__(self, server):
         self.server = server
         self.admin = KeyClient(server.grpc_url, timeout_s=30, key=server.key)
+        for shop in (SHOP_A, SHOP_B):  # shops exist once the admin creates them
+            self.admin.create_shop(shop)
         self.sequence = max(max(self.admin.upsert(PRODUCTS, shop=shop)) for shop in (SHOP_A, SHOP_B))
 
     def make(self, scope: str = "search", shops=(SHOP_A,), **options) -> tuple[str, str]:
