@@ -99,10 +99,12 @@ def parse_rows(request, query_weight: float = DEFAULT_TEXT_WEIGHT) -> list[RowQu
     for name in ("QUERY_EMBEDDING", "TEXT_EMBEDDING", "IMAGE_EMBEDDING"):
         check_dim(query if name == "QUERY_EMBEDDING" else input_array(request, name), name)
     kinds = None  # per row, for the metrics: what the shopper sent
+    photo_only = None  # per row: TEXT_WEIGHT 0 beside a photo, so the words count nowhere
     if query is None and input_array(request, "TEXT_EMBEDDING") is not None:
         parts = query_rows(lambda name: input_array(request, name), query_weight)
         query = fuse(*parts)
         kinds = [query_kind(t, im) for t, im in zip(parts[2].tolist(), parts[3].tolist())]
+        photo_only = ((parts[4] == 0) & parts[3]).tolist()
     if (query is None) == (seeds is None):
         raise RequestError("send either QUERY_EMBEDDING or SEED_IDS (or the encoders' TEXT_EMBEDDING and IMAGE_EMBEDDING)")
     rows = len(query) if query is not None else len(seeds)
@@ -149,5 +151,7 @@ def parse_rows(request, query_weight: float = DEFAULT_TEXT_WEIGHT) -> list[RowQu
                 raise RequestError(str(err)) from None
         if sequences is not None:
             row.min_sequence = int(sequences[i][0]) if len(sequences[i]) else 0
+        if photo_only and photo_only[i] and row.relevance.lexical_weight is None:
+            row.relevance.lexical_weight = 0.0  # nor on the lexical side (LEXICAL_WEIGHT sent still wins)
         parsed.append(row)
     return parsed
