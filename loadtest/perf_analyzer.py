@@ -115,12 +115,9 @@ def run_cell(url: str, server_pid: int, data_file: Path, concurrency: int, windo
             / max(after["scorer"]["executions"] - before["scorer"]["executions"], 1)}
 
 
-def in_process_cpu_ms(server, texts: list[str], batch: int, seconds: float = 8.0) -> float:
-    """CPU-ms per text query of the same towers, fusion and scorer in this process, one thread,
-    at the batch size the server formed."""
-    from loadtest.inprocess import TextSearchPipeline
-
-    pipeline = TextSearchPipeline(server.repository, server.generation, threads=1)
+def in_process_cpu_ms(pipeline, texts: list[str], batch: int, seconds: float = 8.0) -> float:
+    """CPU-ms per text query of the same towers, fusion and scorer in this process (a
+    loadtest.inprocess.TextSearchPipeline on one thread), at the batch size the server formed."""
     pipeline.search(texts[:batch])
     cpu_started, done, position = time.process_time(), 0, 0
     wall_started = time.perf_counter()
@@ -149,7 +146,10 @@ def perf_analyzer_section(server, workload: Workload, rounds: int, window_ms: in
                 log(f"round {round_ + 1} {kind} c={c}: {cell['req/s']:.1f} req/s, p50 {cell['p50']:.1f} ms, "
                     f"{cell['cpu_ms']:.2f} server CPU-ms/search, {cell['cores']:.2f} cores, batch {cell['batch']:.1f}")
     text_batch = max(1, round(float(np.median([r["batch"] for r in results.get(("text", 16), [{"batch": 4}])]))))
-    baseline = [in_process_cpu_ms(server, workload.texts, text_batch) for _ in range(rounds)]
+    from loadtest.inprocess import TextSearchPipeline
+
+    pipeline = TextSearchPipeline(server.repository, server.generation, threads=1)  # loaded once for the rounds
+    baseline = [in_process_cpu_ms(pipeline, workload.texts, text_batch) for _ in range(rounds)]
     lines = ["| query | concurrency | req/s | p50 ms | p90 ms | p99 ms | server CPU-ms per search | "
              "server cores busy | req/s per busy core | scorer batch |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]

@@ -37,23 +37,11 @@ from loadtest.report import publish
 from loadtest.search_load import SearchLoad
 from loadtest.workload import DEMO_CATALOG, Workload
 from productsearch.demo.catalog import canonical_query
+from productsearch.demo.judged_queries import misspelt
 
 WEIGHTS = (0.1, 0.2, 0.3, 0.5, 0.7)
 MODES = ("rrf", "weighted")
 KINDS = ("semantic", "typo", "code", "brand", "chinese")
-
-
-def misspelt(query: str, rng: random.Random) -> str:
-    words = query.split()
-    long = [i for i, w in enumerate(words) if len(w) >= 4 and w.isalpha()]
-    if not long:
-        return query
-    i = rng.choice(long)
-    word, at = words[i], rng.randrange(1, len(words[i]) - 1)
-    kind = rng.choice(("drop", "double", "swap"))
-    words[i] = (word[:at] + word[at + 1:] if kind == "drop" else word[:at] + word[at] + word[at:] if kind == "double"
-                else word[:at] + word[at + 1] + word[at] + word[at + 2:])
-    return " ".join(words)
 
 
 def ndcg(found: list[str], relevant) -> float:
