@@ -127,7 +127,7 @@ class CatalogModel:
 
     def initialize(self, args: dict) -> None:
         self.ctx = ModelContext.from_args(args)
-        self.metrics = Metrics(model=self.ctx.name, generation=self.ctx.version)
+        self.metrics = Metrics.of_model(self.ctx)
         self.key = WriteKey()
         self.url = catalog_url(Path(self.ctx.version_dir).parent.parent, self.ctx.parameter("catalog", "") or None)
         self.stores: dict[str, object] = {}
