@@ -21,8 +21,8 @@ BATCHES = 20_000
 
 
 class ForcedOn(Metrics):
-    def __init__(self, **base):
-        super().__init__(**base)
+    def __init__(self, enabled=True, **base):
+        super().__init__(enabled, **base)
         self.enabled = True  # counts as inside Triton; flush() is never called here
 
 
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", action="store_true", help="record the figure in BENCHMARKS.md")
     args = parser.parse_args(argv)
     scorer_metrics.Metrics = ForcedOn
-    metrics = scorer_metrics.ScorerMetrics(types.SimpleNamespace(name="scorer", version=1), "scorer_0_0", {})
+    metrics = scorer_metrics.ScorerMetrics(types.SimpleNamespace(name="scorer", version=1, parameter=lambda key, default: default), "scorer_0_0", {})
     rows = [RowQuery(np.zeros(4, np.float32), 10, kind="text") for _ in range(8)]
     results = [Ranked(np.arange(10), np.zeros(10, np.float32)) for _ in rows]
     runs = []

@@ -3,6 +3,7 @@ on free loopback ports, serving a private copy of the model repository (the buil
 are linked, not copied) so tests never disturb a server started by `make serve`."""
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from productsearch.catalog.index.tail_pause import HOOKS_ENV  # noqa: E402
 from productsearch.control.server import TritonServer  # noqa: E402
 from productsearch.control.processes import free_ports  # noqa: E402
 from productsearch.control.repository import built_generations, link_repository  # noqa: E402
@@ -61,11 +63,15 @@ def triton(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("triton")
     repository = link_repository(MODEL_REPOSITORY, root / "model_repository", generations=[1])
+    # test hooks on for the servers tests start (catalog/index/tail_pause.py); never set in production
+    hooks = root / "test_hooks"
+    hooks.mkdir()
+    os.environ[HOOKS_ENV] = str(hooks)
     for attempt in range(2):
         server = start_server(repository, root / f"triton-{attempt}.log" if attempt else root / "triton.log", [])
         try:
             serve_generation(server, repository)
-            server.repository = repository
+            server.repository, server.test_hooks = repository, hooks
             server.demo_sequence = load_catalog(server, read_products(DEMO_CATALOG))  # upserts: safe to repeat
             break
         except Exception:

@@ -27,10 +27,11 @@ DEPLOY = REPO_ROOT / "deploy" / "prometheus"
 DEFAULT_PROMETHEUS_PORT = 9090
 
 
-def write_config(target: str, out_dir: Path, scrape_interval: str = "15s") -> Path:
-    """deploy/prometheus/prometheus.yml scraping `target` (host:port), its rules by absolute path."""
+def write_config(target: str, out_dir: Path, scrape_interval: str = "15s", rules: Path | None = None) -> Path:
+    """deploy/prometheus/prometheus.yml scraping `target` (host:port), its rules (`rules`, else
+    deploy/prometheus/alerts.yml) by absolute path."""
     text = (DEPLOY / "prometheus.yml").read_text()
-    text = text.replace('"triton:8002"', json.dumps(target)).replace("- alerts.yml", f"- {DEPLOY / 'alerts.yml'}")
+    text = text.replace('"triton:8002"', json.dumps(target)).replace("- alerts.yml", f"- {rules or DEPLOY / 'alerts.yml'}")
     text = text.replace("scrape_interval: 15s", f"scrape_interval: {scrape_interval}")
     text = text.replace("evaluation_interval: 15s", f"evaluation_interval: {scrape_interval}")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -40,12 +41,12 @@ def write_config(target: str, out_dir: Path, scrape_interval: str = "15s") -> Pa
 
 
 def start_prometheus(target: str, out_dir: Path, port: int, scrape_interval: str = "15s",
-                     timeout_s: float = 60.0) -> subprocess.Popen:
+                     timeout_s: float = 60.0, rules: Path | None = None) -> subprocess.Popen:
     """Prometheus scraping `target`, ready (its /-/ready answers); its log is out_dir/prometheus.log."""
     binary = shutil.which("prometheus")
     if binary is None:
         raise SystemExit("prometheus is not installed: `make observe` installs Debian's package")
-    config = write_config(target, out_dir, scrape_interval)
+    config = write_config(target, out_dir, scrape_interval, rules)
     log = open(out_dir / "prometheus.log", "ab")
     process = subprocess.Popen([binary, f"--config.file={config}", f"--storage.tsdb.path={out_dir / 'data'}",
                                 f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle"],

@@ -13,7 +13,8 @@ Cardinality is bounded: labels are the model, its generation, its instance, the 
 `PRODUCTSEARCH_METRICS_MAX_SHOPS`, default 50, a process sees keep their name, later ones are
 folded into `other`) and small closed sets (kind, stage, reason). No product id, query text or key
 is ever a label. Outside Triton (unit tests, in-process benchmarks) there is no pb_utils, and
-every call is a no-op; PRODUCTSEARCH_METRICS=0 turns them off inside Triton too.
+every call is a no-op; PRODUCTSEARCH_METRICS=0 turns them off inside Triton too, and a model's
+config parameter `metrics` "0" turns off that model's (the overhead benchmark reloads with it).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import threading
 from collections import defaultdict
 
 OTHER_SHOP = "other"
+UNKNOWN_SHOP = "unknown"  # a request refused before its SHOP was read
 MAX_SHOPS = int(os.environ.get("PRODUCTSEARCH_METRICS_MAX_SHOPS", "50"))
 FLUSH_S = float(os.environ.get("PRODUCTSEARCH_METRICS_FLUSH_S", "1.0"))
 # seconds: 0.5 ms .. 5 s, the scorer's stages (tens of us) and a catalog lag (s) both resolved
@@ -35,8 +37,9 @@ FAMILIES = {
     "productsearch_results_total": (COUNTER, "Results returned by the scorer"),
     "productsearch_zero_result_searches_total": (COUNTER, "Queries answered with no result"),
     "productsearch_paged_searches_total": (COUNTER, "Queries asking for a page past the first (OFFSET > 0)"),
-    "productsearch_refused_searches_total": (COUNTER, "Queries the scorer refused, by reason (bad_input, "
-                                                      "catalog_lag, store_unavailable, internal)"),
+    "productsearch_refused_searches_total": (COUNTER, "Queries refused by the query gate or the scorer, by "
+                                                      "reason (bad_input, catalog_lag, store_unavailable, internal; "
+                                                      "key and rate_limit reserved)"),
     "productsearch_scorer_seconds": (HISTOGRAM, "Scorer time per batch of one shop, end to end in the scorer"),
     "productsearch_scorer_stage_seconds": (HISTOGRAM, "Scorer time per batch of one shop and stage (filter, "
                                                       "vector, lexical, rank)"),
@@ -68,9 +71,9 @@ def _pb():
 class Metrics:
     """The metrics of one model instance; `base` labels (model, generation, ...) go on all."""
 
-    def __init__(self, **base: str):
+    def __init__(self, enabled: bool = True, **base: str):
         self.base = {k: str(v) for k, v in base.items()}
-        self.pb = _pb() if os.environ.get("PRODUCTSEARCH_METRICS", "1") != "0" else None
+        self.pb = _pb() if enabled and os.environ.get("PRODUCTSEARCH_METRICS", "1") != "0" else None
         self.enabled = self.pb is not None
         self._lock = threading.Lock()
         self._sums: dict = defaultdict(float)
@@ -85,6 +88,11 @@ class Metrics:
         if self.enabled:
             self._thread = threading.Thread(target=self._run, name="metrics-flush", daemon=True)
             self._thread.start()
+
+    @classmethod
+    def of_model(cls, ctx, **labels: str) -> "Metrics":
+        """A model's metrics (labels model and generation); off where its config says metrics "0"."""
+        return cls(ctx.parameter("metrics", "1") != "0", model=ctx.name, generation=ctx.version, **labels)
 
     def shop(self, shop: str) -> str:
         """The shop's label: its name for the first MAX_SHOPS shops, then `other`."""

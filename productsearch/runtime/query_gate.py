@@ -10,13 +10,16 @@ failing step's callback holds the ensemble's lock and waits for the handler's re
 the handler holds that lock and waits for the ensemble's (seen here under load: every model
 stuck, health still "ready"; gdb stacks in the reliability notes). With one step in the first
 pass the handler never takes the ensemble's lock after scheduling it; the encoders are scheduled
-by the gate's callback and still run in parallel. Requests refused here never reach an encoder.
+by the gate's callback and still run in parallel. Requests refused here never reach an encoder;
+each is counted in productsearch_refused_searches_total{model="query_gate", reason="bad_input",
+shop="unknown"} (the gate sees no SHOP, and cannot tell `search` from `encode_product`).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from productsearch.core.limits import EMPTY_QUERY, MAX_IMAGE_BYTES
+from productsearch.runtime.metrics import UNKNOWN_SHOP, Metrics
 from productsearch.runtime.model_io import ModelContext, RequestError, input_array, response, run_batched
 from productsearch.runtime.text_input import decode_texts
 
@@ -35,12 +38,17 @@ def check_rows(texts: np.ndarray, images: np.ndarray) -> None:
 class QueryGateModel:
     def initialize(self, args: dict) -> None:
         self.ctx = ModelContext.from_args(args)
+        self.metrics = Metrics.of_model(self.ctx)
 
     def parse(self, request) -> list[tuple]:
         texts, images = input_array(request, "TEXT"), input_array(request, "IMAGE")
-        if texts is None or images is None:
-            raise RequestError("missing input TEXT or IMAGE")
-        check_rows(texts, images)
+        try:
+            if texts is None or images is None:
+                raise RequestError("missing input TEXT or IMAGE")
+            check_rows(texts, images)
+        except RequestError:
+            self.metrics.add("productsearch_refused_searches_total", 1, shop=UNKNOWN_SHOP, reason="bad_input")
+            raise
         return list(zip(texts.reshape(-1), images.reshape(-1)))
 
     def compute(self, rows: list[tuple]) -> dict[str, np.ndarray]:
@@ -49,3 +57,6 @@ class QueryGateModel:
 
     def execute(self, requests):
         return run_batched(requests, self.parse, self.compute, lambda out: response(**out))
+
+    def finalize(self) -> None:
+        self.metrics.close()

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import time
 
-from productsearch.runtime.metrics import Metrics, StageClock
-
-UNKNOWN_SHOP = "unknown"  # a request refused before its SHOP was read
+from productsearch.runtime.metrics import UNKNOWN_SHOP, Metrics, StageClock
 
 
 class ScorerMetrics:
     """One scorer instance's metrics; `shops` is the scorer's shop -> follower map (read at each flush)."""
 
     def __init__(self, ctx, instance: str, shops: dict):
-        self.metrics = Metrics(model=ctx.name, generation=ctx.version)
+        self.metrics = Metrics.of_model(ctx)
         self.instance, self.shops = instance, shops
         self.metrics.set("productsearch_generation_serving", 1, instance=instance)
         self.metrics.collectors.append(self.collect_catalog)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import time
-import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
@@ -15,35 +14,7 @@ from pathlib import Path
 import pytest
 
 from clients.contract import Filters, Product, ReadOptions
-
-SAMPLE = re.compile(r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$')
-LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-QUERY = "probe linen lantern"
-
-
-def scrape(port: int) -> tuple[str, list[tuple[str, dict, float]]]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    samples = []
-    for line in text.splitlines():
-        match = SAMPLE.match(line)
-        if match and not line.startswith("#"):
-            samples.append((match["name"], dict(LABEL.findall(match["labels"] or "")), float(match["value"])))
-    return text, samples
-
-
-def total(samples, name: str, **labels) -> float:
-    return sum(v for n, got, v in samples if n == name and all(got.get(k) == str(w) for k, w in labels.items()))
-
-
-def wait_for(port: int, expected: dict, timeout_s: float = 15.0):
-    """The scrape once every (name, labels) -> value in `expected` holds (the stubs flush each second)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        text, samples = scrape(port)
-        got = {key: total(samples, key[0], **dict(key[1])) for key in expected}
-        if got == expected or time.monotonic() > deadline:
-            return text, samples, got
-        time.sleep(0.2)
+from tests.integration.metrics_scrape import QUERY, prom_query, prometheus, scrape, total, wait_for  # noqa: F401
 
 
 @pytest.fixture
@@ -105,30 +76,6 @@ def test_searches_and_writes_move_the_counters_by_exactly_what_was_sent(triton, 
         assert not any(secret in v for v in values), f"{secret!r} appears in a label"
     assert {k for n, labels, _ in samples if n in ours for k in labels} <= {
         "shop", "generation", "model", "instance", "kind", "stage", "reason", "le"}
-
-
-@pytest.fixture(scope="module")
-def prometheus(triton, tmp_path_factory):
-    """A real Prometheus (Debian's package, as `make observe` starts it) scraping the session
-    server every second, our alert rules loaded; stopped by its PID."""
-    from productsearch.control.observe import start_prometheus
-    from productsearch.control.processes import free_ports
-
-    port = free_ports(1)[0]
-    process = start_prometheus(f"127.0.0.1:{triton.metrics_port}", tmp_path_factory.mktemp("prometheus"), port,
-                               scrape_interval="1s")
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def prom_query(base: str, expr: str) -> list:
-    url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-    answer = json.loads(urllib.request.urlopen(url, timeout=10).read())
-    assert answer["status"] == "success", answer
-    return answer["data"]["result"]
 
 
 def test_prometheus_scrapes_the_counters_and_loads_the_alerts(triton, keyed_search_client, prometheus, shop):
