@@ -5,7 +5,9 @@ Catalog actions and the scope they need on the request's SHOP: `create_shop` (ad
 a shop but the default one comes to exist), `info`, `product`, `rules`
 (search: read-only); `set_closed_values`, `set_rules` (write); `shops` lists the shops the key
 covers (admin: every shop). Key actions (runtime/key_admin.py) need an admin key. Rule and
-closed-list changes and every key operation go into the audit trail.
+closed-list changes and every key operation go into the audit trail. `record_swap` (admin) is
+how the deploy tool (control/deploy/swap.py, a process Prometheus does not scrape) counts a
+generation swap's stages in `productsearch_swaps_total` and the audit trail.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from productsearch.runtime.key_admin import KEY_ACTIONS, key_action
 from productsearch.runtime.model_io import RequestError, response
 
 READ_ACTIONS = ("info", "product", "rules")
+SWAP_STAGES = ("started", "finished", "failed")
 WRITE_ACTIONS = ("set_closed_values", "set_rules")
 
 
@@ -68,12 +71,14 @@ class CatalogAdminModel(CatalogModel):
             info = self.store(shop, create=True).info()
             self.gate.audit.record([(principal.key_id, action, shop, [], None, {"created": created})])
             return {"shop": shop, "created": created, **info}
+        if action == "record_swap":
+            return self.record_swap(principal, payload)
         if action in READ_ACTIONS:
             self.gate.allow(principal, shop, "search")
         elif action in WRITE_ACTIONS:
             self.gate.allow(principal, shop, "write")
         else:
-            raise RequestError(f"unknown ACTION {action!r}: create_shop, info, shops, product, set_closed_values, rules, set_rules, "
+            raise RequestError(f"unknown ACTION {action!r}: create_shop, info, shops, product, set_closed_values, rules, set_rules, record_swap, "
                                f"{', '.join(KEY_ACTIONS)}")
         if action == "info":
             return self.store(shop).info()
@@ -96,3 +101,15 @@ class CatalogAdminModel(CatalogModel):
         sequence = self.store(shop).set_rules(rules)
         self.gate.audit.record([(principal.key_id, action, shop, [], sequence, {"rules": len(rules)})])
         return {"sequence": sequence, "rules": rules}
+
+    def record_swap(self, principal: Principal | None, payload: dict) -> dict:
+        """One stage of a generation swap (admin): counted by stage and target generation, audited."""
+        if principal is None or not principal.allows("admin"):
+            raise Refused("UNAUTHENTICATED" if principal is None else "PERMISSION_DENIED",
+                          "no_key" if principal is None else "wrong_scope", "record_swap needs an admin key")
+        stage, generation = payload.get("stage"), payload.get("generation")
+        if stage not in SWAP_STAGES or not isinstance(generation, int) or isinstance(generation, bool) or generation < 1:
+            raise RequestError(f'record_swap needs {{"stage": one of {list(SWAP_STAGES)}, "generation": N >= 1}}')
+        self.metrics.add("productsearch_swaps_total", 1, stage=stage, target=str(generation))
+        self.gate.audit.record([(principal.key_id, "swap_" + stage, None, [], None, {"generation": generation})])
+        return {"stage": stage, "generation": generation}

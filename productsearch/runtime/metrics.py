@@ -6,8 +6,10 @@ Cheap on the hot path: a model adds to plain in-process sums (`add`, `set`, `obs
 update under a lock); a daemon thread hands them to Triton every `PRODUCTSEARCH_METRICS_FLUSH_S`
 (default 1 s; each metric call of the API is a message to the Triton process), so a batch costs
 no IPC at all, and gauges (catalog lag) stay fresh while no searches come.
-Counters count from the stub's start: a stub restarted by Triton or the supervisor starts them at 0
-again (Prometheus's rate() and increase() take such resets in their stride); gauges are set anew.
+Across a stub restart (the supervisor reloading a dead stub) the counters go on: Triton keeps the
+dead stub's series and the new stub's same labels add to them (only what the dead stub counted in
+its last flush interval is lost); its gauges hold until the new stub sets them, within a flush.
+A tritonserver restart starts every counter at 0 (rate() and increase() take resets in stride).
 
 Cardinality is bounded: labels are the model, its generation, its instance, the shop (the first
 `PRODUCTSEARCH_METRICS_MAX_SHOPS`, default 50, a process sees keep their name, later ones are
@@ -57,6 +59,8 @@ FAMILIES = {
     "productsearch_refused_writes_total": (COUNTER, "Catalog write requests refused, by reason (bad_input, key, "
                                                     "closed_value, unknown_id, fenced, internal)"),
     "productsearch_generation_serving": (GAUGE, "1 for each generation (model version) a model instance serves"),
+    "productsearch_swaps_total": (COUNTER, "Generation swaps (and rollbacks) by stage (started, finished, failed) "
+                                           "and target generation, as the deploy tool reports them"),
 }
 
 

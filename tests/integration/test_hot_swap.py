@@ -21,6 +21,7 @@ from productsearch.control.repository import link_repository
 from productsearch.control.milvus_lite import MilvusLiteServer
 from tests.catalog_fixtures import STORE_KINDS
 from tests.conftest import DEMO_CATALOG, MODEL_REPOSITORY, load_catalog, require_built, serve_generation, start_server
+from tests.integration.metrics_scrape import scrape, wait_for
 from tests.tiny_checkpoints import tiny_clip
 
 pytestmark = pytest.mark.integration
@@ -59,6 +60,25 @@ def swap_server(request, tmp_path_factory):
 EMBEDDED_ONLY = pytest.mark.parametrize("swap_server", ["sqlite"], indirect=True)  # the store plays no part
 
 
+def serving_generations(port: int) -> set[str]:
+    """The generations whose scorer instances say, on the metrics endpoint, that they serve."""
+    return {labels["generation"] for name, labels, value in scrape(port)[1]
+            if name == "productsearch_generation_serving" and labels.get("model") == "scorer" and value == 1}
+
+
+def wait_serving(port: int, generations: set[str], timeout_s: float = 15.0) -> set[str]:
+    """The serving generations once they are `generations` (a stub flushes its metrics each second)."""
+    deadline = time.monotonic() + timeout_s
+    while (got := serving_generations(port)) != generations and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return got
+
+
+def swaps(port: int) -> dict[tuple[str, str], float]:
+    return {(labels["stage"], labels["target"]): value for name, labels, value in scrape(port)[1]
+            if name == "productsearch_swaps_total"}
+
+
 def expected_answers(server, queries, generation: int) -> dict[str, list[str]]:
     """Each query's answer, all served by `generation`."""
     with SearchClient(server.grpc_url, timeout_s=60) as client:
@@ -83,12 +103,18 @@ def test_swap_and_rollback_under_load_fail_nothing_and_mix_nothing(swap_server):
         deployer.swap(2)
         swapped = time.monotonic()
         expected[2] = expected_answers(server, queries, 2)  # generation 2 serves: its own answers
+        wait_for(server.metrics_port, {("productsearch_swaps_total", (("stage", "finished"), ("target", "2"))): 1.0})
+        assert wait_serving(server.metrics_port, {"2"}) == {"2"}  # the metrics say which generation serves
         time.sleep(2)
         deployer.rollback()
         rolled_back = time.monotonic()
         time.sleep(2)
     answers = searchers.answers
     assert not searchers.failures, searchers.failures[:5]
+    counted = {("started", "2"): 1.0, ("finished", "2"): 1.0, ("started", "1"): 1.0, ("finished", "1"): 1.0}
+    wait_for(server.metrics_port, {("productsearch_swaps_total", (("stage", s), ("target", t))): n
+                                   for (s, t), n in counted.items()})
+    assert swaps(server.metrics_port) == counted and wait_serving(server.metrics_port, {"1"}) == {"1"}
     assert expected[1] != expected[2], "the two generations must answer differently for this test to see a mix"
     assert len(answers) > (50 if server.store_kind == "sqlite" else 15), len(answers)
     for call in answers:  # each answer is exactly its generation's answer: no mix of encoders and catalog
@@ -171,6 +197,9 @@ def test_a_generation_that_fails_to_load_never_touches_the_ensembles(swap_server
         with pytest.raises(DeployError, match="image_encoder"):
             deployer.swap(4)
         assert deployer.serving_generation() == serving
+        failed = (("stage", "failed"), ("target", "4"))
+        assert wait_for(server.metrics_port, {("productsearch_swaps_total", failed): 1.0})[2] == {
+            ("productsearch_swaps_total", failed): 1.0}
         assert deployer.loaded_versions("image_encoder") == [serving]
     with SearchClient(server.grpc_url) as client:
         assert client.search("red mug", top_k=3).generation == serving
@@ -185,3 +214,10 @@ def test_load_and_unload_need_the_admin_header(swap_server):
             with pytest.raises(InferenceServerException, match="restricted"):
                 call()
         assert client.is_model_ready("search")
+    from clients.catalog import CatalogClient, ServiceError  # the swap counter takes the admin key only
+    for key in (None, "wrong"):
+        with CatalogClient(server.grpc_url, key=key, retries=0) as catalog, pytest.raises(ServiceError, match="UNAUTH"):
+            catalog.admin("record_swap", {"stage": "finished", "generation": 1})
+    with CatalogClient(server.grpc_url, key=server.key, retries=0) as catalog:
+        with pytest.raises(ServiceError, match="record_swap needs"):
+            catalog.admin("record_swap", {"stage": "done", "generation": "one"})

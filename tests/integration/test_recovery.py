@@ -164,6 +164,34 @@ def test_a_killed_stub_is_reloaded_and_clients_with_retries_see_no_error(service
         assert deployer.serving_generation() == 1, "the ensembles kept their pinned generation"
 
 
+def test_metrics_carry_on_across_a_stub_restart(service):
+    """SIGKILL the scorer's stub: Triton keeps its series, and the stub the supervisor loads in its
+    place adds to the same ones, so the counters go on from where the dead stub last flushed (the
+    README says so) and the gauges hold until the new stub sets them (within a flush)."""
+    from tests.integration.metrics_scrape import scrape, total
+
+    port = service.ports[2]
+    with SearchClient(service.url, timeout_s=30) as client:
+        for _ in range(3):
+            client.search("red mug", top_k=5)
+    searched = lambda: total(scrape(port)[1], "productsearch_searches_total", model="scorer")  # noqa: E731
+    time.sleep(1.5)  # a flush: everything the stub counted is in Triton
+    before = searched()
+    applied = total(scrape(port)[1], "productsearch_catalog_applied_sequence", model="scorer")
+    for victim in [pid for pid, stub in settled_stubs(service).items() if stub.model == "scorer"]:
+        os.kill(victim, signal.SIGKILL)
+    with SearchClient(service.url, timeout_s=120, retries=100, backoff_s=0.2) as client:
+        client.search("red mug", top_k=5)  # answered once the supervisor reloaded the scorer
+        client.search("red mug", top_k=5)
+    assert wait_for(lambda: searched() == before + 2, 15, "the new stub's searches counted") and \
+        searched() == before + 2, "the counter went on from the dead stub's count"
+    samples = scrape(port)[1]
+    assert total(samples, "productsearch_generation_serving", model="scorer") == 1
+    assert total(samples, "productsearch_catalog_applied_sequence", model="scorer") == applied
+    assert total(samples, "productsearch_catalog_lag_sequences", model="scorer") == 0
+    assert "scorer has a dead stub process" in service.supervisor_log()
+
+
 def test_the_memory_guard_gives_back_what_large_uploads_took(service):
     """Each 50 MB upload is refused, but passes through the python backend's shared memory,
     which grows and never shrinks (Triton 2.51): the supervisor reloads the model holding it

@@ -173,7 +173,38 @@ class Deployer:
                 self._load(model)
                 self.log(f"  {model}: READY")
 
+    def record_swap(self, stage: str, generation: int) -> None:
+        """Tell the server a swap stage (`productsearch_swaps_total`, the audit trail); best effort:
+        a server without catalog models yet (a first start) or an older one counts nothing."""
+        from clients.catalog import CatalogClient, ServiceError
+
+        try:
+            if not self.client.is_model_ready("catalog_admin"):
+                return
+            with CatalogClient(self.url, timeout_s=30, tls=self.tls, key=self.headers.get(GRPC_ADMIN_HEADER)) as client:
+                client.admin("record_swap", {"stage": stage, "generation": generation})
+        except (InferenceServerException, ServiceError) as err:
+            self.log(f"  (swap {stage} not recorded on {self.url}: {err})")
+
     def swap(self, generation: int, peers: tuple["Deployer", ...] = ()) -> float:
+        """Serve generation N (see _swap), each replica told the swap started and finished or failed."""
+        replicas = (self, *peers)
+        if self.serving_generation() == generation:
+            self.log(f"generation {generation} is already serving")
+            return 0.0
+        for replica in replicas:
+            replica.record_swap("started", generation)
+        try:
+            switched = self._swap(generation, peers)
+        except BaseException:
+            for replica in replicas:
+                replica.record_swap("failed", generation)
+            raise
+        for replica in replicas:
+            replica.record_swap("finished", generation)
+        return switched
+
+    def _swap(self, generation: int, peers: tuple["Deployer", ...] = ()) -> float:
         """Serve generation N; returns seconds from start until new requests go to N.
 
         1. N's encoders beside the serving M's; every product encoded for N (writes go on to M);
