@@ -16,6 +16,12 @@ from productsearch.runtime.authorize import API_KEY_HEADER
 
 ADMIN_HEADER = "admin-key"  # HTTP callers send this header
 GRPC_ADMIN_HEADER = f"triton-grpc-protocol-{ADMIN_HEADER}"  # Triton's gRPC prefix for restricted protocols
+# Triton's protocols that take the admin key: load/unload (generation swaps); shared memory (a
+# caller could map and read or overwrite another caller's registered region); log and trace
+# settings (verbose logs and trace files would record requests). Health, metadata, model config,
+# inference and statistics stay open: statistics are the counts :8002 serves anyway, and
+# perf_analyzer reads them for every run.
+RESTRICTED_PROTOCOLS = "model-repository,shared-memory,logging,trace"
 
 
 def admin_key(run_dir: Path = DEFAULT_RUN_DIR) -> str:

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clients.connection import TlsOptions
-from productsearch.control.admin import ADMIN_HEADER, ADMIN_KEY_ENV, KEY_HEADERS, admin_headers, admin_key
+from productsearch.control.admin import (ADMIN_HEADER, ADMIN_KEY_ENV, KEY_HEADERS, RESTRICTED_PROTOCOLS, admin_headers,
+                                         admin_key)
 from productsearch.catalog.store import CATALOG_ENV
 from productsearch.control.device_configs import config_name
 from productsearch.control.paths import DEFAULT_MODEL_REPOSITORY, DEFAULT_PORTS, DEFAULT_RUN_DIR, REPO_ROOT
@@ -99,9 +100,10 @@ class TritonServer:
             f"--metrics-port={self.metrics_port}",
             f"--exit-timeout-secs={self.exit_timeout_s}",
             "--log-verbose=0",
-            # Only callers with the admin header may load/unload (swap generations).
-            f"--grpc-restricted-protocol=model-repository:{ADMIN_HEADER}={self.key}",
-            f"--http-restricted-api=model-repository:{ADMIN_HEADER}={self.key}",
+            # Only callers with the admin header may load/unload (swap generations), use shared
+            # memory, change log or trace settings (control/admin.py says why these).
+            f"--grpc-restricted-protocol={RESTRICTED_PROTOCOLS}:{ADMIN_HEADER}={self.key}",
+            f"--http-restricted-api={RESTRICTED_PROTOCOLS}:{ADMIN_HEADER}={self.key}",
             # API keys travel in these headers (authorization: Bearer, x-api-key, the old
             # catalog-write-key); Triton hands them to the models (ensemble steps included) as
             # request parameters of the same names (runtime/authorize.py).
