@@ -14,6 +14,7 @@ import tritonclient.grpc as grpcclient
 
 from clients.index import load_products, read_products
 from productsearch.catalog.store import catalog_url, open_store
+from productsearch.control.admin import BENCH_RESTRICTED_PROTOCOLS
 from productsearch.control.deploy.swap import Deployer
 from productsearch.control.device_configs import write_device_configs
 from productsearch.control.model_configs import versions_config
@@ -80,7 +81,8 @@ def start_private_server(work: Path, log=print, device: str = "cpu") -> TritonSe
     http, grpc, metrics = free_ports(3)
     (Path(work) / "triton.log").unlink(missing_ok=True)
     server = TritonServer(model_repository=repository, http_port=http, grpc_port=grpc, metrics_port=metrics,
-                          log_file=Path(work) / "triton.log").start()
+                          log_file=Path(work) / "triton.log",
+                          restricted_protocols=BENCH_RESTRICTED_PROTOCOLS).start()  # perf_analyzer reads statistics
     try:
         restore(server, repository)
         load_demo_catalog(server.grpc_url, server.key, repository, log)
@@ -104,7 +106,8 @@ def temporary_server(tmp: Path, generations=(1,), prepare=None, catalog_url: str
         prepare(repository)
     http, grpc, metrics = free_ports(3)
     server = TritonServer(model_repository=repository, http_port=http, grpc_port=grpc, metrics_port=metrics,
-                          log_file=Path(tmp) / f"{name}.log", catalog_url=catalog_url).start()
+                          log_file=Path(tmp) / f"{name}.log", catalog_url=catalog_url,
+                          restricted_protocols=BENCH_RESTRICTED_PROTOCOLS).start()
     try:
         restore(server, repository)
         server.repository = repository

@@ -18,10 +18,13 @@ ADMIN_HEADER = "admin-key"  # HTTP callers send this header
 GRPC_ADMIN_HEADER = f"triton-grpc-protocol-{ADMIN_HEADER}"  # Triton's gRPC prefix for restricted protocols
 # Triton's protocols that take the admin key: load/unload (generation swaps); shared memory (a
 # caller could map and read or overwrite another caller's registered region); log and trace
-# settings (verbose logs and trace files would record requests). Health, metadata, model config,
-# inference and statistics stay open: statistics are the counts :8002 serves anyway, and
-# perf_analyzer reads them for every run.
-RESTRICTED_PROTOCOLS = "model-repository,shared-memory,logging,trace"
+# settings (verbose logs and trace files would record requests); statistics (per-model counts and
+# timings, which the loopback-only metrics endpoint serves, but gRPC may listen publicly). Health,
+# metadata, model config and inference stay open.
+RESTRICTED_PROTOCOLS = "model-repository,shared-memory,logging,trace,statistics"
+# The private benchmark servers (loopback, a throwaway key) leave statistics open: perf_analyzer
+# reads them for every run and could only carry a key on its command line.
+BENCH_RESTRICTED_PROTOCOLS = "model-repository,shared-memory,logging,trace"
 
 
 def admin_key(run_dir: Path = DEFAULT_RUN_DIR) -> str:

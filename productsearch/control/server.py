@@ -75,6 +75,7 @@ class TritonServer:
     extra_args: list[str] = field(default_factory=list)
     admin_key: str | None = None  # None: admin_key() (env or run/admin_key)
     exit_timeout_s: int = 10
+    restricted_protocols: str = RESTRICTED_PROTOCOLS  # Triton's protocols that take the admin key
     tls: GrpcTls | None = None  # gRPC over TLS (HTTP and metrics then stay on loopback)
     catalog_url: str | None = None  # the catalog store (None: PRODUCTSEARCH_CATALOG, else beside the repository)
     pid: int | None = None
@@ -101,9 +102,9 @@ class TritonServer:
             f"--exit-timeout-secs={self.exit_timeout_s}",
             "--log-verbose=0",
             # Only callers with the admin header may load/unload (swap generations), use shared
-            # memory, change log or trace settings (control/admin.py says why these).
-            f"--grpc-restricted-protocol={RESTRICTED_PROTOCOLS}:{ADMIN_HEADER}={self.key}",
-            f"--http-restricted-api={RESTRICTED_PROTOCOLS}:{ADMIN_HEADER}={self.key}",
+            # memory, change log or trace settings, read statistics (control/admin.py says why).
+            f"--grpc-restricted-protocol={self.restricted_protocols}:{ADMIN_HEADER}={self.key}",
+            f"--http-restricted-api={self.restricted_protocols}:{ADMIN_HEADER}={self.key}",
             # API keys travel in these headers (authorization: Bearer, x-api-key, the old
             # catalog-write-key); Triton hands them to the models (ensemble steps included) as
             # request parameters of the same names (runtime/authorize.py).

@@ -290,15 +290,15 @@ def test_a_revocation_reaches_a_second_server_on_the_same_store_within_1_s(keys,
         second.stop()
 
 
-def test_shared_memory_log_and_trace_settings_need_the_admin_key(triton):
-    """Triton's own protocols beyond inference: shared memory, log and trace settings (and load/
-    unload, test_hot_swap) are refused without the admin key, over gRPC and HTTP; statistics and
-    health stay open, as the metrics endpoint is."""
+def test_shared_memory_log_trace_and_statistics_need_the_admin_key(triton):
+    """Triton's own protocols beyond inference: shared memory, log and trace settings, statistics
+    (and load/unload, test_hot_swap) are refused without the admin key, over gRPC and HTTP;
+    health and inference stay open."""
     import tritonclient.http as httpclient
 
     from productsearch.control.admin import ADMIN_HEADER, GRPC_ADMIN_HEADER
 
-    refused = ("get_system_shared_memory_status", "get_log_settings", "get_trace_settings")
+    refused = ("get_system_shared_memory_status", "get_log_settings", "get_trace_settings", "get_inference_statistics")
     with grpcclient.InferenceServerClient(triton.grpc_url) as client:
         for headers in (None, {GRPC_ADMIN_HEADER: "wrong"}):
             for call in refused:
@@ -311,7 +311,7 @@ def test_shared_memory_log_and_trace_settings_need_the_admin_key(triton):
         admin = {GRPC_ADMIN_HEADER: triton.key}
         for call in refused:
             getattr(client, call)(headers=admin)
-        assert client.get_inference_statistics("search").model_stats and client.is_server_live()
+        assert client.get_inference_statistics("search", headers=admin).model_stats and client.is_server_live()
     with httpclient.InferenceServerClient(triton.http_url) as client:
         with pytest.raises(InferenceServerException, match="restricted|403|Forbidden|not allowed"):
             client.get_log_settings()

@@ -16,6 +16,7 @@ from PIL import Image
 from tritonclient.utils import InferenceServerException
 
 from clients.search import SearchClient, SearchError
+from productsearch.control.admin import admin_headers
 from productsearch.control.processes import free_ports
 from tests.process_memory import server_memory_mb
 
@@ -170,8 +171,8 @@ def test_wrong_dtype_shape_or_inputs_are_refused_by_triton(triton, inputs, messa
 
 # ------------------------------------------------------------------ one bad request in a batch
 
-def counts(client, model):
-    stats = client.get_inference_statistics(model).model_stats
+def counts(client, model, key: str):
+    stats = client.get_inference_statistics(model, headers=admin_headers(key)).model_stats
     return sum(s.inference_count for s in stats), sum(s.execution_count for s in stats)
 
 
@@ -192,7 +193,7 @@ def test_a_bad_request_inside_a_dynamic_batch_fails_alone(triton, demo_catalog):
     with grpcclient.InferenceServerClient(triton.grpc_url) as client:
         expected = [client.infer("search", search_inputs(**query), client_timeout=60) for query in good]
         expected = [(r.as_numpy("PRODUCT_IDS").reshape(-1).tolist(), r.as_numpy("SCORES").reshape(-1)) for r in expected]
-        before = {m: counts(client, m) for m in ("text_encoder", "image_encoder")}
+        before = {m: counts(client, m, triton.key) for m in ("text_encoder", "image_encoder")}
 
     async def flood():
         client = aioclient.InferenceServerClient(triton.grpc_url)
@@ -211,7 +212,7 @@ def test_a_bad_request_inside_a_dynamic_batch_fails_alone(triton, demo_catalog):
 
     good_results, bad_results = asyncio.run(flood())
     with grpcclient.InferenceServerClient(triton.grpc_url) as client:
-        after = {m: counts(client, m) for m in before}
+        after = {m: counts(client, m, triton.key) for m in before}
     for (ids, scores), result in zip(expected, good_results):
         assert not isinstance(result, Exception), result
         assert result.as_numpy("PRODUCT_IDS").reshape(-1).tolist() == ids
@@ -275,7 +276,8 @@ def test_a_flood_far_beyond_capacity_is_refused_fast_and_the_service_recovers(tr
 def test_invalid_argument_is_never_retried(triton):
     """The server's failure count grows as much with retries=5 as with retries=0."""
     def failures(client):
-        return sum(s.inference_stats.fail.count for s in client.get_inference_statistics("search").model_stats)
+        return sum(s.inference_stats.fail.count
+                   for s in client.get_inference_statistics("search", headers=admin_headers(triton.key)).model_stats)
 
     def settled(client):  # requests of earlier tests may still finish in the background
         last = failures(client)

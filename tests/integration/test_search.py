@@ -12,6 +12,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 
 from clients.contract import encode_inputs
+from productsearch.control.admin import admin_headers
 from clients.search import SearchError
 
 pytestmark = pytest.mark.integration
@@ -105,7 +106,7 @@ def test_dynamic_batching_batches_under_concurrent_load(triton, demo_catalog):
     """64 queries in flight: each encoder executes fewer times than it infers (statistics API)."""
 
     def counts(client, model):
-        stats = client.get_inference_statistics(model).model_stats
+        stats = client.get_inference_statistics(model, headers=admin_headers(triton.key)).model_stats
         return sum(s.inference_count for s in stats), sum(s.execution_count for s in stats)
 
     async def flood():

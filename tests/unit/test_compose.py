@@ -187,7 +187,7 @@ def test_triton_runs_tritonserver_in_explicit_mode(compose):
     assert "--model-control-mode=explicit" in command
     assert "productsearch.control.deploy --url 127.0.0.1:8001 restore" in command  # the serving generation back
     assert "--grpc-header-forward-pattern=catalog-write-key" in command  # catalog writes carry the admin key
-    assert "--grpc-restricted-protocol=model-repository,shared-memory,logging,trace:" in command
+    assert "--grpc-restricted-protocol=model-repository,shared-memory,logging,trace,statistics:" in command
 
 
 def test_triton_healthcheck_and_runtime_settings(compose):

@@ -138,8 +138,8 @@ def test_triton_command_matches_compose():
     assert container()["command"] == ["sh", "-c"]
     for flag in ("--model-repository=/workspace/model_repository", "--model-control-mode=explicit",
                  "--strict-readiness=true", "--grpc-header-forward-pattern=catalog-write-key",
-                 "--grpc-restricted-protocol=model-repository,shared-memory,logging,trace:admin-key=$key",
-                 "--http-restricted-api=model-repository,shared-memory,logging,trace:admin-key=$key"):
+                 "--grpc-restricted-protocol=model-repository,shared-memory,logging,trace,statistics:admin-key=$key",
+                 "--http-restricted-api=model-repository,shared-memory,logging,trace,statistics:admin-key=$key"):
         assert flag in script, flag
     assert "exec tritonserver" in script
     assert "productsearch.control.deploy --url 127.0.0.1:8001 restore" in script

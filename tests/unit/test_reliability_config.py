@@ -66,8 +66,8 @@ def test_the_server_binds_to_loopback_by_default():
     cmd = TritonServer(admin_key="k").command(INSTALL)
     for name in ("grpc-address", "http-address", "metrics-address"):
         assert flag(cmd, name) == "127.0.0.1"
-    assert flag(cmd, "grpc-restricted-protocol") == "model-repository,shared-memory,logging,trace:admin-key=k"
-    assert flag(cmd, "http-restricted-api") == "model-repository,shared-memory,logging,trace:admin-key=k"
+    assert flag(cmd, "grpc-restricted-protocol") == "model-repository,shared-memory,logging,trace,statistics:admin-key=k"
+    assert flag(cmd, "http-restricted-api") == "model-repository,shared-memory,logging,trace,statistics:admin-key=k"
 
 
 def test_the_launcher_cli_defaults_to_loopback(monkeypatch):

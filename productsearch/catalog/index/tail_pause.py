@@ -1,5 +1,5 @@
 """A test hook: stop a scorer from tailing one shop's catalog, so a test can watch the lag grow
-and the CatalogLagging alert fire (tests/integration/test_metrics.py).
+and the CatalogLagging alert fire (tests/integration/test_observability.py).
 
 Off in production: it is honoured only when PRODUCTSEARCH_TEST_HOOKS_DIR is set in the server's
 environment when it starts (the test fixtures set it; nothing else does). Then, while the file
