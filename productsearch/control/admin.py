@@ -27,9 +27,32 @@ RESTRICTED_PROTOCOLS = "model-repository,shared-memory,logging,trace,statistics"
 BENCH_RESTRICTED_PROTOCOLS = "model-repository,shared-memory,logging,trace"
 
 
+# Values that are not keys: the Kubernetes Secret template's, and the usual stand-ins
+PLACEHOLDER_KEYS = frozenset({"replace-with-a-random-key", "changeme", "change-me", "secret", "admin", "password",
+                              "example", "test"})
+MIN_KEY_CHARS = 16
+
+
+class WeakAdminKey(SystemExit):
+    """A placeholder or short admin key: the service refuses to start with it."""
+
+
+def check_admin_key(key: str) -> str:
+    """`key`, unless it is a placeholder or shorter than MIN_KEY_CHARS (the message never shows it)."""
+    if key.strip().lower() in PLACEHOLDER_KEYS:
+        raise WeakAdminKey(f"{ADMIN_KEY_ENV} is a placeholder value: make a random one, e.g. "
+                           "python3 -c 'import secrets; print(secrets.token_urlsafe(24))'")
+    if len(key.strip()) < MIN_KEY_CHARS:
+        raise WeakAdminKey(f"{ADMIN_KEY_ENV} has {len(key.strip())} characters: an admin key needs at least "
+                           f"{MIN_KEY_CHARS} (e.g. secrets.token_urlsafe(24))")
+    return key
+
+
 def admin_key(run_dir: Path = DEFAULT_RUN_DIR) -> str:
-    """The key (PRODUCTSEARCH_ADMIN_KEY, else run/admin_key), made in run/admin_key if there is none."""
+    """The key (PRODUCTSEARCH_ADMIN_KEY, checked, else run/admin_key), made in run/admin_key if there is none."""
     path = Path(run_dir) / "admin_key"
+    if os.environ.get(ADMIN_KEY_ENV):
+        return check_admin_key(os.environ[ADMIN_KEY_ENV])
     known = configured_admin_key(path)
     if known:
         return known
@@ -51,3 +74,28 @@ def write_headers(key: str | None = None) -> dict[str, str]:
 def admin_headers(key: str | None = None) -> dict[str, str]:
     """gRPC headers (tritonclient.grpc `headers=`) that unlock load/unload on our servers."""
     return {GRPC_ADMIN_HEADER: key or admin_key()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m productsearch.control.admin check`: exit 1 (saying why) unless PRODUCTSEARCH_ADMIN_KEY
+    holds a real key; the container scripts run it before tritonserver (the key never on argv)."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if args != ["check"]:
+        print("usage: python -m productsearch.control.admin check", file=sys.stderr)
+        return 2
+    key = os.environ.get(ADMIN_KEY_ENV, "")
+    if not key:
+        print(f"{ADMIN_KEY_ENV} is empty", file=sys.stderr)
+        return 1
+    try:
+        check_admin_key(key)
+    except WeakAdminKey as err:
+        print(err, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

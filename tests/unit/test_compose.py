@@ -186,7 +186,6 @@ def test_triton_runs_tritonserver_in_explicit_mode(compose):
     assert f"--model-repository={MODEL_REPOSITORY}" in command
     assert "--model-control-mode=explicit" in command
     assert "productsearch.control.deploy --url 127.0.0.1:8001 restore" in command  # the serving generation back
-    assert "--grpc-header-forward-pattern=catalog-write-key" in command  # catalog writes carry the admin key
     assert "--grpc-restricted-protocol=model-repository,shared-memory,logging,trace,statistics:" in command
 
 
@@ -346,3 +345,19 @@ def test_compose_cli_accepts_the_file(tmp_path):
     result = subprocess.run([*cli, "-f", str(COMPOSE_FILE), "--project-directory", str(ROOT), "config", "-q"],
                             capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_triton_forwards_and_restricts_as_make_serve_does(compose):
+    """The key headers forwarded to the models and the admin-only protocols are the launcher's own
+    (a pattern that forgot `authorization` would refuse every keyed request in production)."""
+    from pathlib import Path
+
+    from productsearch.control.server import TritonServer
+    from productsearch.control.triton_install import TritonInstall
+
+    ours = TritonServer(admin_key="k" * 16).command(TritonInstall(binary=Path("/bin/tritonserver"), backend_dir=Path("/b")))
+    command = service_command(compose["services"]["triton"]).replace("$$", "$")
+    for name in ("grpc-header-forward-pattern", "http-header-forward-pattern", "grpc-restricted-protocol",
+                 "http-restricted-api"):
+        value = next(arg.split("=", 1)[1] for arg in ours if arg.startswith(f"--{name}="))
+        assert f'"--{name}={value.replace("k" * 16, "$key")}"' in command, name

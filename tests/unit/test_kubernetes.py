@@ -137,7 +137,7 @@ def test_triton_command_matches_compose():
     script = kubernetes_expand(container()["args"][0])
     assert container()["command"] == ["sh", "-c"]
     for flag in ("--model-repository=/workspace/model_repository", "--model-control-mode=explicit",
-                 "--strict-readiness=true", "--grpc-header-forward-pattern=catalog-write-key",
+                 "--strict-readiness=true", "--grpc-header-forward-pattern=^(authorization|x-api-key|catalog-write-key)$",
                  "--grpc-restricted-protocol=model-repository,shared-memory,logging,trace,statistics:admin-key=$key",
                  "--http-restricted-api=model-repository,shared-memory,logging,trace,statistics:admin-key=$key"):
         assert flag in script, flag
@@ -145,6 +145,7 @@ def test_triton_command_matches_compose():
     assert "productsearch.control.deploy --url 127.0.0.1:8001 restore" in script
     assert "productsearch.control.supervisor --url 127.0.0.1:8001 --pid $$ " in script  # the shell's PID
     assert 'test -n "$PRODUCTSEARCH_ADMIN_KEY"' in script  # no per-replica key
+    assert "python3 -m productsearch.control.admin check" in script  # no placeholder key
 
 
 def test_triton_command_is_valid_shell():
@@ -287,3 +288,20 @@ def test_milvus_values_match_the_catalog_url():
     assert install, "README.md lacks the helm install command for milvus-values.yaml"
     host = CATALOG_URL.split("//")[1].split(":")[0]
     assert host == f"{install.group(1)}.{install.group(2)}.svc"
+
+
+def test_the_secret_templates_placeholder_is_refused(monkeypatch, capsys):
+    """The template's value (and any short key) stops the container before tritonserver starts."""
+    import yaml as _yaml
+
+    from productsearch.control.admin import main
+
+    template = _yaml.safe_load((K8S / "admin-key-secret.template.yaml").read_text())
+    for weak in (template["stringData"]["admin-key"], "short-key"):
+        monkeypatch.setenv("PRODUCTSEARCH_ADMIN_KEY", weak)
+        assert main(["check"]) == 1
+        assert weak not in capsys.readouterr().err  # the message never shows the key
+    monkeypatch.setenv("PRODUCTSEARCH_ADMIN_KEY", "a-real-random-key-of-32-characters!")
+    assert main(["check"]) == 0
+    monkeypatch.delenv("PRODUCTSEARCH_ADMIN_KEY")
+    assert main(["check"]) == 1
