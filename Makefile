@@ -13,7 +13,7 @@ PERF_ANALYZER := $(VENV)/perf_analyzer/perf_analyzer  # NVIDIA's load generator,
 LIBB64 := /usr/lib/x86_64-linux-gnu/libb64.so.0d  # Debian's libb64-0d: perf_analyzer links it
 APT := $(if $(filter 0,$(shell id -u)),,sudo) apt-get
 
-.PHONY: demo test install models serve stop status index clean loadtest bench evaluate evaluate-photos observe observe-stop
+.PHONY: demo test install models serve stop status index clean loadtest bench evaluate evaluate-photos observe observe-stop console-screenshots
 
 demo: models  ## build (once), serve, index (once), run example searches, start the console (http://127.0.0.1:8080)
 	$(PY) -m productsearch.control.demo
@@ -63,6 +63,9 @@ $(PERF_ANALYZER): $(INSTALLED) | $(LIBB64)
 $(LIBB64):
 	@command -v apt-get >/dev/null || { echo "install Debian's libb64-0d (no apt-get here)"; exit 1; }
 	$(APT) install -y -q libb64-0d >/dev/null || { $(APT) update -q >/dev/null && $(APT) install -y -q libb64-0d >/dev/null; }
+
+console-screenshots: models | $(CHROMIUM) $(CJK_FONT)  ## the console's search and compare pages (1280x900) into docs/, taken by its browser test
+	CONSOLE_SCREENSHOTS=docs $(PY) -m pytest -q tests/integration/test_console.py -k "chinese or compare"
 
 observe: serve | $(PROMETHEUS)  ## a real Prometheus scraping the running service, alerts loaded (PROMETHEUS_PORT, 9090)
 	$(PY) -m productsearch.control.observe start

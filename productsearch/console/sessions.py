@@ -42,9 +42,10 @@ class Session:
 
 
 def key_label(key: str) -> str:
-    """What a page may show of a key: its id (psk_<id>_...), never the secret."""
+    """What a page may show of a key: its id (psk_<id>_...), never the secret ("admin key" for the
+    server's bootstrap key, which has no id)."""
     parts = key.split("_")
-    return parts[1] if key.startswith("psk_") and len(parts) > 2 else "key"
+    return f"key {parts[1]}" if key.startswith("psk_") and len(parts) > 2 else "admin key"
 
 
 class SessionStore:

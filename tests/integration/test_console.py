@@ -226,3 +226,27 @@ def test_a_price_edit_changes_the_filtered_search(page, catalog, catalog_client)
         assert all(float(p) <= 1 for p in page.eval_on_selector_all("#results .card", "c => c.map(x => x.dataset.price)"))
     finally:
         catalog_client.update_fields({pid: {"price": product["price"]}})
+
+
+def test_the_background_console_starts_and_stops_by_pid(triton, tmp_path):
+    """`make serve` / `make stop`: the console's own process, found again by its PID file."""
+    import urllib.request
+
+    from productsearch.control.console import main as console_main
+    from productsearch.control.processes import free_ports, pid_alive
+
+    (port,) = free_ports(1)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "triton.json").write_text(json.dumps({"grpc_url": triton.grpc_url, "pid": triton.pid}))
+    args = ["--run-dir", str(run_dir), "--port", str(port)]
+    assert console_main(["start", *args]) == 0
+    pid = int((run_dir / "console" / "console.pid").read_text())
+    try:
+        assert console_main(["start", *args]) == 0 and int((run_dir / "console" / "console.pid").read_text()) == pid
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/signin", timeout=10).read().decode()
+        assert 'name="key"' in page
+        assert str(triton.key) not in open(f"/proc/{pid}/cmdline").read()  # no key in argv
+    finally:
+        assert console_main(["stop", *args]) == 0
+    assert not pid_alive(pid) and not (run_dir / "console" / "console.pid").exists()

@@ -16,6 +16,7 @@
     input.files = files.files;
     form.requestSubmit(document.getElementById("go"));
   }
+  input.addEventListener("change", () => { if (input.files.length) form.requestSubmit(document.getElementById("go")); });
   if (zone) {
     ["dragenter", "dragover"].forEach((name) => zone.addEventListener(name, (e) => { e.preventDefault(); zone.classList.add("over"); }));
     ["dragleave", "drop"].forEach((name) => zone.addEventListener(name, () => zone.classList.remove("over")));
