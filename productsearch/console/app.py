@@ -5,7 +5,6 @@ or an outage shows the service's message on the page, never a trace. gRPC calls 
 run in the thread pool, never on the event loop."""
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -21,6 +20,7 @@ from productsearch.console.catalog_page import catalog_page
 from productsearch.console.compare import movements, overlap_at
 from productsearch.console.photos import ProductPhotos
 from productsearch.console.queries import FACETS, Query, number, run
+from productsearch.console.records import ProductRecords
 from productsearch.console.sessions import COOKIE, Session, SessionStore
 from productsearch.console.status import service_status
 
@@ -36,28 +36,13 @@ def problem(err: Exception) -> str:
     return f"the service could not be reached ({type(err).__name__}: {str(err)[:200]})"
 
 
-def details(client, ids: list[str], shop: str | None) -> dict[str, dict]:
-    """Each result's catalog record (price, stock) through `product`, asked for all at once."""
-    if not ids:
-        return {}
-    with ThreadPoolExecutor(max_workers=min(len(ids), 12)) as pool:
-        records = list(pool.map(lambda pid: safe_product(client, pid, shop), ids))
-    return {pid: record for pid, record in zip(ids, records) if record}
-
-
-def safe_product(client, pid: str, shop: str | None) -> dict | None:
-    try:
-        return client.product(pid, shop)
-    except ServiceError:
-        return None
-
-
 class Console:
     """The app's state: the service's address, the sessions and the product photos."""
 
     def __init__(self, url: str, catalogs: list[Path] | None = None, timeout_s: float = 10.0):
         self.sessions = SessionStore(url, timeout_s)
         self.photos = ProductPhotos(catalogs)
+        self.records = ProductRecords()
         self.url = url
 
     def session(self, request: Request) -> Session | None:
@@ -119,7 +104,8 @@ class Console:
         if query.text or query.photo or query.like or form.get("go"):
             try:
                 answer = await run_in_threadpool(run, session.client, query, session.shop)
-                records = await run_in_threadpool(details, session.client, answer.result.ids, session.shop)
+                records = await run_in_threadpool(self.records.records, session.client, session.shop, answer.result.ids,
+                                                  answer.result.catalog_sequence)
                 context.update(answer=answer, records=records)
             except Exception as err:  # noqa: BLE001 - shown to the operator
                 session.note_error("search", problem(err))
