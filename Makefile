@@ -7,17 +7,20 @@ CATALOG := data/demo_catalog/catalog.jsonl
 BUILT := model_repository/generations/1.json  # written last by the build: the generation is complete
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 PROMETHEUS := /usr/bin/prometheus  # Debian's package: prometheus and promtool
+CHROMIUM := /usr/bin/chromium  # Debian's package: the browser the console's Playwright tests drive
+CJK_FONT := /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc  # Debian's fonts-noto-cjk: Chinese in the screenshots
 PERF_ANALYZER := $(VENV)/perf_analyzer/perf_analyzer  # NVIDIA's load generator, from pinned wheels
 LIBB64 := /usr/lib/x86_64-linux-gnu/libb64.so.0d  # Debian's libb64-0d: perf_analyzer links it
 APT := $(if $(filter 0,$(shell id -u)),,sudo) apt-get
 
-.PHONY: demo test install models serve stop status index clean loadtest bench evaluate evaluate-photos observe observe-stop
+.PHONY: demo test install models serve stop status index clean loadtest bench evaluate evaluate-photos observe observe-stop console-screenshots
 
-demo: models  ## build (once), serve, index (once), run example searches
+demo: models  ## build (once), serve, index (once), run example searches, start the console (http://127.0.0.1:8080)
 	$(PY) -m productsearch.control.demo
+	$(PY) -m productsearch.control.console start
 
 TEST_WORKERS ?= 2
-test: models | $(PROMETHEUS)  ## unit + integration tests against real tritonservers (and promtool), in TEST_WORKERS processes (a file each)
+test: models | $(PROMETHEUS) $(CHROMIUM) $(CJK_FONT)  ## unit + integration tests against real tritonservers (and promtool), in TEST_WORKERS processes (a file each)
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 install: $(INSTALLED)
@@ -25,7 +28,7 @@ install: $(INSTALLED)
 $(INSTALLED): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q pip==26.3
-	$(PY) -m pip install -q -r requirements.txt
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(PY) -m pip install -q -r requirements.txt  # playwright drives Debian's chromium
 	$(PY) -m pip install -q --no-deps --no-build-isolation --config-settings editable_mode=compat -e .
 	touch $@
 
@@ -47,6 +50,12 @@ $(PROMETHEUS):
 	DEBIAN_FRONTEND=noninteractive $(APT) install -y -q --no-install-recommends prometheus >/dev/null || \
 	  { $(APT) update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $(APT) install -y -q --no-install-recommends prometheus >/dev/null; }
 
+# Debian's chromium and a CJK font, installed once when missing: the console's browser tests and screenshots.
+$(CHROMIUM) $(CJK_FONT):
+	@command -v apt-get >/dev/null || { echo "install Debian's chromium and fonts-noto-cjk (no apt-get here)"; exit 1; }
+	DEBIAN_FRONTEND=noninteractive $(APT) install -y -q --no-install-recommends chromium fonts-noto-cjk >/dev/null || \
+	  { $(APT) update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $(APT) install -y -q --no-install-recommends chromium fonts-noto-cjk >/dev/null; }
+
 # perf_analyzer 2.41 (the tritonclient wheel's binary) and the CUDA 12 runtime it links, into the venv.
 $(PERF_ANALYZER): $(INSTALLED) | $(LIBB64)
 	$(PY) -m loadtest.perf_analyzer install
@@ -55,16 +64,21 @@ $(LIBB64):
 	@command -v apt-get >/dev/null || { echo "install Debian's libb64-0d (no apt-get here)"; exit 1; }
 	$(APT) install -y -q libb64-0d >/dev/null || { $(APT) update -q >/dev/null && $(APT) install -y -q libb64-0d >/dev/null; }
 
+console-screenshots: models | $(CHROMIUM) $(CJK_FONT)  ## the console's search and compare pages (1280x900) into docs/, taken by its browser test
+	CONSOLE_SCREENSHOTS=docs $(PY) -m pytest -q tests/integration/test_console.py -k "chinese or compare"
+
 observe: serve | $(PROMETHEUS)  ## a real Prometheus scraping the running service, alerts loaded (PROMETHEUS_PORT, 9090)
 	$(PY) -m productsearch.control.observe start
 
 observe-stop:  ## stop the background Prometheus (by PID)
 	$(PY) -m productsearch.control.observe stop
 
-serve: models  ## start Triton in the background if it is not up (idempotent)
+serve: models  ## start Triton and the console (CONSOLE_PORT, 8080) in the background if they are not up (idempotent)
 	$(PY) -m productsearch.control.launcher start
+	$(PY) -m productsearch.control.console start
 
-stop:  ## stop the background Triton (by PID) and wait for it to exit
+stop:  ## stop the background console and Triton (by PID) and wait for them to exit
+	$(PY) -m productsearch.control.console stop
 	$(PY) -m productsearch.control.launcher stop
 
 status:

@@ -20,8 +20,9 @@ indexes the demo catalog), each measured in this process so its ratios hold on a
 - tuning:    encoder threads / instances / queue variants, reloaded in turn (only when named);
 - perf_analyzer: NVIDIA's perf_analyzer per query kind at c=1/16/64, server CPU-ms per search
              beside the in-process cost (only when named; loadtest/perf_analyzer.py);
-- keys:      text search keyless vs with an API key vs a rate-limited key, 5 rounds (only when named).
-- metrics_served: perf_analyzer text search with the search path's metrics on vs off (only when named).
+- keys:      text search keyless vs with an API key vs a rate-limited key, 5 rounds (only when named);
+- metrics_served: perf_analyzer text search with the search path's metrics on vs off (only when named);
+- console:   the search console's Search page round trip vs the bare gRPC search it makes (only when named).
 Tool sections run on their own (private servers or in process) and take their own options
 (`--sections NAME --help`): scorer, runtimes, relevance, catalog, stores, replicas, swap, filters,
 metrics, query.
@@ -46,7 +47,7 @@ from loadtest.serving_profile import profile_section
 from loadtest.workload import DEMO_CATALOG, Workload
 
 SERVED = ("latency", "batching", "inprocess", "scale", "profile", "locust")
-EXTRA_SERVED = ("tuning", "perf_analyzer", "keys", "metrics_served")  # run only when named in --sections
+EXTRA_SERVED = ("tuning", "perf_analyzer", "keys", "metrics_served", "console")  # run only when named in --sections
 TOOLS = {  # section -> (module, arguments it always gets); each module has main(argv)
     "scorer": ("loadtest.scorer_bench", []), "runtimes": ("loadtest.runtime_bench", []),
     "relevance": ("loadtest.relevance_bench", []), "catalog": ("loadtest.catalog_bench", []),
@@ -66,6 +67,7 @@ TITLES = {
     "perf_analyzer": "Serving cost with NVIDIA's perf_analyzer: throughput, latency and server CPU per search",
     "keys": "API keys: search with a key vs a public shop",
     "metrics_served": "The service's own metrics on vs off, served (perf_analyzer)",
+    "console": "Search console: page round trip vs the bare gRPC search",
 }
 
 
@@ -180,6 +182,10 @@ def served_section(section: str, url: str, server, workload: Workload, settings:
         from loadtest.metrics_served import metrics_served_section
 
         return metrics_served_section(server, workload, settings.rounds, log=log)
+    if section == "console":
+        from loadtest.console_bench import console_section
+
+        return console_section(server, workload, settings, log, max(3, settings.rounds))
     variants = args.variants.split(";") if args.variants else None
     return asyncio.run(tuning_section(server, workload, settings, log, variants, settings.rounds))
 
