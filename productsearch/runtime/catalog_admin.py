@@ -3,16 +3,21 @@
 
 Catalog actions and the scope they need on the request's SHOP: `create_shop` (admin: the only way
 a shop but the default one comes to exist), `info`, `product`, `rules`
-(search: read-only); `set_closed_values`, `set_rules` (write); `shops` lists the shops the key
+(search: read-only); `set_closed_values`, `set_rules`, `analytics` (write: the shop's own backend
+reads what its shoppers searched; PAYLOAD {"since": s, "until": s, "top": n}, catalog/analytics.py); `shops` lists the shops the key
 covers (admin: every shop). Key actions (runtime/key_admin.py) need an admin key. Rule and
 closed-list changes and every key operation go into the audit trail.
 """
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 
 import numpy as np
 
+from productsearch.catalog.analytics import report as analytics_report
+from productsearch.catalog.events import EventStore, events_path
 from productsearch.catalog.keys.store import KeyError_
 from productsearch.catalog.ranking.merchandising import RuleError, check_rules
 from productsearch.catalog.records import RecordError, product_id
@@ -23,7 +28,7 @@ from productsearch.runtime.key_admin import KEY_ACTIONS, key_action
 from productsearch.runtime.model_io import RequestError, response
 
 READ_ACTIONS = ("info", "product", "rules")
-WRITE_ACTIONS = ("set_closed_values", "set_rules")
+WRITE_ACTIONS = ("set_closed_values", "set_rules", "analytics")
 
 
 class CatalogAdminModel(CatalogModel):
@@ -81,6 +86,8 @@ class CatalogAdminModel(CatalogModel):
             return {"product": self.store(shop).product(checked(product_id, str(payload.get("id", ""))))}
         if action == "rules":
             return {"rules": self.store(shop).rules()}
+        if action == "analytics":
+            return self.analytics(shop, payload)
         if action == "set_closed_values":
             values = payload.get("values")
             if not isinstance(values, dict) or not all(isinstance(v, list) and all(isinstance(x, str) for x in v)
@@ -96,3 +103,24 @@ class CatalogAdminModel(CatalogModel):
         sequence = self.store(shop).set_rules(rules)
         self.gate.audit.record([(principal.key_id, action, shop, [], sequence, {"rules": len(rules)})])
         return {"sequence": sequence, "rules": rules}
+
+    def analytics(self, shop: str, payload: dict) -> dict:
+        """The shop's search analytics over [since, until) (catalog/analytics.py)."""
+        now = time.time()
+        try:
+            since, until = float(payload.get("since", now - 7 * 86400)), float(payload.get("until", now))
+            top = int(payload.get("top", 20))
+        except (TypeError, ValueError):
+            raise RequestError('analytics takes {"since": seconds, "until": seconds, "top": n}') from None
+        if not 1 <= top <= 1000 or since >= until:
+            raise RequestError(f"analytics needs since < until and 1 <= top <= 1000, got {since}, {until}, {top}")
+        self.store(shop)  # UnknownShop (NOT_FOUND) for a shop nobody created
+        events = EventStore(events_path(self.url, shop, Path(self.ctx.version_dir).parent.parent), durable=False)
+        try:
+            events.db.execute("BEGIN")  # one snapshot for every figure
+            try:
+                return {"shop": shop, **analytics_report(events.db, since, until, top)}
+            finally:
+                events.db.execute("COMMIT")
+        finally:
+            events.close()

@@ -5,6 +5,7 @@ clear errors for bad rows (the others kept), idempotent, authorised per row with
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
+from clients.catalog import CatalogClient
 from clients.contract import Event, Product, ReadOptions, bytes_rows, key_headers
 from clients.events import EventsClient
 from clients.keys import KeyClient
@@ -151,3 +153,47 @@ def test_a_request_of_the_wrong_types_is_refused_whole_and_the_server_lives_on(s
     finally:
         client.close()
     assert shops.record([Event(found.query_id, "click", found.ids[0], shop=SHOP_A)], shops.keys[SHOP_A]) == ["recorded"]
+
+
+def test_analytics_report_through_the_service_counts_what_shoppers_did(shops, tmp_path):
+    """A fresh shop, 6 searches: 4 of "blue mug" (2 clicked at positions 1 and 2, one of them
+    bought for 30), 1 clicked "tea cup", 1 zero-result: the figures follow by hand."""
+    from clients.analytics import fetch_report, format_html, format_text, main
+    from clients.contract import Filters
+
+    shop = "events-analytics"
+    with KeyClient(shops.server.grpc_url, timeout_s=30, key=shops.server.key) as admin:
+        admin.create_shop(shop)
+        shops.sequence = max(shops.sequence, max(admin.upsert(PRODUCTS, shop=shop)))
+        shops.keys[shop] = admin.create("search", [shop])["secret"]
+        writer = admin.create("write", [shop])["secret"]
+    blue = [shops.search(shop, "blue mug") for _ in range(4)]
+    cup = shops.search(shop, "Tea cup")
+    shops.search(shop, "mug", filters=Filters(price_min=1000.0))
+    statuses = shops.record([Event(blue[0].query_id, "click", blue[0].ids[0], shop=shop),
+                             Event(blue[1].query_id, "click", blue[1].ids[1], shop=shop),
+                             Event(blue[1].query_id, "purchase", blue[1].ids[1], value=30.0, shop=shop),
+                             Event(cup.query_id, "click", cup.ids[0], shop=shop)], shops.keys[shop])
+    assert statuses == ["recorded"] * 4
+    with CatalogClient(shops.server.grpc_url, timeout_s=30, key=shops.keys[shop]) as searcher:
+        with pytest.raises(Exception, match="PERMISSION_DENIED.*needs 'write'"):
+            fetch_report(searcher, shop, 0)  # a search key does not read analytics
+    with CatalogClient(shops.server.grpc_url, timeout_s=30, key=writer) as client:
+        with pytest.raises(Exception, match="PERMISSION_DENIED.*not for shop"):
+            fetch_report(client, SHOP_A, 0)
+        report = fetch_report(client, shop, 0)
+    s = report["summary"]
+    assert (s["searches"], s["ctr"], s["conversion"], s["zero_result_rate"]) == (6, 0.5, round(1 / 6, 4), round(1 / 6, 4))
+    assert s["mrr"] == round((1 + 0.5 + 1) / 3, 4) and s["revenue_per_search"] == 5.0
+    assert report["top_queries"][0]["query"] == "blue mug" and report["top_queries"][0]["searches"] == 4
+    assert [q["query"] for q in report["zero_result_queries"]] == ["mug"]
+    assert report["by_arm"][0]["arm"] == "control" and report["by_generation"][0]["searches"] == 6
+    assert "blue mug" in format_text(report) and "<svg" in format_html(report) and "http" not in format_html(report)
+    page = tmp_path / "report.html"
+    os.environ["PRODUCTSEARCH_API_KEY"] = writer
+    try:
+        assert main(["report", "--shop", shop, "--since", "1d", "--html", str(page), "--url",
+                     shops.server.grpc_url]) == 0
+    finally:
+        del os.environ["PRODUCTSEARCH_API_KEY"]
+    assert "CTR by day" in page.read_text()
