@@ -16,7 +16,10 @@ import tritonclient.grpc as grpcclient
 
 SEARCH, RECOMMEND, ENCODE_PRODUCT = "search", "recommend", "encode_product"
 UPSERT, UPDATE_FIELDS, DELETE, CATALOG_ADMIN = "upsert_products", "update_fields", "delete_products", "catalog_admin"
-RANKED_OUTPUTS = ("PRODUCT_IDS", "SCORES", "TITLES", "GENERATION", "CATALOG_SEQUENCE", "FACET_COUNTS", "EXPLANATIONS")
+RECORD_EVENTS = "record_events"
+RANKED_OUTPUTS = ("PRODUCT_IDS", "SCORES", "TITLES", "GENERATION", "CATALOG_SEQUENCE", "FACET_COUNTS", "EXPLANATIONS",
+                  "QUERY_ID", "ARM")
+EVENT_KINDS = ("click", "add_to_cart", "purchase")
 API_KEY_HEADER = "authorization"  # every API key travels in it: "Bearer <key>" (or x-api-key: <key>)
 WRITE_KEY_HEADER = "catalog-write-key"  # the old write-key header: an alias for one release
 
@@ -160,29 +163,32 @@ class ReadOptions:
 
 def search_inputs(text: str | None = None, image: bytes | str | Path | None = None, top_k: int = 10,
                   offset: int = 0, text_weight: float | None = None, filters: Filters | None = None,
-                  read: ReadOptions | None = None, relevance: Relevance | None = None) -> list[grpcclient.InferInput]:
-    """The inputs of one `search` query (an absent modality is an empty element)."""
+                  read: ReadOptions | None = None, relevance: Relevance | None = None,
+                  user: str | None = None) -> list[grpcclient.InferInput]:
+    """The inputs of one `search` query (an absent modality is an empty element); user: USER, an
+    opaque shopper or session id (never required)."""
     inputs = [bytes_tensor("QUERY_TEXT", text or ""), bytes_tensor("QUERY_IMAGE", read_image(image)),
               number_tensor("TOP_K", top_k, "INT32")]
     if text_weight is not None:
         inputs.append(number_tensor("TEXT_WEIGHT", text_weight))
-    return inputs + ranking_options(offset, filters, read) + (relevance or Relevance()).inputs()
+    return inputs + ranking_options(offset, filters, read, user) + (relevance or Relevance()).inputs()
 
 
 def recommend_inputs(item_ids: list[str], top_k: int = 10, weights: list[float] | None = None, offset: int = 0,
                      filters: Filters | None = None, read: ReadOptions | None = None,
-                     relevance: Relevance | None = None) -> list[grpcclient.InferInput]:
+                     relevance: Relevance | None = None, user: str | None = None) -> list[grpcclient.InferInput]:
     """The inputs of one `recommend` call: seed product ids (most recent first), optional weights."""
     inputs = [list_tensor("ITEM_IDS", list(item_ids)), number_tensor("TOP_K", top_k, "INT32")]
     if weights is not None:
         inputs.append(floats_tensor("ITEM_WEIGHTS", list(weights)))
-    return inputs + ranking_options(offset, filters, read) + (relevance or Relevance()).inputs(lexical=False)
+    return inputs + ranking_options(offset, filters, read, user) + (relevance or Relevance()).inputs(lexical=False)
 
 
-def ranking_options(offset: int, filters: Filters | None, read: ReadOptions | None = None) -> list[grpcclient.InferInput]:
-    """OFFSET, the filters and the read options, shared by `search` and `recommend`."""
+def ranking_options(offset: int, filters: Filters | None, read: ReadOptions | None = None,
+                    user: str | None = None) -> list[grpcclient.InferInput]:
+    """OFFSET, the filters, the read options and USER, shared by `search` and `recommend`."""
     return (([number_tensor("OFFSET", offset, "INT32")] if offset else []) + (filters or Filters()).inputs()
-            + (read or ReadOptions()).inputs())
+            + (read or ReadOptions()).inputs() + ([bytes_tensor("USER", user)] if user else []))
 
 
 @dataclass
@@ -233,6 +239,8 @@ class SearchResult:
     catalog_sequence: int = 0  # the catalog sequence this answer reflects
     facets: dict = field(default_factory=dict)  # field -> value -> count (when facets were asked for)
     explanations: list[dict] = field(default_factory=list)  # one per result (when explain was asked for)
+    query_id: str = ""  # QUERY_ID: what events about this answer refer to (record_events)
+    arm: str = ""  # ARM: the experiment arm that answered ("control" outside experiments)
 
     def rows(self) -> list[tuple[str, float, str]]:
         return list(zip(self.ids, self.scores, self.titles))
@@ -246,9 +254,39 @@ class SearchResult:
         keep = [i for i, pid in enumerate(ids) if pid]
         sequence = result.as_numpy("CATALOG_SEQUENCE")
         facets, notes = result.as_numpy("FACET_COUNTS"), result.as_numpy("EXPLANATIONS")
+        query_id, arm = result.as_numpy("QUERY_ID"), result.as_numpy("ARM")
         notes = [] if notes is None else [v.decode() for v in notes.reshape(-1)]
         return cls(ids=[ids[i] for i in keep], scores=[scores[i] for i in keep], titles=[titles[i] for i in keep],
                    generation=int(result.as_numpy("GENERATION").reshape(-1)[0]),
                    catalog_sequence=0 if sequence is None else int(sequence.reshape(-1)[0]),
                    facets={} if facets is None else json.loads(facets.reshape(-1)[0].decode() or "{}"),
-                   explanations=[json.loads(notes[i]) for i in keep if i < len(notes) and notes[i]])
+                   explanations=[json.loads(notes[i]) for i in keep if i < len(notes) and notes[i]],
+                   query_id="" if query_id is None else query_id.reshape(-1)[0].decode(),
+                   arm="" if arm is None else arm.reshape(-1)[0].decode())
+
+
+@dataclass
+class Event:
+    """What a shopper did with a search's answer: `event` is click, add_to_cart or purchase of
+    `product_id` (one of that answer's products); position: its 1-based place as shown (None: its
+    rank in the answer); value: the order value (purchases); user: the shopper's opaque id."""
+
+    query_id: str
+    event: str
+    product_id: str
+    position: int | None = None
+    value: float = 0.0
+    user: str = ""
+    shop: str | None = None
+
+
+def event_inputs(events: list[Event]) -> list[grpcclient.InferInput]:
+    """One `record_events` request: one row per event (each row is checked and answered alone)."""
+    positions = [0 if e.position is None else int(e.position) for e in events]
+    value = grpcclient.InferInput("VALUE", [len(events), 1], "FP32")
+    value.set_data_from_numpy(np.array([[e.value] for e in events], dtype=np.float32).reshape(-1, 1))
+    position = grpcclient.InferInput("POSITION", [len(events), 1], "INT32")
+    position.set_data_from_numpy(np.array(positions, dtype=np.int32).reshape(-1, 1))
+    return [bytes_rows("QUERY_ID", [e.query_id for e in events]), bytes_rows("EVENT", [e.event for e in events]),
+            bytes_rows("PRODUCT_ID", [e.product_id for e in events]), position, value,
+            bytes_rows("USER", [e.user or "" for e in events]), bytes_rows("SHOP", [e.shop or "" for e in events])]

@@ -42,27 +42,30 @@ class SearchClient(CatalogClient):
 
     def search(self, text: str | None = None, image: bytes | str | Path | None = None, top_k: int = 10,
                offset: int = 0, text_weight: float | None = None, filters: Filters | None = None,
-               read: ReadOptions | None = None, relevance: Relevance | None = None) -> SearchResult:
+               read: ReadOptions | None = None, relevance: Relevance | None = None,
+               user: str | None = None) -> SearchResult:
         """Best products for a text and/or image query (image: encoded bytes or a file path).
         offset: skip that many (pages: offset = page * top_k); text_weight: text vs image in
         the fused query, 0..1 (None: the server's default, 0.5); filters: see `Filters`;
         read: the shop and the MIN_SEQUENCE (read-your-writes), see `ReadOptions`; relevance:
-        hybrid lexical weight, boosts, group cap, facets, explain, see `Relevance`."""
-        inputs = search_inputs(text, image, top_k, offset, text_weight, filters, read, relevance)
+        hybrid lexical weight, boosts, group cap, facets, explain, see `Relevance`; user: USER, the
+        shopper's opaque id (the search log; the experiment arm). The answer's `query_id` is what
+        events about it refer to (clients.events)."""
+        inputs = search_inputs(text, image, top_k, offset, text_weight, filters, read, relevance, user)
         return SearchResult.from_response(self.infer(SEARCH, inputs, list(RANKED_OUTPUTS), headers=self.write_headers))
 
     def recommend(self, item_ids: list[str], top_k: int = 10, weights: list[float] | None = None, offset: int = 0,
                   filters: Filters | None = None, read: ReadOptions | None = None,
-                  relevance: Relevance | None = None) -> SearchResult:
+                  relevance: Relevance | None = None, user: str | None = None) -> SearchResult:
         """Products like `item_ids` (one id: "more like this"; a shopper's recently viewed ids,
         most recent first: "for this shopper"), never the items themselves. weights: one per id
         (None: recency weights 0.8**i). An unknown id raises INVALID_ARGUMENT."""
-        inputs = recommend_inputs(item_ids, top_k, weights, offset, filters, read, relevance)
+        inputs = recommend_inputs(item_ids, top_k, weights, offset, filters, read, relevance, user)
         return SearchResult.from_response(self.infer(RECOMMEND, inputs, list(RANKED_OUTPUTS), headers=self.write_headers))
 
 
 def format_result(result: SearchResult) -> str:
-    lines = [f"{'rank':>4}  {'id':<8} {'score':>6}  title   (generation {result.generation})"]
+    lines = [f"{'rank':>4}  {'id':<8} {'score':>6}  title   (generation {result.generation}, query id {result.query_id})"]
     for rank, (pid, score, title) in enumerate(result.rows(), 1):
         lines.append(f"{rank:>4}  {pid:<8} {score:6.3f}  {title}")
         if rank <= len(result.explanations):

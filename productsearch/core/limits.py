@@ -16,5 +16,6 @@ MAX_VALUE_BYTES = 1024  # one element of a list input (an id, a category, a shop
 MAX_EMBEDDING_DIM = 4096  # QUERY_EMBEDDING / TEXT_EMBEDDING / IMAGE_EMBEDDING values per row
 MAX_JSON_BYTES = 4096  # BOOSTS, and the other small JSON inputs of a search
 MAX_FACET_VALUES = 100  # values per facet field returned (the most frequent; scorer parameter max_facet_values)
+MAX_USER_BYTES = 256  # USER (an opaque shopper or session id) of a search or an event
 
 EMPTY_QUERY = "query is empty: send QUERY_TEXT and/or QUERY_IMAGE (both were empty)"

@@ -3,7 +3,8 @@
 
 Catalog actions and the scope they need on the request's SHOP: `create_shop` (admin: the only way
 a shop but the default one comes to exist), `info`, `product`, `rules`
-(search: read-only); `set_closed_values`, `set_rules` (write); `shops` lists the shops the key
+(search: read-only); `set_closed_values`, `set_rules`, `analytics` (write: the shop's own backend
+reads what its shoppers searched; PAYLOAD {"since": s, "until": s, "top": n}, catalog/analytics.py); `shops` lists the shops the key
 covers (admin: every shop). Key actions (runtime/key_admin.py) need an admin key. Rule and
 closed-list changes and every key operation go into the audit trail. `record_swap` (admin) is
 how the deploy tool (control/deploy/swap.py, a process Prometheus does not scrape) counts a
@@ -12,9 +13,13 @@ generation swap's stages in `productsearch_swaps_total` and the audit trail.
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 
 import numpy as np
 
+from productsearch.catalog.analytics import report as analytics_report
+from productsearch.catalog.events import EventStore, events_path
 from productsearch.catalog.keys.store import KeyError_
 from productsearch.catalog.ranking.merchandising import RuleError, check_rules
 from productsearch.catalog.records import RecordError, product_id
@@ -26,7 +31,7 @@ from productsearch.runtime.model_io import RequestError, response
 
 READ_ACTIONS = ("info", "product", "rules")
 SWAP_STAGES = ("started", "finished", "failed")
-WRITE_ACTIONS = ("set_closed_values", "set_rules")
+WRITE_ACTIONS = ("set_closed_values", "set_rules", "analytics")
 
 
 class CatalogAdminModel(CatalogModel):
@@ -86,6 +91,8 @@ class CatalogAdminModel(CatalogModel):
             return {"product": self.store(shop).product(checked(product_id, str(payload.get("id", ""))))}
         if action == "rules":
             return {"rules": self.store(shop).rules()}
+        if action == "analytics":
+            return self.analytics(shop, payload)
         if action == "set_closed_values":
             values = payload.get("values")
             if not isinstance(values, dict) or not all(isinstance(v, list) and all(isinstance(x, str) for x in v)
@@ -102,14 +109,5 @@ class CatalogAdminModel(CatalogModel):
         self.gate.audit.record([(principal.key_id, action, shop, [], sequence, {"rules": len(rules)})])
         return {"sequence": sequence, "rules": rules}
 
-    def record_swap(self, principal: Principal | None, payload: dict) -> dict:
-        """One stage of a generation swap (admin): counted by stage and target generation, audited."""
-        if principal is None or not principal.allows("admin"):
-            raise Refused("UNAUTHENTICATED" if principal is None else "PERMISSION_DENIED",
-                          "no_key" if principal is None else "wrong_scope", "record_swap needs an admin key")
-        stage, generation = payload.get("stage"), payload.get("generation")
-        if stage not in SWAP_STAGES or not isinstance(generation, int) or isinstance(generation, bool) or generation < 1:
-            raise RequestError(f'record_swap needs {{"stage": one of {list(SWAP_STAGES)}, "generation": N >= 1}}')
-        self.metrics.add("productsearch_swaps_total", 1, stage=stage, target=str(generation))
-        self.gate.audit.record([(principal.key_id, "swap_" + stage, None, [], None, {"generation": generation})])
-        return {"stage": stage, "generation": generation}
+SWAP_STAGES = ("started", "finished", "failed")
+WRITE_ACTIONS = ("set_closed_values", "set_rules", "analytics")

@@ -31,6 +31,7 @@ than others of its request), GENERATION (the model version: the generation), CAT
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,6 +51,9 @@ from productsearch.runtime.generation_settings import generation_text_weight
 from productsearch.runtime.model_io import (ModelContext, RequestError, configured_threads, internal, invalid,
                                             response, unavailable)
 from productsearch.runtime.scorer_inputs import parse_rows
+from productsearch.runtime.search_log import FLUSH_S, SearchLog, search_row
+from productsearch.catalog.events import RETENTION_DAYS
+from productsearch.catalog.query_ids import new_query_id
 from productsearch.runtime.scorer_metrics import ScorerMetrics
 from productsearch.runtime.shop_searchers import MAX_SHOPS, SHOP_IDLE_S, ShopSearchers
 
@@ -83,6 +87,11 @@ class ScorerModel:
                                        float(self.ctx.parameter("shop_idle_s", str(SHOP_IDLE_S))), DEFAULT_SHOP)
         self.shops = self.searchers.shops
         self.metrics = ScorerMetrics(self.ctx, args.get("model_instance_name", self.ctx.name), self.shops)
+        self.arm = "control"  # the experiment arm this instance answers as
+        self.search_log = SearchLog(self.url, Path(self.ctx.version_dir).parent.parent,
+                                    float(self.ctx.parameter("search_log_flush_s", str(FLUSH_S))),
+                                    float(self.ctx.parameter("retention_days", str(RETENTION_DAYS))),
+                                    self.ctx.parameter("search_log", "on") != "off")
         self.follower(DEFAULT_SHOP)  # load the default shop now, not on the first query
 
     def make_index(self) -> LiveIndex:
@@ -135,6 +144,7 @@ class ScorerModel:
         (and wait for MIN_SEQUENCE), then one ranking over all its rows. A bad request fails alone;
         a request whose MIN_SEQUENCE is beyond its shop's catalog is refused at once, and one that
         must wait does not fail the others."""
+        started = time.perf_counter()
         parsed: list = []
         for request in requests:
             try:
@@ -159,7 +169,14 @@ class ScorerModel:
         for i, cells in enumerate(answers):
             if responses[i] is None:
                 responses[i] = self.respond(cells)
+                self.log_searches(parsed[i], cells, started)
         return responses
+
+    def log_searches(self, rows: list, cells: list[Answer], started: float) -> None:
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        for row, found in zip(rows, cells):
+            self.search_log.add(row.shop, search_row(row, found.query_id, found.ids, self.ctx.version, self.arm,
+                                                     latency_ms))
 
     def rank_shop(self, shop: str, cells: list[tuple[int, int]], parsed: list, answers: list, responses: list,
                   batch) -> None:
@@ -202,7 +219,7 @@ class ScorerModel:
                     if isinstance(ranked, QueryError):
                         refuse(i, error_response(RequestError(str(ranked))), "bad_input")
                     elif responses[i] is None:
-                        answers[i][j] = answer(index, ranked, self.max_facet_values)
+                        answers[i][j] = answer(index, ranked, self.max_facet_values, new_query_id(shop))
                         batch.answered([parsed[i][j]], [ranked])
         except Lagging as err:
             for i, _ in cells:
@@ -227,9 +244,12 @@ class ScorerModel:
         return response(PRODUCT_IDS=ids, TITLES=titles, SCORES=scores,
                         GENERATION=np.repeat(self.generation[None], len(rows), axis=0),
                         CATALOG_SEQUENCE=np.array([[r.applied] for r in rows], dtype=np.int64),
-                        FACET_COUNTS=facets, EXPLANATIONS=notes)
+                        FACET_COUNTS=facets, EXPLANATIONS=notes,
+                        QUERY_ID=np.array([[r.query_id.encode()] for r in rows], dtype=object),
+                        ARM=np.array([[self.arm.encode()]] * len(rows), dtype=object))
 
     def finalize(self) -> None:
+        self.search_log.close()
         self.metrics.close()
         self.gate.close()
         self.searchers.close()
@@ -245,12 +265,14 @@ class Answer:
     explanations: list[str]
     facets: dict | None
     applied: int  # the catalog sequence the answer reflects
+    query_id: str  # QUERY_ID: what record_events refers to (catalog/query_ids.py)
 
 
-def answer(index: LiveIndex, ranked, max_facet_values: int) -> Answer:
+def answer(index: LiveIndex, ranked, max_facet_values: int, query_id: str) -> Answer:
     slots = ranked.slots.tolist()
     return Answer([index.ids[s] for s in slots], [index.titles[s] for s in slots], ranked.scores,
-                  list(ranked.explanations), top_facet_values(ranked.facets, max_facet_values), index.applied)
+                  list(ranked.explanations), top_facet_values(ranked.facets, max_facet_values), index.applied,
+                  query_id)
 
 
 def error_response(err: Exception):

@@ -10,7 +10,7 @@ import numpy as np
 from productsearch.catalog.ranking.batch import RowQuery
 from productsearch.catalog.records import RecordError
 from productsearch.catalog.rows import DEFAULT_SHOP, check_shop
-from productsearch.core.limits import MAX_DEPTH, MAX_EMBEDDING_DIM, MAX_LIST, MAX_TOP_K, MAX_VALUE_BYTES
+from productsearch.core.limits import MAX_DEPTH, MAX_USER_BYTES, MAX_EMBEDDING_DIM, MAX_LIST, MAX_TOP_K, MAX_VALUE_BYTES
 from productsearch.core.vectors import DEFAULT_TEXT_WEIGHT, fuse
 from productsearch.runtime.fusion import query_rows
 from productsearch.runtime.model_io import RequestError, input_array
@@ -86,6 +86,20 @@ def seed_weights(ids: np.ndarray, weights: np.ndarray | None) -> tuple[list[str]
     return names, chosen
 
 
+def user_id(values: np.ndarray) -> str:
+    """USER: an opaque shopper or session id, at most MAX_USER_BYTES (empty: none)."""
+    items = check_list(values, "USER")
+    if len(items) > 1:
+        raise RequestError(f"USER takes one value per query, got {len(items)}")
+    raw = bytes(items[0]) if items else b""
+    if len(raw) > MAX_USER_BYTES:
+        raise RequestError(f"USER is at most {MAX_USER_BYTES} bytes, got {len(raw)}")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RequestError("USER must be UTF-8 text") from None
+
+
 def query_kind(text: bool, image: bool) -> str:
     return "text+image" if text and image else "text" if text else "image"
 
@@ -118,6 +132,7 @@ def parse_rows(request, query_weight: float = DEFAULT_TEXT_WEIGHT) -> list[RowQu
     exclude = per_row(input_array(request, "EXCLUDE_IDS"), rows, "EXCLUDE_IDS")
     shops = per_row(input_array(request, "SHOP"), rows, "SHOP")
     sequences = per_row(input_array(request, "MIN_SEQUENCE"), rows, "MIN_SEQUENCE")
+    users = per_row(input_array(request, "USER"), rows, "USER")
     seed_ids = per_row(seeds, rows, "SEED_IDS")
     weights = per_row(input_array(request, "SEED_WEIGHTS"), rows, "SEED_WEIGHTS")
     relevance = parse_relevance(lambda name: input_array(request, name), rows)
@@ -149,6 +164,8 @@ def parse_rows(request, query_weight: float = DEFAULT_TEXT_WEIGHT) -> list[RowQu
                 row.shop = check_shop(names[0]) if names else DEFAULT_SHOP
             except RecordError as err:
                 raise RequestError(str(err)) from None
+        if users is not None:
+            row.user = user_id(users[i])
         if sequences is not None:
             row.min_sequence = int(sequences[i][0]) if len(sequences[i]) else 0
         if photo_only and photo_only[i] and row.relevance.lexical_weight is None:

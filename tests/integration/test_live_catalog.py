@@ -19,7 +19,8 @@ from tritonclient.utils import InferenceServerException
 
 from clients.catalog import CatalogClient
 from clients.connection import ServiceError
-from clients.contract import Filters, Product, ReadOptions, bytes_rows, upsert_inputs
+from clients.contract import Event, Filters, Product, ReadOptions, bytes_rows, upsert_inputs
+from clients.events import EventsClient
 from clients.index import read_products
 from clients.search import SearchClient
 from loadtest.catalog_load import WriteLoad
@@ -256,9 +257,12 @@ def test_acknowledged_writes_survive_kill_9_of_the_server(live, tmp_path):
     random moments: after each restart every acknowledged write is there, no deleted product came
     back. Two kills: the first catches a commit acknowledged before it was durable; the second one
     kills a server that recovered its store once already (a WAL replayed and written on again).
-    (Three kills cost another restart, ~25 s per store, and guard nothing the two do not.)"""
+    (Three kills cost another restart, ~25 s per store, and guard nothing the two do not.)
+    Every 10th write a search and a click on it go through record_events: every event acknowledged
+    before a kill is still there after it (sent again, it answers "duplicate")."""
     rng = random.Random(3)
     acked: dict[str, dict | None] = {}
+    events: list[Event] = []
     kills = sorted(rng.sample(range(20, 200), 2))
     server = live
     writes = 0
@@ -279,6 +283,8 @@ def test_acknowledged_writes_survive_kill_9_of_the_server(live, tmp_path):
                         client.upsert([Product(pid, f"durable product {pid}", None, {"price": price})])
                         acked[pid] = {"price": price}
                     writes += 1
+                    if writes % 10 == 0:
+                        events.append(click_recorded(server, f"durable product {pid}"))
                     if kills and writes == kills[0]:
                         kills.pop(0)
                         break
@@ -292,9 +298,21 @@ def test_acknowledged_writes_survive_kill_9_of_the_server(live, tmp_path):
             server.repository, server.root, server.kind, server.milvus = live.repository, live.root, live.kind, live.milvus
             serve_generation(server, live.repository)
             check_state(server, acked)
+            with EventsClient(server.grpc_url, timeout_s=60, key=server.key) as client:
+                assert client.record(events) == ["duplicate"] * len(events), "an acknowledged event was lost"
     finally:
         live.pid, live.grpc_port, live.http_port, live.metrics_port = (server.pid, server.grpc_port, server.http_port,
                                                                         server.metrics_port)
+
+
+def click_recorded(server, text: str) -> Event:
+    """A search and an acknowledged click on its first result."""
+    with SearchClient(server.grpc_url, timeout_s=30, retries=0) as client:
+        found = client.search(text, top_k=3, user="durable-shopper")
+    event = Event(found.query_id, "click", found.ids[0], user="durable-shopper")
+    with EventsClient(server.grpc_url, timeout_s=30, retries=0, key=server.key) as client:
+        assert client.record([event]) == ["recorded"]
+    return event
 
 
 def check_state(server, acked: dict) -> None:

@@ -51,6 +51,7 @@ class RowQuery:
     relevance: Relevance = field(default_factory=Relevance)
     excluded_values: dict = field(default_factory=dict)  # field -> closed values negated in the text
     kind: str = "embedding"  # text, image, text+image, embedding (fused by the caller) or recommend (metrics)
+    user: str = ""  # the opaque shopper id sent as USER (the search log, experiment arms)
 
     @property
     def filtered(self) -> bool:
