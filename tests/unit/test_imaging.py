@@ -41,3 +41,18 @@ def test_decompression_bomb_is_refused_from_the_header():
 def test_oversized_upload_is_refused_before_decoding():
     with pytest.raises(InvalidImage, match="too large"):
         decode_image(b"\xff" * (10 * 1024 * 1024 + 1))
+
+
+def test_a_large_png_is_shrunk_to_the_decoded_cap_as_it_is_decoded():
+    """A 4000x3000 PNG (36 MB decoded) comes back at most DECODED_MAX_SIDE a side, aspect kept."""
+    import io as _io
+
+    from PIL import Image as _Image
+
+    from productsearch.runtime.image_input import DECODED_MAX_SIDE, decode_image
+
+    buffer = _io.BytesIO()
+    _Image.new("RGB", (4000, 3000), (200, 30, 30)).save(buffer, format="PNG")
+    image = decode_image(buffer.getvalue())
+    assert max(image.size) == DECODED_MAX_SIDE and image.size == (512, 384) and image.mode == "RGB"
+    assert image.getpixel((10, 10)) == (200, 30, 30)
