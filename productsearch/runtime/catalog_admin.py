@@ -109,5 +109,35 @@ class CatalogAdminModel(CatalogModel):
         self.gate.audit.record([(principal.key_id, action, shop, [], sequence, {"rules": len(rules)})])
         return {"sequence": sequence, "rules": rules}
 
-SWAP_STAGES = ("started", "finished", "failed")
-WRITE_ACTIONS = ("set_closed_values", "set_rules", "analytics")
+    def analytics(self, shop: str, payload: dict) -> dict:
+        """The shop's search analytics over [since, until) (catalog/analytics.py)."""
+        now = time.time()
+        try:
+            since, until = float(payload.get("since", now - 7 * 86400)), float(payload.get("until", now))
+            top = int(payload.get("top", 20))
+        except (TypeError, ValueError):
+            raise RequestError('analytics takes {"since": seconds, "until": seconds, "top": n}') from None
+        if not 1 <= top <= 1000 or since >= until:
+            raise RequestError(f"analytics needs since < until and 1 <= top <= 1000, got {since}, {until}, {top}")
+        self.store(shop)  # UnknownShop (NOT_FOUND) for a shop nobody created
+        events = EventStore(events_path(self.url, shop, Path(self.ctx.version_dir).parent.parent), durable=False)
+        try:
+            events.db.execute("BEGIN")  # one snapshot for every figure
+            try:
+                return {"shop": shop, **analytics_report(events.db, since, until, top)}
+            finally:
+                events.db.execute("COMMIT")
+        finally:
+            events.close()
+
+    def record_swap(self, principal: Principal | None, payload: dict) -> dict:
+        """One stage of a generation swap (admin): counted by stage and target generation, audited."""
+        if principal is None or not principal.allows("admin"):
+            raise Refused("UNAUTHENTICATED" if principal is None else "PERMISSION_DENIED",
+                          "no_key" if principal is None else "wrong_scope", "record_swap needs an admin key")
+        stage, generation = payload.get("stage"), payload.get("generation")
+        if stage not in SWAP_STAGES or not isinstance(generation, int) or isinstance(generation, bool) or generation < 1:
+            raise RequestError(f'record_swap needs {{"stage": one of {list(SWAP_STAGES)}, "generation": N >= 1}}')
+        self.metrics.add("productsearch_swaps_total", 1, stage=stage, target=str(generation))
+        self.gate.audit.record([(principal.key_id, "swap_" + stage, None, [], None, {"generation": generation})])
+        return {"stage": stage, "generation": generation}
