@@ -125,6 +125,11 @@ def test_a_chinese_query_shows_cards_with_photos(page, catalog):
     ids = card_ids(page)
     assert len(ids) == 12
     assert sum(catalog[i]["category"] == "t-shirt" for i in ids) >= 8
+    # the photos are lazy (loaded when scrolled to) and load after the page: show each, wait for all
+    for k in range(page.locator("#results .card img").count()):
+        page.locator("#results .card img").nth(k).scroll_into_view_if_needed()
+    page.wait_for_function("() => [...document.querySelectorAll('#results .card img')].every(i => i.complete)",
+                           timeout=30_000)
     widths = page.eval_on_selector_all("#results .card img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
     assert all(w > 0 for w in widths), widths  # every photo loaded from the console
     assert page.locator("#results .card .price").count() == 12  # prices from the catalog, per result
