@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from productsearch.catalog.keys.store import keys_dir
+from productsearch.catalog.sqlite.connection import connect
 
 EVENT_KINDS = ("click", "add_to_cart", "purchase")
 RETENTION_DAYS = 90.0
@@ -97,11 +98,7 @@ class EventStore:
     def db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
-            db.execute("PRAGMA busy_timeout=30000")
-            self._local.db = db
+            db = self._local.db = connect(self.path, "FULL" if self.durable else "NORMAL")
         return db
 
     def close(self) -> None:

@@ -13,12 +13,10 @@ import argparse
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 from productsearch.control.paths import DEFAULT_PORTS, DEFAULT_RUN_DIR, DEMO_CATALOG, REPO_ROOT
-from productsearch.control.processes import pid_alive, stop_pid
+from productsearch.control.processes import pid_alive, stop_pid, wait_until_answering
 from productsearch.control.service import read_state
 
 DEFAULT_CONSOLE_PORT = 8080
@@ -34,16 +32,8 @@ def start_console(grpc_url: str, out_dir: Path, port: int, host: str = "127.0.0.
     process = subprocess.Popen([sys.executable, "-m", "productsearch.console", "--url", grpc_url, "--host", host,
                                 "--port", str(port), "--images", str(catalog)],
                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env, cwd=REPO_ROOT)
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            urllib.request.urlopen(f"http://{host}:{port}/signin", timeout=2)
-            return process
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"the console did not start; see {out_dir / 'console.log'}") from None
-            time.sleep(0.2)
+    wait_until_answering(process, f"http://{host}:{port}/signin", timeout_s, "the console", out_dir / "console.log")
+    return process
 
 
 def running_console(pid_file: Path) -> int | None:

@@ -15,12 +15,10 @@ import json
 import os
 import shutil
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 from productsearch.control.paths import DEFAULT_PORTS, DEFAULT_RUN_DIR, REPO_ROOT
-from productsearch.control.processes import pid_alive, stop_pid
+from productsearch.control.processes import pid_alive, stop_pid, wait_until_answering
 from productsearch.control.service import read_state
 
 DEPLOY = REPO_ROOT / "deploy" / "prometheus"
@@ -51,16 +49,8 @@ def start_prometheus(target: str, out_dir: Path, port: int, scrape_interval: str
     process = subprocess.Popen([binary, f"--config.file={config}", f"--storage.tsdb.path={out_dir / 'data'}",
                                 f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle"],
                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=2)
-            return process
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"prometheus did not start; see {out_dir / 'prometheus.log'}") from None
-            time.sleep(0.2)
+    wait_until_answering(process, f"http://127.0.0.1:{port}/-/ready", timeout_s, "prometheus", out_dir / "prometheus.log")
+    return process
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,6 @@
-"""Processes on this host: free ports, PIDs, stopping a server with its stubs, the python-backend
-stub processes of a server (model, version, memory), and the shared memory crashed stubs leave.
+"""Processes on this host: free ports, PIDs, waiting for a started server to answer, stopping a
+server with its stubs, the python-backend stub processes of a server (model, version, memory),
+and the shared memory crashed stubs leave.
 """
 from __future__ import annotations
 
@@ -33,6 +34,23 @@ def free_ports(count: int) -> list[int]:
         for sock in socks:
             sock.close()
     return ports
+
+
+def wait_until_answering(process, url: str, timeout_s: float, name: str, log_file: Path) -> None:
+    """Poll `url` until it answers; if `process` exits first or `timeout_s` passes, kill it and
+    raise naming `log_file`."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"{name} did not start; see {log_file}") from None
+            time.sleep(0.2)
 
 
 def pid_alive(pid: int) -> bool:

@@ -19,6 +19,7 @@ from clients.contract import Product, ReadOptions, key_headers, search_inputs
 from productsearch.catalog.index.tail_pause import pause_file
 from productsearch.control.observe import DEPLOY
 from tests.integration.metrics_scrape import QUERY, running_prometheus, scrape, total, wait_for
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.integration
 ALERT_FOR = "5s"  # the test's `for:`; the expression is the shipped one
@@ -55,16 +56,6 @@ def firing(prometheus: str, alert: str, shop: str) -> list:
             and a["state"] == "firing"]
 
 
-def poll(condition, timeout_s: float, what: str, every_s: float = 0.5):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every_s)
-    raise AssertionError(f"not within {timeout_s:.0f} s: {what}")
-
-
 def refused_searches(port: int, **labels) -> float:
     return total(scrape(port)[1], "productsearch_refused_searches_total", **labels)
 
@@ -97,7 +88,7 @@ def test_the_lag_follows_the_store_and_the_lag_alert_fires_when_a_scorer_stops_t
                               headers=key_headers(triton.key))
         wait_for(port, {("productsearch_refused_searches_total", s + (("reason", "catalog_lag"),)): before + 2})
         assert refused_searches(port, shop=shop, reason="catalog_lag") == before + 2
-        alert = poll(lambda: firing(lag_alert_prometheus, "CatalogLagging", shop), 120, "CatalogLagging firing")
+        alert = wait_until(lambda: firing(lag_alert_prometheus, "CatalogLagging", shop), 120, "CatalogLagging firing", every_s=0.5)
         assert alert[0]["labels"]["severity"] == "page" and float(alert[0]["value"]) > 30
         _, samples = scrape(port)
         assert total(samples, "productsearch_catalog_applied_sequence", shop=shop) == second
@@ -105,7 +96,8 @@ def test_the_lag_follows_the_store_and_the_lag_alert_fires_when_a_scorer_stops_t
         hook.unlink(missing_ok=True)
     assert len(search_client.search(QUERY, top_k=10, read=ReadOptions(shop, head)).ids) == 5
     wait_for(port, {("productsearch_catalog_lag_sequences", s): 0.0})
-    poll(lambda: not firing(lag_alert_prometheus, "CatalogLagging", shop), 30, "CatalogLagging resolved")
+    wait_until(lambda: not firing(lag_alert_prometheus, "CatalogLagging", shop), 30, "CatalogLagging resolved",
+               every_s=0.5)
 
 
 def test_refused_searches_count_by_reason_by_exactly_what_was_sent(triton, catalog_client, shop):

@@ -24,6 +24,7 @@ from productsearch.control.service import read_state
 from productsearch.control.repository import link_repository
 from productsearch.control.processes import stub_processes
 from tests.conftest import ROOT, SMALL_CATALOG_SIZE
+from tests.polling import wait_until as wait_for
 from tests.process_memory import server_memory_mb
 
 pytestmark = pytest.mark.integration
@@ -56,16 +57,6 @@ class Service:
     def supervisor_log(self) -> str:
         path = self.run_dir / "supervisor.log"
         return path.read_text() if path.exists() else ""
-
-
-def wait_for(condition, timeout_s: float, what: str, every_s: float = 0.2):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every_s)
-    raise AssertionError(f"not within {timeout_s:.0f} s: {what}")
 
 
 @pytest.fixture(scope="module")

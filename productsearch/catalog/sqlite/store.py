@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from productsearch.catalog.ranking import lexical
+from productsearch.catalog.sqlite.connection import connect
 from productsearch.catalog.records import RecordError, check_fields
 from productsearch.catalog.rows import (DEFAULT_SHOP, ChangeSet, FencedWrite, ProductRow, ProductWrite, StoreError,  # noqa: F401
                                         UnknownProduct, UnknownShop, blob_vector, check_shop, vector_blob)
@@ -58,6 +59,7 @@ ROWS_QUERY = ("SELECT p.id, p.title, p.fields, v.text, v.image, p.updated_at FRO
 
 def row_of(pid: str, title: str, fields: str, text: bytes, image: bytes | None, updated: float) -> "ProductRow":
     return ProductRow(pid, title, json.loads(fields), blob_vector(text), blob_vector(image), updated)
+
 
 
 class SqliteCatalog:
@@ -90,10 +92,7 @@ class SqliteCatalog:
     def db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")  # the commit is on disk when it returns
-            db.execute("PRAGMA busy_timeout=30000")
+            db = connect(self.path)  # synchronous=FULL: the commit is on disk when it returns
             lexical.register(db)
             self._local.db = db
         return db
