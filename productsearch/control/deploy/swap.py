@@ -227,9 +227,6 @@ class Deployer:
         others = {d.url: d.serving_generation() for d in peers}
         if any(g != current for g in others.values()):
             raise DeployError(f"refused: the replicas serve different generations ({self.url}: {current}, {others})")
-        if current == generation:
-            self.log(f"generation {generation} is already serving")
-            return 0.0
         self.log(f"swap: generation {current} -> {generation}" + (f" on {len(replicas)} replicas" if peers else ""))
         both = sorted({v for v in (current, generation) if v is not None})
 
