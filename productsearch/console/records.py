@@ -1,5 +1,5 @@
 """Each result card's catalog record (price, stock, category): the search answers ids, titles and
-scores only, so the page asks `product` for the rest. Records are kept per shop for the catalog
+scores only, so the page asks catalog_admin's `products` for the rest (one call per page). Records are kept per shop for the catalog
 sequence the answer reflects (CATALOG_SEQUENCE): any write moves the sequence and the next page
 asks again, so a card never shows a price older than the search beside it."""
 from __future__ import annotations
@@ -23,7 +23,7 @@ class ProductRecords:
             self._shops.clear()
 
     def records(self, client, shop: str | None, ids: list[str], sequence: int) -> dict[str, dict]:
-        """The records of `ids` as of `sequence` or later (one `product` call per id not kept)."""
+        """The records of `ids` as of `sequence` or later (one `products` call for the ids not kept)."""
         with self._lock:
             kept_sequence, kept = self._shops.get(shop or "", (None, {}))
             if kept_sequence != sequence or len(kept) > MAX_RECORDS:
@@ -31,13 +31,11 @@ class ProductRecords:
                 self._shops[shop or ""] = (sequence, kept)
             missing = [pid for pid in ids if pid not in kept]
         fetched = {}
-        for pid in missing:  # one at a time: catalog_admin is one instance, parallel calls only queue there
+        if missing:
             try:
-                record = client.product(pid, shop)
+                fetched = client.products(missing, shop)
             except ServiceError:
-                record = None
-            if record:
-                fetched[pid] = record
+                fetched = {}  # the cards show what the search answered; the next page asks again
         with self._lock:
             kept.update(fetched)
             return {pid: kept[pid] for pid in ids if pid in kept}

@@ -2,7 +2,8 @@
 (python -m clients.catalog) and the key CLI (python -m clients.keys).
 
 Catalog actions and the scope they need on the request's SHOP: `create_shop` (admin: the only way
-a shop but the default one comes to exist), `info`, `product`, `rules`
+a shop but the default one comes to exist), `info`, `product`, `products` (PAYLOAD {"ids": [...]},
+up to MAX_LOOKUP: a results page's records in one call, the unknown ids left out), `rules`
 (search: read-only); `set_closed_values`, `set_rules`, `analytics` (write: the shop's own backend
 reads what its shoppers searched; PAYLOAD {"since": s, "until": s, "top": n}, catalog/analytics.py); `shops` lists the shops the key
 covers (admin: every shop). Key actions (runtime/key_admin.py) need an admin key. Rule and
@@ -29,9 +30,20 @@ from productsearch.runtime.catalog_writes import CatalogModel, checked, column, 
 from productsearch.runtime.key_admin import KEY_ACTIONS, key_action
 from productsearch.runtime.model_io import RequestError, response
 
-READ_ACTIONS = ("info", "product", "rules")
+MAX_LOOKUP = 100  # ids per `products` request (a results page is 10-50)
+READ_ACTIONS = ("info", "product", "products", "rules")
 SWAP_STAGES = ("started", "finished", "failed")
 WRITE_ACTIONS = ("set_closed_values", "set_rules", "analytics")
+
+
+def lookup_ids(payload: dict) -> list[str]:
+    """The checked ids of a `products` PAYLOAD, duplicates dropped, order kept."""
+    ids = payload.get("ids")
+    if not isinstance(ids, list) or not all(isinstance(pid, str) for pid in ids):
+        raise RequestError('products needs {"ids": ["P1", ...]} (a list of product ids)')
+    if len(ids) > MAX_LOOKUP:
+        raise RequestError(f"products: {len(ids)} ids, at most {MAX_LOOKUP} per request")
+    return list(dict.fromkeys(checked(product_id, pid) for pid in ids))
 
 
 class CatalogAdminModel(CatalogModel):
@@ -83,12 +95,14 @@ class CatalogAdminModel(CatalogModel):
         elif action in WRITE_ACTIONS:
             self.gate.allow(principal, shop, "write")
         else:
-            raise RequestError(f"unknown ACTION {action!r}: create_shop, info, shops, product, set_closed_values, rules, set_rules, record_swap, "
+            raise RequestError(f"unknown ACTION {action!r}: create_shop, info, shops, product, products, set_closed_values, rules, set_rules, record_swap, "
                                f"{', '.join(KEY_ACTIONS)}")
         if action == "info":
             return self.store(shop).info()
         if action == "product":
             return {"product": self.store(shop).product(checked(product_id, str(payload.get("id", ""))))}
+        if action == "products":
+            return {"products": self.store(shop).products(lookup_ids(payload))}
         if action == "rules":
             return {"rules": self.store(shop).rules()}
         if action == "analytics":

@@ -233,6 +233,56 @@ def test_a_price_edit_changes_the_filtered_search(page, catalog, catalog_client)
         catalog_client.update_fields({pid: {"price": product["price"]}})
 
 
+def test_the_console_lives_through_the_service_restarting(browser, triton):
+    """The service's address goes away (connections dropped, then refused) and comes back: the
+    page says the service cannot be reached, never a stack trace, and the same signed-in session
+    searches again once the service answers, without restarting the console."""
+    import uvicorn
+
+    from productsearch.console.app import create_app
+    from productsearch.control.processes import free_ports
+    from tests.polling import wait_until
+    from tests.tcp_relay import TcpRelay
+
+    relay_port, console_port = free_ports(2)
+    host, port = triton.grpc_url.rsplit(":", 1)
+    relay = TcpRelay(relay_port, (host, int(port))).start()
+    server = uvicorn.Server(uvicorn.Config(create_app(relay.url, [DEMO_CATALOG], timeout_s=3.0), host="127.0.0.1",
+                                           port=console_port, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    context = browser.new_context(viewport=VIEWPORT, base_url=f"http://127.0.0.1:{console_port}")
+    try:
+        wait_until(lambda: server.started, 20, "the console did not start")
+        page = context.new_page()
+        page.goto("/signin")
+        page.fill("#key", triton.key)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"http://127.0.0.1:{console_port}/")
+        search(page, "red dress")
+        assert len(card_ids(page)) == 12
+        relay.stop()  # the service restarts: its connections drop and its port refuses
+        search(page, "blue mug")
+        error = page.inner_text("#error")
+        assert "UNAVAILABLE" in error or "could not be reached" in error, error
+        assert "Traceback" not in page.content() and card_ids(page) == []
+        page.goto("/status")
+        assert "Traceback" not in page.content()
+        relay.start()  # the service is back
+
+        def answers() -> bool:
+            search(page, "blue mug")
+            return len(card_ids(page)) == 12
+
+        wait_until(answers, 60, "the console never searched again after the service came back")
+        assert page.locator("#error").count() == 0
+    finally:
+        context.close()
+        relay.stop()
+        server.should_exit = True
+        thread.join(10)
+
+
 def test_the_background_console_starts_and_stops_by_pid(triton, tmp_path):
     """`make serve` / `make stop`: the console's own process, found again by its PID file."""
     import urllib.request

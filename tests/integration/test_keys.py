@@ -133,7 +133,8 @@ def test_a_write_key_of_shop_a_cannot_write_read_rules_of_or_list_shop_b(keys):
                      lambda: client.update_fields({"KA-0": {"price": 1.0}}, shop=SHOP_B),
                      lambda: client.delete(["KA-0"], shop=SHOP_B),
                      lambda: client.rules(shop=SHOP_B), lambda: client.set_rules([], shop=SHOP_B),
-                     lambda: client.info(shop=SHOP_B), lambda: client.product("KA-0", shop=SHOP_B)):
+                     lambda: client.info(shop=SHOP_B), lambda: client.product("KA-0", shop=SHOP_B),
+                     lambda: client.products(["KA-0"], shop=SHOP_B)):
             refused(call, "PERMISSION_DENIED", "is not for shop 'keys-b'")
         assert set(client.shops()) == {SHOP_A}, "it lists its own shops only"
         refused(lambda: client.list(), "PERMISSION_DENIED", "key management needs 'admin'")

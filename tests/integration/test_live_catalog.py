@@ -92,6 +92,19 @@ def test_sequences_grow_and_an_empty_image_keeps_the_current_one(writer, reader)
     assert writer.product("LIVE-2")["title"] == "Quartz lantern mug, renamed" and writer.product("LIVE-2")["has_image"]
 
 
+def test_products_answers_a_page_of_records_in_one_call_and_refuses_bad_id_lists(writer):
+    writer.upsert([Product("LIVE-P1", "Amber lookup mug", None, {"category": "mug", "price": 3.0}),
+                   Product("LIVE-P2", "Amber lookup cup", None, {"category": "cup"})])
+    got = writer.products(["LIVE-P2", "NOPE-404", "LIVE-P1", "LIVE-P2"])
+    assert set(got) == {"LIVE-P1", "LIVE-P2"} and got["LIVE-P1"]["fields"] == {"category": "mug", "price": 3.0}
+    assert got["LIVE-P2"] == writer.product("LIVE-P2")
+    for payload, message in (({"ids": "LIVE-P1"}, "a list of product ids"), ({"ids": [1]}, "a list of product ids"),
+                             ({"ids": [f"P{i}" for i in range(101)]}, "at most 100"), ({"ids": [""]}, "id")):
+        with pytest.raises(ServiceError, match=message) as err:
+            writer.admin("products", payload)
+        assert err.value.status == "StatusCode.INVALID_ARGUMENT"
+
+
 def test_a_text_only_product_is_found_by_its_words(writer, reader):
     sequence = writer.upsert([Product("LIVE-3", "Obsidian fountain pen with gold nib", None, {"price": 40})])[0]
     assert reader.search("obsidian fountain pen", top_k=3, read=ReadOptions(min_sequence=sequence)).ids[0] == "LIVE-3"

@@ -64,6 +64,8 @@ def test_a_write_returns_increasing_sequences_and_is_read_back(url, shop):
     got = store.product("P1")
     assert got["title"] == "red mug" and got["fields"] == {"category": "mug", "price": 5.0} and got["has_image"]
     assert store.product("NOPE") is None and store.count() == 2
+    both = store.products(["P2", "NOPE", "P1"])
+    assert set(both) == {"P1", "P2"} and both["P1"] == got and store.products([]) == {}
 
 
 def test_an_upsert_without_title_or_image_keeps_them(url, shop):

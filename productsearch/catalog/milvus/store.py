@@ -291,13 +291,16 @@ class MilvusCatalog(Generations):
         return sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:limit]
 
     def product(self, pid: str) -> dict | None:
+        return self.products([pid]).get(pid)
+
+    def products(self, pids: list[str]) -> dict[str, dict]:
+        """The records of those of `pids` that exist, by id, in one get."""
         collection = self._serving()
-        rows = self.client.get(collection, ids=[self._pk(pid)], output_fields=OUTPUT_FIELDS[1:-1]) if collection else []
-        if not rows:
-            return None
-        row = rows[0]
-        return {"id": row["id"], "title": row["title"], "fields": row["fields"], "has_image": bool(row["has_image"]),
-                "sequence": row["seq"], "updated_at": row["updated_at"]}
+        rows = self.client.get(collection, ids=[self._pk(pid) for pid in pids],
+                               output_fields=OUTPUT_FIELDS[1:-1]) if collection and pids else []
+        return {row["id"]: {"id": row["id"], "title": row["title"], "fields": row["fields"],
+                            "has_image": bool(row["has_image"]), "sequence": row["seq"], "updated_at": row["updated_at"]}
+                for row in rows}
 
     def info(self) -> dict:
         generations = {str(g): self.count(self.url.collection(g)) for g in self.generations()}
