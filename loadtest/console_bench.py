@@ -3,7 +3,7 @@ page round trip (HTTP to the app on this host, the search through the client pac
 result's catalog record for its price, the page rendered) against the bare gRPC search the page
 makes (the same text, 12 results, the page's facets), one at a time, interleaved per round;
 median (min-max) of the rounds' p50s. The page runs twice per round over the same texts: first
-with the console's records forgotten (12 `product` calls a page), then again (records kept for
+with the console's records forgotten (one `products` call a page for the 12 cards' records), then again (records kept for
 the unchanged catalog sequence: the search and the page alone).
 """
 from __future__ import annotations
@@ -87,7 +87,7 @@ def console_section(server, workload, settings, log=print, rounds: int = 3) -> s
                 return page_search(connection, cookie, text)
 
             variants = {"bare gRPC search (client package)": lambda text: grpc_search(client, text),
-                        "console page, records fetched (12 `product` calls)": fresh_page,
+                        "console page, records fetched (one `products` call)": fresh_page,
                         "console page, records kept (same catalog sequence)": lambda text: page_search(connection, cookie, text)}
             rng = random.Random(0)
             for measure in variants.values():  # warm-up, not counted
@@ -111,6 +111,6 @@ def console_section(server, workload, settings, log=print, rounds: int = 3) -> s
               f"Text queries from the workload, one at a time, {REQUESTS} per variant and round (the same texts for both), "
               f"after 20 warm-up calls of each; {rounds} rounds, median (min-max) of the rounds' p50. The page: HTTP "
               f"keep-alive to the console (uvicorn, in this process), its search ({PAGE_SIZE} results, facets "
-              f"{', '.join(Query().relevance().facets)}), each result's `product` record (its price: {PAGE_SIZE} calls "
-              "one after another when not kept) and the rendered page."]
+              f"{', '.join(Query().relevance().facets)}), the {PAGE_SIZE} results' catalog records (their prices: one "
+              "`products` call when not kept) and the rendered page."]
     return "\n".join(lines)
