@@ -13,7 +13,7 @@ PERF_ANALYZER := $(VENV)/perf_analyzer/perf_analyzer  # NVIDIA's load generator,
 LIBB64 := /usr/lib/x86_64-linux-gnu/libb64.so.0d  # Debian's libb64-0d: perf_analyzer links it
 APT := $(if $(filter 0,$(shell id -u)),,sudo) apt-get
 
-.PHONY: demo test install models serve stop status index clean loadtest bench evaluate evaluate-photos observe observe-stop console-screenshots
+.PHONY: demo test install models serve stop status index clean loadtest bench evaluate evaluate-photos observe observe-stop console-screenshots observe-screenshot
 
 demo: models  ## build (once), serve, index (once), run example searches, start the console (http://127.0.0.1:8080)
 	$(PY) -m productsearch.control.demo
@@ -66,6 +66,9 @@ $(LIBB64):
 
 console-screenshots: models | $(CHROMIUM) $(CJK_FONT)  ## the console's search and compare pages (1280x900) into docs/, taken by its browser test
 	CONSOLE_SCREENSHOTS=docs $(PY) -m pytest -q tests/integration/test_console.py -k "chinese or compare"
+
+observe-screenshot: models | $(CHROMIUM) $(PROMETHEUS)  ## Prometheus's graph page of the searches by kind into docs/, taken by its browser test
+	OBSERVE_SCREENSHOTS=docs $(PY) -m pytest -q tests/integration/test_metrics.py -k graph_page
 
 observe: serve | $(PROMETHEUS)  ## a real Prometheus scraping the running service, alerts loaded (PROMETHEUS_PORT, 9090)
 	$(PY) -m productsearch.control.observe start

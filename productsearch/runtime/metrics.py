@@ -59,6 +59,9 @@ FAMILIES = {
     "productsearch_refused_writes_total": (COUNTER, "Catalog write requests refused, by reason (bad_input, key, "
                                                     "closed_value, unknown_id, fenced, internal)"),
     "productsearch_generation_serving": (GAUGE, "1 for each generation (model version) a model instance serves"),
+    "productsearch_photos_encoded_total": (COUNTER, "Photos the image tower decoded and encoded"),
+    "productsearch_photos_reused_total": (COUNTER, "Photos the image tower answered without encoding them again "
+                                                   "(the same bytes earlier in the batch or among the last encoded)"),
     "productsearch_swaps_total": (COUNTER, "Generation swaps (and rollbacks) by stage (started, finished, failed) "
                                            "and target generation, as the deploy tool reports them"),
 }

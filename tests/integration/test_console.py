@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import DEMO_CATALOG
+from tests.integration.browser import VIEWPORT, browser  # noqa: F401 (a fixture)
 
-CHROMIUM = "/usr/bin/chromium"
-VIEWPORT = {"width": 1280, "height": 900}
 
 
 @pytest.fixture(scope="module")
@@ -40,18 +39,6 @@ def console(triton):
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(10)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian's chromium is not installed: `make test` installs it (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")
