@@ -22,7 +22,9 @@ indexes the demo catalog), each measured in this process so its ratios hold on a
              beside the in-process cost (only when named; loadtest/perf_analyzer.py);
 - keys:      text search keyless vs with an API key vs a rate-limited key, 5 rounds (only when named);
 - metrics_served: perf_analyzer text search with the search path's metrics on vs off (only when named);
-- console:   the search console's Search page round trip vs the bare gRPC search it makes (only when named).
+- console:   the search console's Search page round trip vs the bare gRPC search it makes (only when named);
+- events_served: perf_analyzer text search with the scorer's search log on vs off (only when named);
+- events_ingest: record_events events/s and server CPU per event (only when named).
 Tool sections run on their own (private servers or in process) and take their own options
 (`--sections NAME --help`): scorer, runtimes, relevance, catalog, stores, replicas, swap, filters,
 metrics, query.
@@ -47,7 +49,7 @@ from loadtest.serving_profile import profile_section
 from loadtest.workload import DEMO_CATALOG, Workload
 
 SERVED = ("latency", "batching", "inprocess", "scale", "profile", "locust")
-EXTRA_SERVED = ("tuning", "perf_analyzer", "keys", "metrics_served", "console")  # run only when named in --sections
+EXTRA_SERVED = ("tuning", "perf_analyzer", "keys", "metrics_served", "console", "events_served", "events_ingest")  # run only when named in --sections
 TOOLS = {  # section -> (module, arguments it always gets); each module has main(argv)
     "scorer": ("loadtest.scorer_bench", []), "runtimes": ("loadtest.runtime_bench", []),
     "relevance": ("loadtest.relevance_bench", []), "catalog": ("loadtest.catalog_bench", []),
@@ -68,6 +70,8 @@ TITLES = {
     "keys": "API keys: search with a key vs a public shop",
     "metrics_served": "The service's own metrics on vs off, served (perf_analyzer)",
     "console": "Search console: page round trip vs the bare gRPC search",
+    "events_served": "The search log on vs off, served (perf_analyzer)",
+    "events_ingest": "Shopper events: record_events ingest rate",
 }
 
 
@@ -182,6 +186,11 @@ def served_section(section: str, url: str, server, workload: Workload, settings:
         from loadtest.metrics_served import metrics_served_section
 
         return metrics_served_section(server, workload, settings.rounds, log=log)
+    if section in ("events_served", "events_ingest"):
+        from loadtest import events_bench
+
+        section_fn = events_bench.events_served_section if section == "events_served" else events_bench.events_ingest_section
+        return section_fn(server, workload, settings.rounds, log=log)
     if section == "console":
         from loadtest.console_bench import console_section
 
