@@ -135,6 +135,8 @@ class EventStore:
         pending = [r for r in rows if not r.status]
         if not pending:
             return
+        if any(r.position is None for r in pending):  # OR IGNORE would drop it silently as a "duplicate"
+            raise ValueError("an event row needs its position resolved (the product's rank in the answer)")
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
