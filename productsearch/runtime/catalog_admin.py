@@ -2,10 +2,11 @@
 (python -m clients.catalog) and the key CLI (python -m clients.keys).
 
 Catalog actions and the scope they need on the request's SHOP: `create_shop` (admin: the only way
-a shop but the default one comes to exist), `info`, `product`, `rules`
-(search: read-only); `set_closed_values`, `set_rules`, `analytics` (write: the shop's own backend
+a shop but the default one comes to exist), `info`, `product`, `rules`, `synonyms`
+(search: read-only); `set_closed_values`, `set_rules`, `set_synonyms` (catalog/ranking/synonyms.py: PAYLOAD
+{"synonyms": [...]}; returns the SEQUENCE searches pass as MIN_SEQUENCE), `analytics` (write: the shop's own backend
 reads what its shoppers searched; PAYLOAD {"since": s, "until": s, "top": n}, catalog/analytics.py); `shops` lists the shops the key
-covers (admin: every shop). Key actions (runtime/key_admin.py) need an admin key. Rule and
+covers (admin: every shop). Key actions (runtime/key_admin.py) need an admin key. Rule, synonym and
 closed-list changes and every key operation go into the audit trail. `record_swap` (admin) is
 how the deploy tool (control/deploy/swap.py, a process Prometheus does not scrape) counts a
 generation swap's stages in `productsearch_swaps_total` and the audit trail.
@@ -22,6 +23,7 @@ from productsearch.catalog.analytics import report as analytics_report
 from productsearch.catalog.events import EventStore, events_path
 from productsearch.catalog.keys.store import KeyError_
 from productsearch.catalog.ranking.merchandising import RuleError, check_rules
+from productsearch.catalog.ranking.synonyms import SynonymError, check_synonyms
 from productsearch.catalog.records import RecordError, product_id
 from productsearch.catalog.store import list_shops, open_store
 from productsearch.runtime.authorize import Principal, Refused
@@ -29,9 +31,9 @@ from productsearch.runtime.catalog_writes import CatalogModel, checked, column, 
 from productsearch.runtime.key_admin import KEY_ACTIONS, key_action
 from productsearch.runtime.model_io import RequestError, response
 
-READ_ACTIONS = ("info", "product", "rules")
+READ_ACTIONS = ("info", "product", "rules", "synonyms")
 SWAP_STAGES = ("started", "finished", "failed")
-WRITE_ACTIONS = ("set_closed_values", "set_rules", "analytics")
+WRITE_ACTIONS = ("set_closed_values", "set_rules", "set_synonyms", "analytics")
 
 
 class CatalogAdminModel(CatalogModel):
@@ -83,14 +85,16 @@ class CatalogAdminModel(CatalogModel):
         elif action in WRITE_ACTIONS:
             self.gate.allow(principal, shop, "write")
         else:
-            raise RequestError(f"unknown ACTION {action!r}: create_shop, info, shops, product, set_closed_values, rules, set_rules, record_swap, "
-                               f"{', '.join(KEY_ACTIONS)}")
+            raise RequestError(f"unknown ACTION {action!r}: create_shop, info, shops, product, set_closed_values, rules, "
+                               f"set_rules, synonyms, set_synonyms, record_swap, {', '.join(KEY_ACTIONS)}")
         if action == "info":
             return self.store(shop).info()
         if action == "product":
             return {"product": self.store(shop).product(checked(product_id, str(payload.get("id", ""))))}
         if action == "rules":
             return {"rules": self.store(shop).rules()}
+        if action == "synonyms":
+            return {"synonyms": self.store(shop).synonyms()}
         if action == "analytics":
             return self.analytics(shop, payload)
         if action == "set_closed_values":
@@ -101,6 +105,14 @@ class CatalogAdminModel(CatalogModel):
             self.store(shop).set_meta("closed_values", values)
             self.gate.audit.record([(principal.key_id, action, shop, [], None, {"values": values})])
             return self.store(shop).info()
+        if action == "set_synonyms":
+            try:
+                synonyms = check_synonyms(payload.get("synonyms"))
+            except SynonymError as err:
+                raise RequestError(f"set_synonyms: {err}") from None
+            sequence = self.store(shop).set_synonyms(synonyms)
+            self.gate.audit.record([(principal.key_id, action, shop, [], sequence, {"synonyms": len(synonyms)})])
+            return {"sequence": sequence, "synonyms": synonyms}
         try:
             rules = check_rules(payload.get("rules"))
         except RuleError as err:

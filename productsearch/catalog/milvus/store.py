@@ -102,6 +102,13 @@ class MilvusCatalog(Generations):
         self.set_meta("rules", rules)
         return stamp()
 
+    def synonyms(self) -> list[dict]:
+        return self.meta("synonyms", [])
+
+    def set_synonyms(self, synonyms: list[dict]) -> int:
+        self.set_meta("synonyms", synonyms)
+        return stamp()
+
     def write_generation(self) -> int | None:
         return self.global_meta("write_generation")
 

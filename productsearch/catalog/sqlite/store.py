@@ -6,7 +6,7 @@ Tables:
     images(sha, data)                         encoded image bytes, content-addressed (re-encoding source)
     vectors(generation, id, content_seq, text, image)   float32 embeddings made by generation N's encoders
     log(seq AUTOINCREMENT, op, id, at)        every change; seq is the SEQUENCE a write returns
-    meta(key, value)                          write fence, closed field lists, encoder checksums, merchandising rules
+    meta(key, value)                          write fence, closed field lists, encoder checksums, merchandising rules, synonyms
     lexical                                   FTS5 index over title, description, brand, SKU (catalog/ranking/lexical.py),
                                               kept by triggers in the products' own transactions
 A write is one transaction (savepoint per request) committed with synchronous=FULL before it is
@@ -156,9 +156,21 @@ class SqliteCatalog:
     def set_rules(self, rules: list[dict]) -> int:
         """Replace the merchandising rules (checked by the caller); logged, so a search can ask
         for them with MIN_SEQUENCE. Returns the sequence."""
+        return self._set_logged("rules", rules)
+
+    def synonyms(self) -> list[dict]:
+        """The shop's synonyms (catalog/ranking/synonyms.py), as stored."""
+        return self.meta("synonyms", [])
+
+    def set_synonyms(self, synonyms: list[dict]) -> int:
+        """Replace the synonyms (checked by the caller); logged like the rules. Returns the sequence."""
+        return self._set_logged("synonyms", synonyms)
+
+    def _set_logged(self, key: str, value) -> int:
+        """Set a meta value searches read, in one transaction with its log entry (its sequence)."""
         with self.transaction() as db:
-            seq = self._log(db, "rules", "", time.time())
-            self.set_meta("rules", rules, db)
+            seq = self._log(db, key, "", time.time())
+            self.set_meta(key, value, db)
         return seq
 
     def lexical(self, text: str, limit: int) -> list[tuple[str, float]]:
