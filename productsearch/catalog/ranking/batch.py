@@ -170,14 +170,16 @@ def read_query(index: LiveIndex, row: RowQuery, lexical, profile, synonyms: list
 
 def did_you_mean(typed: str, text: str, profile, vocabulary, synonyms: list[dict], notes: dict) -> tuple[str, str]:
     """(CORRECTED_QUERY: the typed text with its unknown words corrected, or ""; the text corrected,
-    or ""). notes["corrected"]["searched"]: the correction is searched, as none of the text's words
-    is in the catalog (else the text is searched as typed, its correction only weighs the hybrid)."""
+    or ""), offered only when some product holds every word of the correction (so "short-sleeved"
+    is not "shirt-sleeve"). notes["corrected"]["searched"]: the correction is searched, as none of
+    the text's words is in the catalog (else the text is searched as typed, its correction only
+    weighs the hybrid)."""
     stats = profile(text)
     unknown = [w for w in stats["words"] if w not in stats["documents"]]
     if not unknown:
         return "", ""
     fixed, fixes = spelling.corrected(text, unknown, vocabulary(), shop_synonyms.covered_words(synonyms, text))
-    if not fixes:
+    if not fixes or not profile(fixed)["joint"]:  # offered only when some product holds every corrected word
         return "", ""
     searched = not stats["documents"] and not stats["chinese"]  # nothing found lexically: search the correction
     notes["corrected"] = {"query": spelling.replaced(typed, fixes), "words": fixes, "searched": searched}
