@@ -7,6 +7,7 @@
     python -m clients.catalog --shop north create-shop       # a shop exists only once an admin creates it
     python -m clients.catalog closed category=dress,hat,mug    # a closed list of categories
     python -m clients.catalog rules --set rules.json           # merchandising rules (pin, hide, boost a brand)
+    python -m clients.catalog synonyms --set synonyms.json     # [["sneakers", "trainers"], {"from": "tee", "to": "t-shirt"}]
 
 Every write needs the service's admin key: `key=` / --key, else PRODUCTSEARCH_ADMIN_KEY, else the
 file --key-file (default run/admin_key, where the server writes it on its host). It travels in
@@ -95,6 +96,16 @@ class CatalogClient(Connection):
         MIN_SEQUENCE apply them)."""
         return int(self.admin("set_rules", {"rules": rules}, shop)["sequence"])
 
+    def synonyms(self, shop: str | None = None) -> list[dict]:
+        """The shop's synonyms as stored: {"words": [...]} (multi-way), {"from": p, "to": [...]} (one-way)."""
+        return self.admin("synonyms", {}, shop)["synonyms"]
+
+    def set_synonyms(self, synonyms: list, shop: str | None = None) -> int:
+        """Replace the shop's synonyms (README "Relevance": ["sneakers", "trainers"] multi-way,
+        {"from": "tee", "to": "t-shirt"} one-way); returns the SEQUENCE (searches with it as
+        MIN_SEQUENCE use them)."""
+        return int(self.admin("set_synonyms", {"synonyms": synonyms}, shop)["sequence"])
+
     def set_closed_values(self, values: dict[str, list[str]], shop: str | None = None) -> dict:
         """Refuse writes whose field (e.g. category) is not one of these values."""
         return self.admin("set_closed_values", {"values": values}, shop)
@@ -112,6 +123,16 @@ def parse_assignments(pairs: list[str]) -> dict:
         except ValueError:
             fields[name] = value
     return fields
+
+
+def read_json(path: Path):
+    """A JSON file's value; ValueError naming the file and the place of a syntax error."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not JSON ({err})") from None
+    except OSError as err:
+        raise ValueError(f"{path}: {err.strerror}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     closed.add_argument("lists", nargs="+")
     rules = sub.add_parser("rules", help="merchandising rules: print them, or --set FILE (a JSON list) to replace them")
     rules.add_argument("--set", type=Path, default=None, metavar="RULES_JSON")
+    synonyms = sub.add_parser("synonyms", help="synonyms: print them, or --set FILE (a JSON list) to replace them")
+    synonyms.add_argument("--set", type=Path, default=None, metavar="SYNONYMS_JSON")
     args = parser.parse_args(argv)
     tls = tls_from_args(args)
     try:
@@ -162,8 +185,11 @@ def main(argv: list[str] | None = None) -> int:
             elif args.action == "shops":
                 out = client.shops()
             elif args.action == "rules":
-                out = ({"sequence": client.set_rules(json.loads(args.set.read_text()), args.shop)} if args.set
+                out = ({"sequence": client.set_rules(read_json(args.set), args.shop)} if args.set
                        else {"rules": client.rules(args.shop)})
+            elif args.action == "synonyms":
+                out = ({"sequence": client.set_synonyms(read_json(args.set), args.shop)} if args.set
+                       else {"synonyms": client.synonyms(args.shop)})
             else:
                 lists = {k: [x for x in str(v).split(",") if x] for k, v in
                          (pair.split("=", 1) for pair in args.lists if "=" in pair)}

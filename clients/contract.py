@@ -19,6 +19,7 @@ UPSERT, UPDATE_FIELDS, DELETE, CATALOG_ADMIN = "upsert_products", "update_fields
 RECORD_EVENTS = "record_events"
 RANKED_OUTPUTS = ("PRODUCT_IDS", "SCORES", "TITLES", "GENERATION", "CATALOG_SEQUENCE", "FACET_COUNTS", "EXPLANATIONS",
                   "QUERY_ID", "ARM")
+SEARCH_OUTPUTS = RANKED_OUTPUTS + ("CORRECTED_QUERY",)  # search alone says "did you mean"
 EVENT_KINDS = ("click", "add_to_cart", "purchase")
 API_KEY_HEADER = "authorization"  # every API key travels in it: "Bearer <key>" (or x-api-key: <key>)
 WRITE_KEY_HEADER = "catalog-write-key"  # the old write-key header: an alias for one release
@@ -241,6 +242,7 @@ class SearchResult:
     explanations: list[dict] = field(default_factory=list)  # one per result (when explain was asked for)
     query_id: str = ""  # QUERY_ID: what events about this answer refer to (record_events)
     arm: str = ""  # ARM: the experiment arm that answered ("control" outside experiments)
+    corrected_query: str = ""  # CORRECTED_QUERY (search): "did you mean", "" when no word was corrected
 
     def rows(self) -> list[tuple[str, float, str]]:
         return list(zip(self.ids, self.scores, self.titles))
@@ -255,6 +257,7 @@ class SearchResult:
         sequence = result.as_numpy("CATALOG_SEQUENCE")
         facets, notes = result.as_numpy("FACET_COUNTS"), result.as_numpy("EXPLANATIONS")
         query_id, arm = result.as_numpy("QUERY_ID"), result.as_numpy("ARM")
+        corrected = result.as_numpy("CORRECTED_QUERY")
         notes = [] if notes is None else [v.decode() for v in notes.reshape(-1)]
         return cls(ids=[ids[i] for i in keep], scores=[scores[i] for i in keep], titles=[titles[i] for i in keep],
                    generation=int(result.as_numpy("GENERATION").reshape(-1)[0]),
@@ -262,7 +265,8 @@ class SearchResult:
                    facets={} if facets is None else json.loads(facets.reshape(-1)[0].decode() or "{}"),
                    explanations=[json.loads(notes[i]) for i in keep if i < len(notes) and notes[i]],
                    query_id="" if query_id is None else query_id.reshape(-1)[0].decode(),
-                   arm="" if arm is None else arm.reshape(-1)[0].decode())
+                   arm="" if arm is None else arm.reshape(-1)[0].decode(),
+                   corrected_query="" if corrected is None else corrected.reshape(-1)[0].decode())
 
 
 @dataclass

@@ -20,8 +20,8 @@ from pathlib import Path
 from clients.connection import (DEAD_STUB, DEFAULT_URL, ServiceError, TlsOptions,  # noqa: F401
                                 add_connection_arguments, is_retryable, tls_from_args)
 from clients.catalog import CatalogClient
-from clients.contract import (RANKED_OUTPUTS, RECOMMEND, SEARCH, Filters, ReadOptions, Relevance, SearchResult, recommend_inputs,
-                              search_inputs)
+from clients.contract import (RANKED_OUTPUTS, RECOMMEND, SEARCH, SEARCH_OUTPUTS, Filters, ReadOptions, Relevance,
+                              SearchResult, recommend_inputs, search_inputs)
 
 SearchError = ServiceError  # the name callers know; raised for every failed call
 
@@ -52,7 +52,7 @@ class SearchClient(CatalogClient):
         shopper's opaque id (the search log; the experiment arm). The answer's `query_id` is what
         events about it refer to (clients.events)."""
         inputs = search_inputs(text, image, top_k, offset, text_weight, filters, read, relevance, user)
-        return SearchResult.from_response(self.infer(SEARCH, inputs, list(RANKED_OUTPUTS), headers=self.write_headers))
+        return SearchResult.from_response(self.infer(SEARCH, inputs, list(SEARCH_OUTPUTS), headers=self.write_headers))
 
     def recommend(self, item_ids: list[str], top_k: int = 10, weights: list[float] | None = None, offset: int = 0,
                   filters: Filters | None = None, read: ReadOptions | None = None,
@@ -66,6 +66,8 @@ class SearchClient(CatalogClient):
 
 def format_result(result: SearchResult) -> str:
     lines = [f"{'rank':>4}  {'id':<8} {'score':>6}  title   (generation {result.generation}, query id {result.query_id})"]
+    if result.corrected_query:
+        lines.insert(0, f"did you mean: {result.corrected_query}")
     for rank, (pid, score, title) in enumerate(result.rows(), 1):
         lines.append(f"{rank:>4}  {pid:<8} {score:6.3f}  {title}")
         if rank <= len(result.explanations):

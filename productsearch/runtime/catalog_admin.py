@@ -3,10 +3,11 @@
 
 Catalog actions and the scope they need on the request's SHOP: `create_shop` (admin: the only way
 a shop but the default one comes to exist), `info`, `product`, `products` (PAYLOAD {"ids": [...]},
-up to MAX_LOOKUP: a results page's records in one call, the unknown ids left out), `rules`
-(search: read-only); `set_closed_values`, `set_rules`, `analytics` (write: the shop's own backend
+up to MAX_LOOKUP: a results page's records in one call, the unknown ids left out), `rules`, `synonyms`
+(search: read-only); `set_closed_values`, `set_rules`, `set_synonyms` (catalog/ranking/synonyms.py: PAYLOAD
+{"synonyms": [...]}; returns the SEQUENCE searches pass as MIN_SEQUENCE), `analytics` (write: the shop's own backend
 reads what its shoppers searched; PAYLOAD {"since": s, "until": s, "top": n}, catalog/analytics.py); `shops` lists the shops the key
-covers (admin: every shop). Key actions (runtime/key_admin.py) need an admin key. Rule and
+covers (admin: every shop). Key actions (runtime/key_admin.py) need an admin key. Rule, synonym and
 closed-list changes and every key operation go into the audit trail. `record_swap` (admin) is
 how the deploy tool (control/deploy/swap.py, a process Prometheus does not scrape) counts a
 generation swap's stages in `productsearch_swaps_total` and the audit trail.
@@ -23,6 +24,7 @@ from productsearch.catalog.analytics import report as analytics_report
 from productsearch.catalog.events import EventStore, events_path
 from productsearch.catalog.keys.store import KeyError_
 from productsearch.catalog.ranking.merchandising import RuleError, check_rules
+from productsearch.catalog.ranking.synonyms import SynonymError, check_synonyms
 from productsearch.catalog.records import RecordError, product_id
 from productsearch.catalog.store import list_shops, open_store
 from productsearch.runtime.authorize import Principal, Refused
@@ -31,9 +33,9 @@ from productsearch.runtime.key_admin import KEY_ACTIONS, key_action
 from productsearch.runtime.model_io import RequestError, response
 
 MAX_LOOKUP = 100  # ids per `products` request (a results page is 10-50)
-READ_ACTIONS = ("info", "product", "products", "rules")
+READ_ACTIONS = ("info", "product", "products", "rules", "synonyms")
 SWAP_STAGES = ("started", "finished", "failed")
-WRITE_ACTIONS = ("set_closed_values", "set_rules", "analytics")
+WRITE_ACTIONS = ("set_closed_values", "set_rules", "set_synonyms", "analytics")
 
 
 def lookup_ids(payload: dict) -> list[str]:
@@ -95,8 +97,8 @@ class CatalogAdminModel(CatalogModel):
         elif action in WRITE_ACTIONS:
             self.gate.allow(principal, shop, "write")
         else:
-            raise RequestError(f"unknown ACTION {action!r}: create_shop, info, shops, product, products, set_closed_values, rules, set_rules, record_swap, "
-                               f"{', '.join(KEY_ACTIONS)}")
+            raise RequestError(f"unknown ACTION {action!r}: create_shop, info, shops, product, products, set_closed_values, "
+                               f"rules, set_rules, synonyms, set_synonyms, record_swap, {', '.join(KEY_ACTIONS)}")
         if action == "info":
             return self.store(shop).info()
         if action == "product":
@@ -105,6 +107,8 @@ class CatalogAdminModel(CatalogModel):
             return {"products": self.store(shop).products(lookup_ids(payload))}
         if action == "rules":
             return {"rules": self.store(shop).rules()}
+        if action == "synonyms":
+            return {"synonyms": self.store(shop).synonyms()}
         if action == "analytics":
             return self.analytics(shop, payload)
         if action == "set_closed_values":
@@ -115,6 +119,14 @@ class CatalogAdminModel(CatalogModel):
             self.store(shop).set_meta("closed_values", values)
             self.gate.audit.record([(principal.key_id, action, shop, [], None, {"values": values})])
             return self.store(shop).info()
+        if action == "set_synonyms":
+            try:
+                synonyms = check_synonyms(payload.get("synonyms"))
+            except SynonymError as err:
+                raise RequestError(f"set_synonyms: {err}") from None
+            sequence = self.store(shop).set_synonyms(synonyms)
+            self.gate.audit.record([(principal.key_id, action, shop, [], sequence, {"synonyms": len(synonyms)})])
+            return {"sequence": sequence, "synonyms": synonyms}
         try:
             rules = check_rules(payload.get("rules"))
         except RuleError as err:

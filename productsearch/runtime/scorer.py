@@ -26,7 +26,9 @@ head is INVALID_ARGUMENT at once, so it never holds its batch-mates); relevance 
 QUERY_TEXT, LEXICAL_WEIGHT, HYBRID_MODE, BOOSTS, IN_STOCK, MAX_PER_GROUP, GROUP_BY, FACETS,
 EXPLAIN. Outputs: PRODUCT_IDS, TITLES, SCORES (padded with "" / NaN where a row has fewer results
 than others of its request), GENERATION (the model version: the generation), CATALOG_SEQUENCE
-(the catalog sequence the answer reflects), FACET_COUNTS (JSON), EXPLANATIONS (JSON per result).
+(the catalog sequence the answer reflects), FACET_COUNTS (JSON), EXPLANATIONS (JSON per result),
+CORRECTED_QUERY (the query with the words the shop's catalog lacks corrected to close ones it has,
+searched instead when none of its words is known; "" when none: catalog/ranking/spelling.py).
 """
 from __future__ import annotations
 
@@ -246,7 +248,8 @@ class ScorerModel:
                         CATALOG_SEQUENCE=np.array([[r.applied] for r in rows], dtype=np.int64),
                         FACET_COUNTS=facets, EXPLANATIONS=notes,
                         QUERY_ID=np.array([[r.query_id.encode()] for r in rows], dtype=object),
-                        ARM=np.array([[self.arm.encode()]] * len(rows), dtype=object))
+                        ARM=np.array([[self.arm.encode()]] * len(rows), dtype=object),
+                        CORRECTED_QUERY=np.array([[r.corrected.encode()] for r in rows], dtype=object))
 
     def finalize(self) -> None:
         self.search_log.close()
@@ -266,13 +269,14 @@ class Answer:
     facets: dict | None
     applied: int  # the catalog sequence the answer reflects
     query_id: str  # QUERY_ID: what record_events refers to (catalog/query_ids.py)
+    corrected: str = ""  # CORRECTED_QUERY: "did you mean" (catalog/ranking/spelling.py), "" when none
 
 
 def answer(index: LiveIndex, ranked, max_facet_values: int, query_id: str) -> Answer:
     slots = ranked.slots.tolist()
     return Answer([index.ids[s] for s in slots], [index.titles[s] for s in slots], ranked.scores,
                   list(ranked.explanations), top_facet_values(ranked.facets, max_facet_values), index.applied,
-                  query_id)
+                  query_id, ranked.corrected)
 
 
 def error_response(err: Exception):

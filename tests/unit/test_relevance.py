@@ -10,6 +10,7 @@ import pytest
 
 from productsearch.catalog.ranking.merchandising import RuleError, check_rules
 from productsearch.catalog.ranking.relevance import PRICE_EDGES
+from productsearch.catalog.ranking.synonyms import check_synonyms
 from productsearch.catalog.store import catalog_url, open_store
 from productsearch.runtime import scorer_inputs as scorer_module
 from productsearch.runtime.model_io import RequestError
@@ -191,6 +192,19 @@ def test_merchandising_rules_pin_hide_and_boost_a_brand(ask, catalog):
         assert all(products[p]["brand"] == "Fjord" for p in ids(ask("summer dress", top_k=5)))
     finally:
         store.set_rules([])
+        store.close()
+
+
+def test_synonyms_expand_the_lexical_query_on_both_stores(ask, catalog):
+    store = open_store(catalog_url(catalog[1]))
+    store.set_synonyms(check_synonyms([["zapatillas", "sneakers"]]))
+    try:
+        ranked = ask("zapatillas", top_k=10, LEXICAL_WEIGHT=np.float32(0.9), EXPLAIN=True)
+        products = by_id(catalog[2])
+        assert all(products[p]["category"] == "sneakers" for p in ids(ranked))
+        assert json.loads(ranked.explanations[0])["query"]["synonyms"]["lexical_query"] == "zapatillas sneakers"
+    finally:
+        store.set_synonyms([])
         store.close()
 
 

@@ -18,6 +18,7 @@ from productsearch.catalog.index.live import LiveIndex
 from productsearch.catalog.index.tail_pause import tailing_paused
 from productsearch.catalog.ranking.batch import rank
 from productsearch.catalog.ranking.lexical import term_profile
+from productsearch.catalog.ranking.spelling import Vocabulary, read_vocabulary
 from productsearch.catalog.sqlite.store import SqliteCatalog
 
 POLL_S = 0.05
@@ -139,6 +140,11 @@ class ShopFollower:
         return (f"MIN_SEQUENCE {sequence} is beyond the catalog of shop {self.store.shop!r} (its last write has "
                 f"sequence {self.head}): send a SEQUENCE a write returned")
 
+    def vocabulary(self) -> Vocabulary:
+        """The catalog's words (ranking/spelling.py), read when a query has an unknown word and
+        kept until the index applies another change."""
+        return self._cached(("vocabulary",), lambda: read_vocabulary(self.store.db))
+
     @property
     def dim(self) -> int | None:
         return self.index.dim
@@ -149,10 +155,10 @@ class ShopFollower:
         index is locked until the block ends (the caller reads ids and titles off its slots).
         `clock`: rank()'s stage timer."""
         index = self.wait_for(min_sequence, wait_s)
-        rules = self.store.rules()
+        rules, synonyms = self.store.rules(), self.store.synonyms()
         with index.lock:
             yield index, rank(index, rows, self.generation, exact_filter_max, self.lexical, rules, clock,
-                              self.lexical_profile)
+                              self.lexical_profile, synonyms, self.vocabulary)
 
     # ------------------------------------------------------------------ background
 

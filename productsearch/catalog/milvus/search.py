@@ -25,6 +25,7 @@ import numpy as np
 from productsearch.catalog.index.follower import Lagging
 from productsearch.catalog.index.live import LiveIndex
 from productsearch.catalog.ranking.merchandising import applicable, normalized_query
+from productsearch.catalog.ranking.synonyms import lexical_query
 from productsearch.catalog.milvus.schema import OUTPUT_FIELDS, number_column, term_column
 from productsearch.catalog.milvus.store import MilvusCatalog, stamp
 from productsearch.catalog.ranking.batch import QueryError, RowQuery, rank, seed_query
@@ -148,9 +149,10 @@ class MilvusShopSearch:
         """(the candidates' LiveIndex, a Ranked or QueryError per row), as ShopFollower.searching
         (`clock` is not used: Milvus does the filtering and the vector search)."""
         sequence = self.wait_for(min_sequence, wait_s)
-        yield self.search(rows, sequence, exact_filter_max, self.store.rules())
+        yield self.search(rows, sequence, exact_filter_max, self.store.rules(), self.store.synonyms())
 
-    def search(self, rows: list[RowQuery], sequence: int, exact_filter_max: int, rules: list[dict]):
+    def search(self, rows: list[RowQuery], sequence: int, exact_filter_max: int, rules: list[dict],
+               synonyms: list[dict] | None = None):
         index = LiveIndex(text_weight=self.text_weight, prefused=True)
         index.applied = sequence
         if self.dim is None:  # nothing written for this generation yet
@@ -172,9 +174,10 @@ class MilvusShopSearch:
             limit = min(depth_for(row.offset, row.k) if reranked else row.offset + row.k, MAX_MILVUS_LIMIT)
             key = (self.expression(row, row.exclude_ids + row.seed_ids), limit, row.filtered)
             groups.setdefault(key, []).append(np.asarray(query, np.float32))
-            if reranked and row.relevance.lexical and row.relevance.text not in lexical_hits:
-                lexical_hits[row.relevance.text] = self.store.lexical(row.relevance.text, LEXICAL_DEPTH, self.generation)
-                wanted += [pid for pid, _ in lexical_hits[row.relevance.text]]
+            text = lexical_query(synonyms, row.relevance.text)  # as rank() reads it (without negations)
+            if reranked and row.relevance.lexical and text not in lexical_hits:
+                lexical_hits[text] = self.store.lexical(text, LEXICAL_DEPTH, self.generation)
+                wanted += [pid for pid, _ in lexical_hits[text]]
             if reranked and rules:
                 wanted += [pid for pid, _ in applicable(rules, normalized_query(row.relevance.text))[1]]
             categories.update(row.categories or [])
@@ -193,7 +196,7 @@ class MilvusShopSearch:
                 column.code_of[name] = len(column.names)
                 column.names.append(name)
         results = rank(index, rows, self.generation, exact_filter_max,
-                       lambda text, limit: lexical_hits.get(text, [])[:limit], rules)
+                       lambda text, limit: lexical_hits.get(text, [])[:limit], rules, synonyms=synonyms)
         for row, result in zip(rows, results):
             if not isinstance(result, QueryError) and row.relevance.facets:
                 result.facets = self.facets(self.expression(row, row.exclude_ids + row.seed_ids), row.relevance.facets)

@@ -29,6 +29,7 @@ from productsearch.catalog.milvus.client import client_for, point_alias, stamp
 from productsearch.catalog.milvus.generations import Generations
 from productsearch.catalog.milvus.schema import (OUTPUT_FIELDS, MilvusUrl, document_terms, meta_schema, number_column,
                                                  parse_url, query_terms, term_column)
+from productsearch.catalog.search_settings import SearchSettings
 from productsearch.catalog.records import NUMBER_FIELDS, TERM_FIELDS, RecordError, check_fields
 from productsearch.catalog.rows import (DEFAULT_SHOP, FencedWrite, ProductWrite, StoreError, UnknownProduct,
                                         UnknownShop, check_shop)
@@ -51,7 +52,7 @@ class Batch:
         self.collections: list[int] | None = None
 
 
-class MilvusCatalog(Generations):
+class MilvusCatalog(Generations, SearchSettings):
     """The catalog of one shop in the Milvus at `url` (a parsed MilvusUrl)."""
 
     searched_in_place = True
@@ -95,11 +96,9 @@ class MilvusCatalog(Generations):
     def closed_values(self) -> dict[str, list[str]]:
         return self.meta("closed_values", {})
 
-    def rules(self) -> list[dict]:
-        return self.meta("rules", [])
-
-    def set_rules(self, rules: list[dict]) -> int:
-        self.set_meta("rules", rules)
+    def _set_logged(self, key: str, value) -> int:
+        """A meta value searches read (search_settings.py); its sequence is the time after Milvus took it."""
+        self.set_meta(key, value)
         return stamp()
 
     def write_generation(self) -> int | None:

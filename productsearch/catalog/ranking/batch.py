@@ -19,7 +19,8 @@ import numpy as np
 
 from productsearch.catalog.index.ann import top_rows
 from productsearch.catalog.index.live import LiveIndex
-from productsearch.catalog.ranking import negation, query_weight
+from productsearch.catalog.ranking import negation, query_weight, spelling
+from productsearch.catalog.ranking import synonyms as shop_synonyms
 from productsearch.catalog.ranking.relevance import LEXICAL_DEPTH, Relevance, depth_for, facet_counts, lexical_arrays, rerank
 
 RECENCY_DECAY = 0.8
@@ -67,6 +68,7 @@ class Ranked:
     scores: np.ndarray
     explanations: list[str] = field(default_factory=list)
     facets: dict | None = None
+    corrected: str = ""  # CORRECTED_QUERY: the query with its misspelt words corrected ("" when none)
 
     def __iter__(self):  # slots, scores = ranked
         return iter((self.slots, self.scores))
@@ -122,13 +124,16 @@ def passing(index: LiveIndex, row: RowQuery, excluded: np.ndarray) -> np.ndarray
     return mask
 
 
-def read_query(index: LiveIndex, row: RowQuery, lexical, profile) -> tuple[RowQuery, np.ndarray]:
-    """The row with its text read (negations as exclusions, the hybrid weight for the query) and the
-    slots its negated unknown words exclude."""
+def read_query(index: LiveIndex, row: RowQuery, lexical, profile, synonyms: list[dict] | None = None,
+               vocabulary=None) -> tuple[RowQuery, np.ndarray]:
+    """The row with its text read (negations as exclusions, a spelling correction, the shop's
+    synonyms on the lexical side, the hybrid weight for the query) and the slots its negated
+    unknown words exclude."""
     options = row.relevance
     text = options.text
     if not text.strip():
         return row, NO_ROWS
+    synonyms = synonyms or []
     notes: dict = {}
     negated = negation.resolve(text, {f: index.terms[f].names for f in negation.NEGATABLE_FIELDS})
     lexically = NO_ROWS
@@ -139,24 +144,58 @@ def read_query(index: LiveIndex, row: RowQuery, lexical, profile) -> tuple[RowQu
         if lexical and negated.lexical:
             words_hit = [pid for word in negated.lexical for pid, _ in lexical(word, NEGATED_DEPTH)]
             lexically = slots_of(index, words_hit)[0]
+    corrected, fixed = "", ""
+    if profile and vocabulary and text.strip():
+        corrected, fixed = did_you_mean(options.text, text, profile, vocabulary, synonyms, notes)
+        if notes.get("corrected", {}).get("searched"):
+            text = fixed
+    added = shop_synonyms.expansion(synonyms, text)
+    searched = shop_synonyms.lexical_query(synonyms, text) if added else ""
+    if added:
+        notes["synonyms"] = {"added": added, "lexical_query": searched}
     weight = options.lexical_weight
     if weight is not None:
         notes["lexical_weight"], notes["weight_reason"] = weight, "LEXICAL_WEIGHT sent"
     elif options.lexical and text.strip():
-        stats = profile(text) if profile else None
-        weight, notes["weight_reason"] = query_weight.choose(stats, len(index),
-                                                             query_weight.names_brand(index.terms["brand"], text))
+        choices = [(query_weight.choose(profile(reading) if profile else None, len(index),
+                                        query_weight.names_brand(index.terms["brand"], reading)), reading)
+                   for reading in [text] + shop_synonyms.readings(synonyms, text) + ([fixed] if fixed != text else [])]
+        (weight, why), reading = max(choices, key=lambda c: c[0][0])  # the most navigational reading
+        notes["weight_reason"] = (why if reading == text else f"{why} (read as its correction {reading!r})"
+                                  if reading == fixed else f"{why} (read through a synonym as {reading!r})")
         notes["lexical_weight"] = weight
-    return replace(row, relevance=replace(options, text=text, lexical_weight=weight, notes=notes)), lexically
+    return replace(row, relevance=replace(options, text=text, lexical_weight=weight, notes=notes, searched=searched,
+                                          corrected=corrected)), lexically
+
+
+def did_you_mean(typed: str, text: str, profile, vocabulary, synonyms: list[dict], notes: dict) -> tuple[str, str]:
+    """(CORRECTED_QUERY: the typed text with its unknown words corrected, or ""; the text corrected,
+    or ""), offered only when some product holds every word of the correction (so "short-sleeved"
+    is not "shirt-sleeve"). notes["corrected"]["searched"]: the correction is searched, as none of
+    the text's words is in the catalog (else the text is searched as typed, its correction only
+    weighs the hybrid)."""
+    stats = profile(text)
+    unknown = [w for w in stats["words"] if w not in stats["documents"]]
+    if not unknown:
+        return "", ""
+    fixed, fixes = spelling.corrected(text, unknown, vocabulary(), shop_synonyms.covered_words(synonyms, text))
+    if not fixes or not profile(fixed)["joint"]:  # offered only when some product holds every corrected word
+        return "", ""
+    searched = not stats["documents"] and not stats["chinese"]  # nothing found lexically: search the correction
+    notes["corrected"] = {"query": spelling.replaced(typed, fixes), "words": fixes, "searched": searched}
+    return notes["corrected"]["query"], fixed
 
 
 def rank(index: LiveIndex, rows: list[RowQuery], generation: int, exact_filter_max: int = EXACT_FILTER_MAX,
-         lexical=None, rules: list[dict] | None = None, clock=None, profile=None) -> list[Ranked | QueryError]:
+         lexical=None, rules: list[dict] | None = None, clock=None, profile=None, synonyms: list[dict] | None = None,
+         vocabulary=None) -> list[Ranked | QueryError]:
     """A Ranked per row, the window [offset, offset + k); a QueryError in place of a row whose
     query names what the catalog lacks. `lexical(text, limit)` -> [(id, score)]: the store's
     lexical search; `rules`: the catalog's merchandising rules; `clock(stage)`: a context manager
     timing the stages filter, vector, lexical and rank (the scorer's metrics); `profile(text)`: the
-    store's term profile of a text (lexical.term_profile), for the hybrid weight per query."""
+    store's term profile of a text (lexical.term_profile), for the hybrid weight per query and the
+    spelling correction; `synonyms`: the shop's (ranking/synonyms.py); `vocabulary()`: the catalog's
+    words (ranking/spelling.py: Vocabulary), for "did you mean" (None: no correction)."""
     rules = rules or []
     clock = clock or _untimed
     results: list = [None] * len(rows)
@@ -165,7 +204,7 @@ def rank(index: LiveIndex, rows: list[RowQuery], generation: int, exact_filter_m
     with clock("lexical"):  # the text read: negations, the hybrid weight
         rows = list(rows)
         for i, row in enumerate(rows):
-            rows[i], negated[i] = read_query(index, row, lexical, profile)
+            rows[i], negated[i] = read_query(index, row, lexical, profile, synonyms, vocabulary)
     with clock("filter"):  # seeds' query vectors, exclusions, category names
         for i, row in enumerate(rows):
             try:
@@ -206,7 +245,7 @@ def rank(index: LiveIndex, rows: list[RowQuery], generation: int, exact_filter_m
                 results[i] = Ranked(*filtered_search(index, searched[i], queries[i].astype(np.float32), mask,
                                                      exact_filter_max))
         if i in reranked:
-            text = row.relevance.text if (lexical and row.relevance.lexical) else None
+            text = row.relevance.lexical_text if (lexical and row.relevance.lexical) else None
             if text not in hits:
                 with clock("lexical"):
                     hits[text] = lexical_arrays(index, lexical(text, LEXICAL_DEPTH) if text is not None else [])
@@ -217,6 +256,9 @@ def rank(index: LiveIndex, rows: list[RowQuery], generation: int, exact_filter_m
         if row.relevance.facets:
             with clock("rank"):
                 results[i].facets = facet_counts(index, mask, row.relevance.facets)
+    for i, row in enumerate(rows):
+        if isinstance(results[i], Ranked):
+            results[i].corrected = row.relevance.corrected
     return results
 
 

@@ -62,6 +62,12 @@ class Relevance:
     facets: list[str] | None = None
     explain: bool = False
     notes: dict = field(default_factory=dict)  # how the query was read (weight, negation): in EXPLANATIONS
+    searched: str = ""  # the lexical query when the shop's synonyms add to `text` ("": `text` itself)
+    corrected: str = ""  # the typed query with its misspelt words corrected (CORRECTED_QUERY; "": none)
+
+    @property
+    def lexical_text(self) -> str:
+        return self.searched or self.text
 
     @property
     def lexical(self) -> bool:

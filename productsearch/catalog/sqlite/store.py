@@ -6,7 +6,7 @@ Tables:
     images(sha, data)                         encoded image bytes, content-addressed (re-encoding source)
     vectors(generation, id, content_seq, text, image)   float32 embeddings made by generation N's encoders
     log(seq AUTOINCREMENT, op, id, at)        every change; seq is the SEQUENCE a write returns
-    meta(key, value)                          write fence, closed field lists, encoder checksums, merchandising rules
+    meta(key, value)                          write fence, closed field lists, encoder checksums, merchandising rules, synonyms
     lexical                                   FTS5 index over title, description, brand, SKU (catalog/ranking/lexical.py),
                                               kept by triggers in the products' own transactions
 A write is one transaction (savepoint per request) committed with synchronous=FULL before it is
@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from productsearch.catalog.ranking import lexical
+from productsearch.catalog.search_settings import SearchSettings
 from productsearch.catalog.sqlite.connection import connect
 from productsearch.catalog.records import RecordError, check_fields
 from productsearch.catalog.rows import (DEFAULT_SHOP, ChangeSet, FencedWrite, ProductRow, ProductWrite, StoreError,  # noqa: F401
@@ -62,7 +63,7 @@ def row_of(pid: str, title: str, fields: str, text: bytes, image: bytes | None, 
 
 
 
-class SqliteCatalog:
+class SqliteCatalog(SearchSettings):
     """The catalog of one shop in `<root>/<shop>.sqlite`. One connection per instance and thread
     (sqlite3 connections are not shared across threads)."""
 
@@ -149,16 +150,11 @@ class SqliteCatalog:
         """field -> allowed values, for the fields this catalog keeps a closed list of."""
         return self.meta("closed_values", {})
 
-    def rules(self) -> list[dict]:
-        """The merchandising rules (catalog/ranking/merchandising.py), as stored."""
-        return self.meta("rules", [])
-
-    def set_rules(self, rules: list[dict]) -> int:
-        """Replace the merchandising rules (checked by the caller); logged, so a search can ask
-        for them with MIN_SEQUENCE. Returns the sequence."""
+    def _set_logged(self, key: str, value) -> int:
+        """Set a meta value searches read (search_settings.py) with its log entry, in one transaction."""
         with self.transaction() as db:
-            seq = self._log(db, "rules", "", time.time())
-            self.set_meta("rules", rules, db)
+            seq = self._log(db, key, "", time.time())
+            self.set_meta(key, value, db)
         return seq
 
     def lexical(self, text: str, limit: int) -> list[tuple[str, float]]:
