@@ -317,9 +317,8 @@ class SqliteCatalog(SearchSettings):
 
     def products(self, pids: list[str]) -> dict[str, dict]:
         """The records of those of `pids` that exist, by id, read in one query (one snapshot)."""
-        marks = ",".join("?" * len(pids))
-        rows = self.db.execute(f"SELECT id, title, fields, image_sha, seq, updated_at FROM products WHERE id IN ({marks})",
-                               list(pids)).fetchall() if pids else []
+        rows = self.db.execute("SELECT id, title, fields, image_sha, seq, updated_at FROM products WHERE id IN "
+                               f"({','.join('?' * len(pids))})", list(pids)).fetchall() if pids else []
         return {row[0]: {"id": row[0], "title": row[1], "fields": json.loads(row[2]), "has_image": row[3] is not None,
                          "sequence": row[4], "updated_at": row[5]} for row in rows}
 
