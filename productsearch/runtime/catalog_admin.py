@@ -30,7 +30,7 @@ from productsearch.runtime.key_admin import KEY_ACTIONS, key_action
 from productsearch.runtime.model_io import RequestError, response
 
 READ_ACTIONS = ("info", "product", "rules")
-SWAP_STAGES = ("started", "finished", "failed")
+SWAP_STAGES = ("started", "finished", "failed", "experiment_start", "experiment_stop", "experiment_promote")
 WRITE_ACTIONS = ("set_closed_values", "set_rules", "analytics")
 
 
