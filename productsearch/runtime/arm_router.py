@@ -69,7 +69,10 @@ class ArmRouter:
             return unavailable(f"the experiment's generation {generation} did not answer: {type(err).__name__}: {err}")
         if reply.has_error():
             return pb_utils.InferenceResponse(error=reply.error())
-        return pb_utils.InferenceResponse(output_tensors=reply.output_tensors())
+        # copied out of the BLS reply: the answer must not hold memory of a model version that
+        # `experiment stop` may unload next
+        return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(t.name(), np.array(t.as_numpy(), copy=True))
+                                                          for t in reply.output_tensors()])
 
 
 def rows_of(inputs) -> int:
