@@ -11,6 +11,7 @@ words say; they click a shown product with a probability that depends on how wel
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -28,14 +29,16 @@ from productsearch.control.generations import clone_encoders, read_manifest, rec
 from productsearch.control.model_configs import versions_config
 from productsearch.control.repository import link_repository
 from productsearch.evaluation.ab_statistics import difference
-from productsearch.runtime.experiments import CONTROL, TREATMENT, arm_of
+from productsearch.runtime.experiments import CONTROL, TREATMENT, arm_of, read_experiments
 from tests.conftest import DEMO_CATALOG, SMALL_CATALOG_SIZE, serve_generation, start_server
 
 pytestmark = pytest.mark.integration
 TOP = 10
 SHOPPERS = 400  # one words+photo search each, half in each arm
 PATIENCE = 0.8
-import os
+# Reloading the scorer (both versions) during an experiment, then searching, crashed tritonserver
+# 2.51 in two of two runs (SIGSEGV / SIGABRT as the old version-2 instance, the BLS target, was
+# unloaded): AB_RESTART=1 runs that step (off by default until it is understood).
 RESTART = os.environ.get("AB_RESTART") == "1"  # the cascade: chance to look at the next result after skipping one
 
 
@@ -109,6 +112,14 @@ def test_split_is_sticky_across_searches_and_a_scorer_restart(ab_server):
             restart_scorer(server, repository)
             for user in users:
                 assert client.search("red dress", top_k=3, user=user).arm == expected[user]
+        with quiet(server, repository) as deployer:  # stop: all back to the control, generation 2 unloaded
+            stopped = experiment.stop(deployer, "default")
+            assert stopped["outcome"] == "stopped" and deployer.loaded_versions("scorer") == [1]
+            treated = next(u for u in users if expected[u] == TREATMENT)
+            assert client.search("red dress", top_k=3, user=treated).arm == CONTROL
+            with pytest.raises(DeployError, match="runs no experiment"):
+                experiment.stop(deployer, "default")
+            assert experiment.report(deployer, "default")["experiment"]["outcome"] == "stopped"  # kept for the report
 
 
 def relevance(shown: dict, wanted: dict) -> float:
@@ -160,8 +171,7 @@ def test_simulated_shoppers_recover_the_planted_ctr_difference_and_a_null_shows_
     rng = np.random.default_rng(29)
     seen, events = [], []
     with quiet(server, repository) as deployer:
-        running = experiment.running(deployer, "default")
-    assert running is not None and running["share"] == 0.5
+        running = experiment.start(deployer, "default", 2, 0.5)
     with SearchClient(server.grpc_url, timeout_s=60) as client:
         for k in range(SHOPPERS):
             text, photo, wanted = queries[k % len(queries)]
@@ -182,9 +192,7 @@ def test_simulated_shoppers_recover_the_planted_ctr_difference_and_a_null_shows_
     with quiet(server, repository) as deployer:
         result = experiment.report(deployer, "default")
     arms = result["arms"]
-    searches = {arm: sum(1 for a, *_ in seen if a == arm) for arm in (CONTROL, TREATMENT)}
-    # the sticky-test searches came first in this experiment: the report counts them too
-    assert arms[CONTROL]["searches"] >= searches[CONTROL] and arms[TREATMENT]["searches"] >= searches[TREATMENT]
+    assert {arm: arms[arm]["searches"] for arm in arms} == {arm: sum(1 for a, *_ in seen if a == arm) for arm in arms}
     ctr = result["differences"]["CTR"]
     print(experiment.format_report(result), f"\nplanted CTR: {planted}")
     assert ctr["difference"] > 0 and ctr["ci"][0] <= planted_difference <= ctr["ci"][1], (ctr, planted_difference)
@@ -208,20 +216,14 @@ def test_simulated_shoppers_recover_the_planted_ctr_difference_and_a_null_shows_
     assert no_difference >= 0.95 * 200, no_difference
 
 
-def test_stop_unloads_the_treatment_and_promote_swaps_to_it(ab_server):
+def test_promote_swaps_to_the_treatment_and_ends_the_experiment(ab_server):
     server, repository = ab_server
     with quiet(server, repository) as deployer, SearchClient(server.grpc_url, timeout_s=60) as client:
-        stopped = experiment.stop(deployer, "default")
-        assert stopped["outcome"] == "stopped" and deployer.loaded_versions("scorer") == [1]
-        treated = next(u for u in (f"u{i}" for i in range(100)) if arm_of(stopped["id"], u, 0.5) == TREATMENT)
-        assert client.search("red dress", top_k=3, user=treated).arm == CONTROL
-        with pytest.raises(DeployError, match="runs no experiment"):
-            experiment.stop(deployer, "default")
-        assert experiment.report(deployer, "default")["experiment"]["outcome"] == "stopped"  # kept for the report
-        again = experiment.start(deployer, "default", 2, 0.2)
+        running = experiment.running(deployer, "default")
+        treated = next(u for u in (f"u{i}" for i in range(100)) if arm_of(running["id"], u, 0.5) == TREATMENT)
         experiment.promote(deployer, "default")
         assert deployer.serving_generation() == 2 and deployer.loaded_versions("scorer") == [2]
         assert experiment.running(deployer, "default") is None
+        assert read_experiments(repository)["default"]["outcome"] == "promoted"
         answer = client.search("red dress", top_k=3, user=treated)
         assert answer.generation == 2 and answer.arm == CONTROL  # N serves everyone now
-        assert again["id"] != stopped["id"]
