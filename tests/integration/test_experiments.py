@@ -28,7 +28,7 @@ from productsearch.control.generations import clone_encoders, read_manifest, rec
     manifest_path
 from productsearch.control.model_configs import versions_config
 from productsearch.control.repository import link_repository
-from productsearch.evaluation.ab_statistics import difference
+from productsearch.core.ab_statistics import difference
 from productsearch.runtime.experiments import CONTROL, TREATMENT, arm_of, read_experiments
 from tests.conftest import DEMO_CATALOG, SMALL_CATALOG_SIZE, serve_generation, start_server
 

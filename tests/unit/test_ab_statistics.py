@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from productsearch.evaluation.ab_statistics import (difference, quantile, searches_needed, two_proportion_p, verdict,
+from productsearch.core.ab_statistics import (difference, quantile, searches_needed, two_proportion_p, verdict,
                                                     wilson)
 
 

@@ -26,7 +26,7 @@ from productsearch.catalog.store import list_shops
 from productsearch.control.deploy.swap import Deployer, DeployError
 from productsearch.control.generations import GenerationError, read_manifest, verify_generation, write_json_atomic
 from productsearch.control.repository import QUERY_MODELS
-from productsearch.evaluation.ab_statistics import difference, quantile, verdict, wilson
+from productsearch.core.ab_statistics import difference, quantile, verdict, wilson
 from productsearch.runtime.experiments import CONTROL, TREATMENT, experiments_path, read_experiments
 
 EXPERIMENT_MODELS = (*QUERY_MODELS, "scorer")  # what a treatment needs loaded beside the control
