@@ -65,3 +65,27 @@ def report(db: sqlite3.Connection, since: float, until: float, top: int = 20, mi
             "zero_result_queries": grouped(db, "query", since, until, queries + " AND s.zero_result = 1",
                                            "COUNT(*) DESC, grp", top),
             "low_click_queries": sorted(low, key=lambda q: (q["ctr"], -q["searches"]))[:top]}
+
+
+ARM_OUTCOMES = """
+WITH e AS (SELECT query_id, MAX(event = 'click') AS clicked, MAX(event = 'purchase') AS bought
+           FROM events GROUP BY query_id)
+SELECT s.arm, s.generation, s.zero_result, s.latency_ms, COALESCE(e.clicked, 0), COALESCE(e.bought, 0)
+FROM searches s LEFT JOIN e ON e.query_id = s.query_id
+WHERE s.at >= ? AND s.at < ?
+"""
+
+
+def arm_outcomes(db: sqlite3.Connection, since: float, until: float) -> dict[tuple[str, int], dict]:
+    """(arm, generation) -> its searches' outcomes between `since` and `until`: counts of searches,
+    zero-result searches, searches with a click and with a purchase, and every latency (ms)."""
+    found: dict[tuple[str, int], dict] = {}
+    for arm, generation, zero, latency, clicked, bought in db.execute(ARM_OUTCOMES, (since, until)):
+        cell = found.setdefault((arm, int(generation)), {"searches": 0, "zero_result": 0, "clicked": 0,
+                                                         "purchased": 0, "latencies_ms": []})
+        cell["searches"] += 1
+        cell["zero_result"] += int(zero)
+        cell["clicked"] += int(clicked)
+        cell["purchased"] += int(bought)
+        cell["latencies_ms"].append(float(latency))
+    return found

@@ -72,15 +72,18 @@ def read_manifest(repository: Path, generation: int) -> dict:
         raise GenerationError(f"manifest {path} is not valid JSON: {err}") from None
 
 
-def record_encoders(repository: Path, generation: int, built_by: dict, fusion: dict | None = None) -> dict:
+def record_encoders(repository: Path, generation: int, built_by: dict, fusion: dict | None = None,
+                    evaluation: dict | None = None) -> dict:
     """After a build: checksum generation N's encoders into its manifest, with how it is served
     (`fusion`: {"text_weight": w}, read by fusion N and scorer N; runtime/generation_settings.py).
-    An unchanged rebuild keeps the manifest. Vectors made by other encoders are re-made at the
+    `evaluation`: the build's held-out figures (metric -> value, higher is better; the quality
+    gate, control/deploy/quality_gate.py). An unchanged rebuild keeps the manifest. Vectors made by other encoders are re-made at the
     next swap or restore (control/rebuild.py)."""
     checksums = {name: tree_checksum(path) for name, path in encoder_dirs(repository, generation).items()}
     if manifest_path(repository, generation).exists():
         existing = read_manifest(repository, generation)
-        if existing.get("encoders") == checksums and existing.get("fusion") == fusion:
+        if existing.get("encoders") == checksums and existing.get("fusion") == fusion and (
+                evaluation is None or existing.get("evaluation") == evaluation):
             return existing
     manifest = {
         "generation": generation,
@@ -90,6 +93,8 @@ def record_encoders(repository: Path, generation: int, built_by: dict, fusion: d
     }
     if fusion is not None:
         manifest["fusion"] = dict(fusion)
+    if evaluation is not None:
+        manifest["evaluation"] = {name: float(value) for name, value in evaluation.items()}
     write_json_atomic(manifest_path(repository, generation), manifest)
     return manifest
 

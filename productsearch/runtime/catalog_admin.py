@@ -34,7 +34,7 @@ from productsearch.runtime.model_io import RequestError, response
 
 MAX_LOOKUP = 100  # ids per `products` request (a results page is 10-50)
 READ_ACTIONS = ("info", "product", "products", "rules", "synonyms")
-SWAP_STAGES = ("started", "finished", "failed")
+SWAP_STAGES = ("started", "finished", "failed", "experiment_start", "experiment_stop", "experiment_promote")
 WRITE_ACTIONS = ("set_closed_values", "set_rules", "set_synonyms", "analytics")
 
 

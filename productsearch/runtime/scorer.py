@@ -48,6 +48,7 @@ from productsearch.catalog.ranking.relevance import top_facet_values
 from productsearch.catalog.store import catalog_url, open_store, register_generation
 from productsearch.catalog.rows import DEFAULT_SHOP
 from productsearch.core.limits import MAX_FACET_VALUES
+from productsearch.runtime.arm_router import ArmRouter
 from productsearch.runtime.authorize import Gatekeeper, Refused
 from productsearch.runtime.generation_settings import generation_text_weight
 from productsearch.runtime.model_io import (ModelContext, RequestError, configured_threads, internal, invalid,
@@ -89,7 +90,9 @@ class ScorerModel:
                                        float(self.ctx.parameter("shop_idle_s", str(SHOP_IDLE_S))), DEFAULT_SHOP)
         self.shops = self.searchers.shops
         self.metrics = ScorerMetrics(self.ctx, args.get("model_instance_name", self.ctx.name), self.shops)
-        self.arm = "control"  # the experiment arm this instance answers as
+        # experiments: treatment shoppers' requests passed on to the treatment generation (runtime/arm_router.py)
+        self.router = ArmRouter(Path(self.ctx.version_dir).parent.parent, self.ctx.version,
+                                [o["name"] for o in self.ctx.config.get("output", [])])
         self.search_log = SearchLog(self.url, Path(self.ctx.version_dir).parent.parent,
                                     float(self.ctx.parameter("search_log_flush_s", str(FLUSH_S))),
                                     float(self.ctx.parameter("retention_days", str(RETENTION_DAYS))),
@@ -156,6 +159,10 @@ class ScorerModel:
             except Exception as err:  # noqa: BLE001 - isolate a bug to its own request
                 parsed.append(RuntimeError(f"could not read the request: {type(err).__name__}: {err}"))
         responses: list = [None] * len(requests)
+        for i, item in enumerate(parsed):  # a treatment shopper's request: answered by the treatment generation
+            target = None if isinstance(item, Exception) else self.router.treatment_generation(requests[i], item)
+            if target is not None:
+                responses[i], parsed[i] = self.router.forward(requests[i], target), []
         answers: list = [None if isinstance(item, Exception) else [None] * len(item) for item in parsed]
         for i, item in enumerate(parsed):
             if isinstance(item, Exception):
@@ -170,14 +177,15 @@ class ScorerModel:
                 self.rank_shop(shop, cells, parsed, answers, responses, batch)
         for i, cells in enumerate(answers):
             if responses[i] is None:
-                responses[i] = self.respond(cells)
-                self.log_searches(parsed[i], cells, started)
+                arm = self.router.answering_arm(requests[i])
+                responses[i] = self.respond(cells, arm)
+                self.log_searches(parsed[i], cells, started, arm)
         return responses
 
-    def log_searches(self, rows: list, cells: list[Answer], started: float) -> None:
+    def log_searches(self, rows: list, cells: list[Answer], started: float, arm: str) -> None:
         latency_ms = (time.perf_counter() - started) * 1000.0
         for row, found in zip(rows, cells):
-            self.search_log.add(row.shop, search_row(row, found.query_id, found.ids, self.ctx.version, self.arm,
+            self.search_log.add(row.shop, search_row(row, found.query_id, found.ids, self.ctx.version, arm,
                                                      latency_ms))
 
     def rank_shop(self, shop: str, cells: list[tuple[int, int]], parsed: list, answers: list, responses: list,
@@ -231,7 +239,7 @@ class ScorerModel:
                 refuse(i, unavailable(f"the catalog store did not answer: {type(err).__name__}: {err}"),
                        "store_unavailable")
 
-    def respond(self, rows: list[Answer]):
+    def respond(self, rows: list[Answer], arm: str = "control"):
         width = max(len(r.ids) for r in rows)
         ids = np.full((len(rows), width), b"", dtype=object)
         titles = np.full((len(rows), width), b"", dtype=object)
@@ -248,7 +256,7 @@ class ScorerModel:
                         CATALOG_SEQUENCE=np.array([[r.applied] for r in rows], dtype=np.int64),
                         FACET_COUNTS=facets, EXPLANATIONS=notes,
                         QUERY_ID=np.array([[r.query_id.encode()] for r in rows], dtype=object),
-                        ARM=np.array([[self.arm.encode()]] * len(rows), dtype=object),
+                        ARM=np.array([[arm.encode()]] * len(rows), dtype=object),
                         CORRECTED_QUERY=np.array([[r.corrected.encode()] for r in rows], dtype=object))
 
     def finalize(self) -> None:

@@ -177,7 +177,7 @@ def build_multilingual_demo(args: argparse.Namespace) -> int:
     finish_generation(out, generation, {"preset": "demo", "seed": args.seed, "epochs": cfg.epochs,
                                         "towers": "use-multilingual + lite0", "text_runtime": text_runtime["serve"],
                                         "text_runtime_gate": text_runtime["gate"]["max_change"]},
-                      args.device, text_weight=TEXT_WEIGHT)
+                      args.device, text_weight=TEXT_WEIGHT, evaluation=metrics)
     print()
     print(format_targets(metrics, f"Held-out quality (P@10, fusion text weight {TEXT_WEIGHT}): demo held-out "
                                   "combinations and Fashion-MNIST TEST photos, never trained on"))

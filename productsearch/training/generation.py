@@ -28,9 +28,12 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def finish_generation(out: Path, generation: int, built_by: dict, device: str, text_weight: float | None = None) -> None:
+def finish_generation(out: Path, generation: int, built_by: dict, device: str, text_weight: float | None = None,
+                      evaluation: dict | None = None) -> None:
     """model.py entry points for version N, device configs, and the generation's manifest
-    (with the fusion text weight the towers were trained and measured for; None: the default)."""
+    (with the fusion text weight the towers were trained and measured for; None: the default;
+    and the build's held-out `evaluation`, metric -> value, higher better: the deploy tool's
+    quality gate compares it with the serving generation's)."""
     for model in GENERATION_MODELS:
         entry = out / model / str(generation) / "model.py"
         if not entry.exists():
@@ -38,6 +41,7 @@ def finish_generation(out: Path, generation: int, built_by: dict, device: str, t
             shutil.copy2(out / model / "1" / "model.py", entry)
     compile_entry_points(out)  # the stub would write __pycache__ itself (see control/repository.py)
     write_device_configs(out, device)
-    record_encoders(out, generation, built_by, None if text_weight is None else {"text_weight": float(text_weight)})
+    record_encoders(out, generation, built_by, None if text_weight is None else {"text_weight": float(text_weight)},
+                    evaluation)
     print(f"generation {generation} manifest: {manifest_path(out, generation)}"
           + f"; {device} configs")

@@ -159,7 +159,8 @@ def build_demo(args: argparse.Namespace) -> int:
 
     write_tower_kind(text_dir.parent, {"kind": "minilm"})
     write_tower_kind(tower_dir.parent, {"kind": "resnet"})
-    finish_generation(out, generation, {"preset": "demo-minilm", "seed": args.seed, "epochs": wanted["epochs"]}, args.device)
+    finish_generation(out, generation, {"preset": "demo-minilm", "seed": args.seed, "epochs": wanted["epochs"]}, args.device,
+                      evaluation={name: m["value"] for name, m in table["metrics"].items()})
 
     print()
     print(format_table(table))

@@ -1,7 +1,9 @@
 """The deploy command line: generations on disk, swap, rollback, restore after a start, prune.
 
     python -m productsearch.control.deploy [--url host:8001[,host2:8001 ...]] list | swap N | rollback
-                                           | restore [--wait S] | prune --keep 2
+                                           | restore [--wait S] | prune --keep 2 | swap N --force
+    python -m productsearch.control.deploy experiment start --shop S --generation N --share 0.1 [--force]
+                                           | experiment stop|promote|report --shop S [--json]
 Several addresses: Triton replicas on one catalog store (Milvus); swap and rollback move all of
 them together (productsearch/control/deploy/swap.py: Deployer.swap with peers), restore brings back each one.
 Needs the admin key (PRODUCTSEARCH_ADMIN_KEY or run/admin_key) and this host's model repository,
@@ -10,6 +12,7 @@ whose manifests it verifies. Any failure leaves the old generation serving and s
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import time
@@ -58,6 +61,20 @@ def prune(deployer: Deployer, keep: int, log=print) -> list[int]:
     return doomed
 
 
+def run_experiment(deployer: Deployer, args: argparse.Namespace) -> None:
+    from productsearch.control.deploy import experiment
+
+    if args.step == "start":
+        experiment.start(deployer, args.shop, args.generation, args.share, args.force)
+    elif args.step == "stop":
+        experiment.stop(deployer, args.shop)
+    elif args.step == "promote":
+        experiment.promote(deployer, args.shop, args.force)
+    else:
+        result = experiment.report(deployer, args.shop)
+        print(json.dumps(result, indent=1) if args.json else experiment.format_report(result))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m productsearch.control.deploy", description=__doc__.split("\n")[0])
     add_connection_arguments(parser)
@@ -66,12 +83,22 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("list", help="generations on disk and which one serves")
     swap = sub.add_parser("swap", help="serve generation N (load beside, pin ensembles, unload old)")
     swap.add_argument("generation", type=int)
+    swap.add_argument("--force", action="store_true", help="past the quality gate (held-out figures worse than serving's)")
     sub.add_parser("rollback", help="back to the previous generation")
     restore = sub.add_parser("restore", help="after a start: serve the recorded generation (else the newest built)")
     restore.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the server to be up first")
     prune_cmd = sub.add_parser("prune", help="delete old generations from disk")
     prune_cmd.add_argument("--keep", type=int, default=2)
+    experiment_cmd = sub.add_parser("experiment", help="A/B experiment of a generation against the serving one")
+    experiment_cmd.add_argument("step", choices=("start", "stop", "promote", "report"))
+    experiment_cmd.add_argument("--shop", default="default")
+    experiment_cmd.add_argument("--generation", type=int, help="start: the treatment generation")
+    experiment_cmd.add_argument("--share", type=float, default=0.1, help="start: the treatment's share of users")
+    experiment_cmd.add_argument("--force", action="store_true", help="start, promote: past the quality gate")
+    experiment_cmd.add_argument("--json", action="store_true", help="report: as JSON")
     args = parser.parse_args(argv)
+    if args.action == "experiment" and args.step == "start" and args.generation is None:
+        parser.error("experiment start needs --generation N")
 
     urls = [u.strip() for u in args.url.split(",") if u.strip()]
     deployers = [Deployer(url, args.model_repository, admin_headers(), tls=tls_from_args(args)) for url in urls]
@@ -86,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.action == "list":
             print(list_generations(deployer))
         elif args.action == "swap":
-            deployer.swap(args.generation, peers)
+            deployer.swap(args.generation, peers, force=args.force)
+        elif args.action == "experiment":
+            run_experiment(deployer, args)
         elif args.action == "rollback":
             deployer.rollback(peers)
         else:

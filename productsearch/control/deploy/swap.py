@@ -136,6 +136,17 @@ class Deployer:
 
     # ------------------------------------------------------------------ operations
 
+    def gate(self, generation: int, serving: int | None, force: bool = False) -> None:
+        """The quality gate (deploy/quality_gate.py): DeployError naming the figures that drop."""
+        from productsearch.control.deploy.quality_gate import QualityGateRefused, check
+
+        try:
+            self.log(check(self.repository, generation, serving, force=force))
+        except GenerationError as err:
+            raise DeployError(f"refused: {err}") from None
+        except QualityGateRefused as err:
+            raise DeployError(str(err)) from None
+
     def stores(self) -> list:
         """Every shop's catalog in the store (the default shop made if there is none yet)."""
         names = list_shops(self.catalog) or [DEFAULT_SHOP]
@@ -186,12 +197,16 @@ class Deployer:
         except (InferenceServerException, ServiceError) as err:
             self.log(f"  (swap {stage} not recorded on {self.url}: {err})")
 
-    def swap(self, generation: int, peers: tuple["Deployer", ...] = ()) -> float:
-        """Serve generation N (see _swap), each replica told the swap started and finished or failed."""
+    def swap(self, generation: int, peers: tuple["Deployer", ...] = (), force: bool = False) -> float:
+        """Serve generation N (see _swap), each replica told the swap started and finished or failed.
+        Refused before anything is touched when N's held-out evaluation is worse than the serving
+        generation's (deploy/quality_gate.py), unless `force`."""
         replicas = (self, *peers)
-        if self.serving_generation() == generation:
+        serving = self.serving_generation()
+        if serving == generation:
             self.log(f"generation {generation} is already serving")
             return 0.0
+        self.gate(generation, serving, force)
         for replica in replicas:
             replica.record_swap("started", generation)
         try:
@@ -273,7 +288,7 @@ class Deployer:
         if previous is None:
             raise DeployError("no previous generation recorded to roll back to")
         self.log(f"rollback to generation {previous}")
-        return self.swap(previous, peers)
+        return self.swap(previous, peers, force=True)  # back to what served before: not gated
 
     def restore(self) -> int | None:
         """After a (re)start: bring back the recorded serving generation (else the newest built),

@@ -1,0 +1,73 @@
+"""Experiment arms and the quality gate, without a server: the split of 10,000 users, stickiness,
+the state file the scorer watches, the build's figures in the manifest and the gate's refusal."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from productsearch.control.deploy.quality_gate import QualityGateRefused, check
+from productsearch.control.generations import read_manifest, record_encoders, write_json_atomic
+from productsearch.runtime.experiments import CONTROL, TREATMENT, ExperimentWatch, arm_of, experiments_path
+from tests.unit.test_generation_settings import built
+
+USERS = [f"shopper-{i}" for i in range(10_000)]
+
+
+@pytest.mark.parametrize("share", [0.1, 0.5])
+def test_the_split_of_10000_users_is_within_1_5_points_of_the_share(share):
+    treated = sum(arm_of("exp-a", user, share) == TREATMENT for user in USERS)
+    assert abs(treated / len(USERS) - share) <= 0.015, treated
+
+
+def test_arms_are_sticky_per_experiment_and_searches_without_user_are_control():
+    first = [arm_of("exp-a", u, 0.3) for u in USERS[:2000]]
+    for _ in range(3):
+        assert [arm_of("exp-a", u, 0.3) for u in USERS[:2000]] == first
+    other = [arm_of("exp-b", u, 0.3) for u in USERS[:2000]]
+    assert other != first  # a new experiment draws anew
+    assert arm_of("exp-a", "", 0.99) == CONTROL
+    # raising the share only moves control users into the treatment
+    assert all(arm_of("exp-a", u, 0.5) == TREATMENT for u, arm in zip(USERS[:2000], first) if arm == TREATMENT)
+
+
+def test_the_watch_rereads_the_state_when_it_changes(tmp_path):
+    watch = ExperimentWatch(tmp_path)
+    assert watch.current() == {}
+    write_json_atomic(experiments_path(tmp_path), {"default": {"id": "x", "control": 1, "treatment": 2, "share": 0.1}})
+    assert watch.current()["default"]["treatment"] == 2
+    time.sleep(0.01)
+    write_json_atomic(experiments_path(tmp_path), {})
+    assert watch.current() == {}
+
+
+def gated_repository(tmp_path, serving: dict | None, candidate: dict | None):
+    for generation, figures in ((1, serving), (2, candidate)):
+        built(tmp_path, generation)
+        record_encoders(tmp_path, generation, {"preset": "demo"}, {"text_weight": 0.1}, figures)
+    return tmp_path
+
+
+def test_the_build_records_its_held_out_figures_in_the_manifest(tmp_path):
+    repository = gated_repository(tmp_path, {"en_fused_exact": 0.93}, None)
+    assert read_manifest(repository, 1)["evaluation"] == {"en_fused_exact": 0.93}
+    assert "evaluation" not in read_manifest(repository, 2)
+
+
+def test_the_gate_refuses_a_worse_generation_naming_the_figures(tmp_path):
+    repository = gated_repository(tmp_path, {"en_fused_exact": 0.93, "zh_fused_color": 0.85},
+                                  {"en_fused_exact": 0.80, "zh_fused_color": 0.86})
+    with pytest.raises(QualityGateRefused) as refused:
+        check(repository, 2, 1)
+    message = str(refused.value)
+    assert "en_fused_exact 0.8000 vs 0.9300 (-0.1300)" in message and "zh_fused_color" not in message
+    assert "--force" in message
+    assert check(repository, 2, 1, force=True).startswith("quality gate forced")
+    assert "within" in check(repository, 2, 1, margin=0.2)
+
+
+def test_the_gate_passes_a_generation_within_the_margin_and_says_when_it_cannot_compare(tmp_path):
+    repository = gated_repository(tmp_path, {"en_fused_exact": 0.93}, {"en_fused_exact": 0.92})
+    assert "within 0.02" in check(repository, 2, 1)
+    repository = gated_repository(tmp_path / "old", {"en_fused_exact": 0.93}, None)
+    assert "not applied" in check(repository, 2, 1) and "2" in check(repository, 2, 1)
