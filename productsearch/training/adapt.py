@@ -1,5 +1,6 @@
-"""Adapt the serving image tower to one shop's catalog and register it as a new generation, only
-if the gate passes (training/adapt_quality.py).
+"""Adapt the serving image tower to one shop's catalog: a new generation, kept only if it passes the gate.
+
+The gate and the report: training/adapt_quality.py.
 
     python -m productsearch.training.adapt --shop S [--model-repository R] [--heldout 0.2] [--seed 0]
     build_models.py --preset adapt --shop S          (the same)
@@ -34,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from productsearch.catalog.rows import UnknownShop
 from productsearch.control.device_configs import DEVICE_FILE
 from productsearch.control.generations import clone_encoders, manifest_path, read_serving
 from productsearch.control.paths import DEFAULT_MODEL_REPOSITORY
@@ -173,6 +175,8 @@ def adapt(repository: Path, shop: str, store_url: str | None = None, heldout_sha
     torch.set_num_threads(threads)
     started = time.perf_counter()
     repository = Path(repository)
+    if not built_generations(repository):
+        raise SystemExit(f"{repository}: no built generation to adapt (build one first: build_models.py)")
     serving = read_serving(repository).get("generation") or built_generations(repository)[-1]
     generation = pick_generation(repository, None, new=True)
     if tower_kind(repository / "image_encoder" / str(serving), "resnet")["kind"] != "lite0":
@@ -251,6 +255,9 @@ def run(args: argparse.Namespace, repository: Path) -> int:
               fm_test=args.fm_test, margin=args.margin, threads=args.threads)
     except GateRefused:
         return 1
+    except UnknownShop as err:
+        print(f"adapt refused: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -43,3 +43,16 @@ def test_studio_shop_bilingual_and_deterministic():
     langs = {p["fields"]["lang"] for p in a}
     assert langs == {"en", "zh"}
     assert len({p["fields"]["category"] for p in a}) == 6
+
+
+def test_adapt_refuses_an_empty_repository_and_an_unknown_shop(tmp_path, capsys):
+    from productsearch.control.repository import built_generations, link_repository
+    from productsearch.training.adapt import main
+    from tests.conftest import MODEL_REPOSITORY
+
+    with pytest.raises(SystemExit, match="no built generation to adapt"):
+        main(["--shop", "s", "--model-repository", str(tmp_path / "empty")])
+    repository = link_repository(MODEL_REPOSITORY, tmp_path / "model_repository", generations=[1])
+    assert main(["--shop", "nosuch", "--model-repository", str(repository)]) == 2
+    assert "shop 'nosuch' has no catalog" in capsys.readouterr().err
+    assert built_generations(repository) == [1]
