@@ -48,6 +48,12 @@ from productsearch.training.projection import ProjectionConfig, class_targets, c
 MIN_HELDOUT = 12  # products: below this no held-out figure means anything
 
 
+def default_config(seed: int = 0) -> ProjectionConfig:
+    """The recipe: per step 128 shop photos, 64 Fashion-MNIST photos and 256 demo renders (the
+    demo preset's own batch), so the demo and photo figures stay within the gate's margin."""
+    return ProjectionConfig(epochs=30, batch_size=128, photo_batch=64, replay_batch=256, lr=3e-4, seed=seed)
+
+
 def shop_products(store_url: str, shop: str, unused_generation: int) -> list[dict]:
     """Every product of the shop that has a photo: {id, title, image (bytes), category}. Read as
     the rebuild reads them (`needing_vectors` of a generation that has no vectors yet: all)."""
@@ -120,7 +126,7 @@ class HeldOutSets:
         return out
 
 
-def replay_sources(tower, text_tower, renders: int, photos_per_class: int, seed: int):
+def replay_sources(tower, text_tower, renders: int | None, photos_per_class: int, seed: int):
     """What the serving tower was trained on, sampled: demo TRAINING renders (never a held-out
     combination) and Fashion-MNIST TRAIN photos, as (features, target rows, targets)."""
     import torch
@@ -132,7 +138,7 @@ def replay_sources(tower, text_tower, renders: int, photos_per_class: int, seed:
 
     train = [p for p in cat.load_catalog(DEMO_CATALOG_DIR) if not p["heldout"]]
     random.Random(seed).shuffle(train)
-    train = train[:renders]
+    train = train[:renders or len(train)]
     combos = sorted({cat.combo_of(p) for p in train})
     index = {c: j for j, c in enumerate(combos)}
     replay = (render_features(tower, train, DEMO_CATALOG_DIR),
@@ -161,7 +167,7 @@ def register(repository: Path, generation: int, serving: int, tower, built_by: d
 
 
 def adapt(repository: Path, shop: str, store_url: str | None = None, heldout_share: float = 0.2, seed: int = 0,
-          cfg: ProjectionConfig | None = None, replay_renders: int = 2000, photos_per_class: int = 200,
+          cfg: ProjectionConfig | None = None, replay_renders: int | None = None, photos_per_class: int = 200,
           demo_eval: int | None = None, fm_test: int | None = None, margin: float = MARGIN, threads: int = 1,
           progress: bool = True, log=print) -> dict:
     """Train, measure, gate, register. Returns the report; raises GateRefused (nothing written)."""
@@ -203,7 +209,7 @@ def adapt(repository: Path, shop: str, store_url: str | None = None, heldout_sha
     log(f"features: {len(X)} shop photos (+ flips), {len(replay[0])} demo renders, {len(photos[0])} Fashion-MNIST "
         f"train photos ({time.perf_counter() - started:.0f}s)")
 
-    cfg = cfg or ProjectionConfig(epochs=30, batch_size=128, photo_batch=64, replay_batch=128, lr=5e-4, seed=seed)
+    cfg = cfg or default_config(seed)
     cfg = replace(cfg, warm_start=True)
     tower = copy.deepcopy(before_tower)
     history = train_projection(tower, X, y, text_tower.encode(titles), photos, cfg, log, replay=replay, progress=progress)
@@ -238,8 +244,8 @@ def add_arguments(parser, required: bool = True) -> None:
     parser.add_argument("--shop", required=required)
     parser.add_argument("--heldout", type=float, default=0.2, help="share of the shop's products held out")
     parser.add_argument("--adapt-epochs", type=int, default=30)
-    parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--replay-renders", type=int, default=2000, help="demo training renders mixed in")
+    parser.add_argument("--lr", type=float, default=default_config().lr)
+    parser.add_argument("--replay-renders", type=int, default=None, help="demo training renders mixed in (default all)")
     parser.add_argument("--photos-per-class", type=int, default=200, help="Fashion-MNIST train photos mixed in")
     parser.add_argument("--demo-eval", type=int, default=None, help="demo products measured (default all)")
     parser.add_argument("--fm-test", type=int, default=None, help="Fashion-MNIST test photos measured (default all)")
@@ -247,8 +253,7 @@ def add_arguments(parser, required: bool = True) -> None:
 
 
 def run(args: argparse.Namespace, repository: Path) -> int:
-    cfg = ProjectionConfig(epochs=args.adapt_epochs, batch_size=128, photo_batch=64, replay_batch=128,
-                           lr=args.lr, seed=args.seed)
+    cfg = replace(default_config(args.seed), epochs=args.adapt_epochs, lr=args.lr)
     try:
         adapt(repository, args.shop, heldout_share=args.heldout, seed=args.seed, cfg=cfg,
               replay_renders=args.replay_renders, photos_per_class=args.photos_per_class, demo_eval=args.demo_eval,

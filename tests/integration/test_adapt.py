@@ -6,6 +6,7 @@ BENCHMARKS.md."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -15,14 +16,15 @@ from productsearch.catalog.store import catalog_url
 from productsearch.control.generations import tree_checksum, verify_generation
 from productsearch.control.repository import built_generations, link_repository
 from productsearch.demo.studio_shop import studio_products
-from productsearch.training.adapt import adapt
+from productsearch.training.adapt import adapt, default_config
 from productsearch.training.adapt_quality import GATE_FIGURE, GateRefused
-from productsearch.training.projection import ProjectionConfig
 from tests.conftest import MODEL_REPOSITORY
 
 pytestmark = pytest.mark.integration
 SHOP = "studio-test"
-QUICK = dict(heldout_share=0.3, replay_renders=300, photos_per_class=20, demo_eval=600, fm_test=500, progress=False)
+# the default recipe, fewer epochs, sampled replay and held-out sets
+QUICK_CFG = replace(default_config(), epochs=12, batch_size=64)
+QUICK = dict(heldout_share=0.3, replay_renders=600, photos_per_class=100, demo_eval=600, fm_test=500, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +50,7 @@ def fresh_repository(tmp_path):
 
 def test_adapt_tiny_shop_registers_a_generation_that_beats_serving(studio_shop, tmp_path):
     repository = fresh_repository(tmp_path)
-    cfg = ProjectionConfig(epochs=12, batch_size=64, photo_batch=32, replay_batch=64, lr=1e-3)
-    report = adapt(repository, SHOP, store_url=studio_shop, cfg=cfg, **QUICK, log=lambda *_: None)
+    report = adapt(repository, SHOP, store_url=studio_shop, cfg=QUICK_CFG, **QUICK, log=lambda *_: None)
     assert report["gate"]["passed"]
     assert report["after"][GATE_FIGURE] > report["before"][GATE_FIGURE]
     assert report["trust"].startswith("held-out set too small to trust (n=")
@@ -68,9 +69,10 @@ def test_broken_run_refused_and_repository_untouched(studio_shop, tmp_path):
     repository = fresh_repository(tmp_path)
     before = {p.relative_to(repository): tree_checksum(p) if p.is_dir() else p.read_bytes()
               for p in repository.iterdir() if p.name != "catalog_store"}
-    cfg = ProjectionConfig(epochs=2, batch_size=64, photo_batch=32, replay_batch=64, lr=0.0)
+    broken = replace(QUICK_CFG, epochs=2, lr=0.0)
     with pytest.raises(GateRefused, match="shop text->photo P@10 did not rise"):
-        adapt(repository, SHOP, store_url=studio_shop, cfg=cfg, **QUICK, log=lambda *_: None)
+        adapt(repository, SHOP, store_url=studio_shop, cfg=broken, **{**QUICK, "replay_renders": 100, "photos_per_class": 10},
+              log=lambda *_: None)
     after = {p.relative_to(repository): tree_checksum(p) if p.is_dir() else p.read_bytes()
              for p in repository.iterdir() if p.name != "catalog_store"}
     assert after == before

@@ -22,8 +22,8 @@ from loadtest.private_server import deployer_for, temporary_server
 from loadtest.search_load import QUERIES, SearchLoad
 from productsearch.demo.studio_shop import studio_products, studio_query
 from productsearch.training.adapt import adapt
-from productsearch.training.projection import ProjectionConfig
 from tests.conftest import DEMO_CATALOG, require_built
+from tests.integration.test_adapt import QUICK, QUICK_CFG
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not os.environ.get("PRODUCTSEARCH_SLOW_TESTS"), reason="out of CI: PRODUCTSEARCH_SLOW_TESTS=1")]
@@ -46,13 +46,12 @@ def test_adapted_generation_swapped_in_under_load(tmp_path):
                                key=server.key, shop=SHOP, progress=False)
         assert not report.failed, report.summary()
         templates = read_products(DEMO_CATALOG)[300:400]
-        quick = {} if FIGURE else dict(cfg=ProjectionConfig(epochs=12, batch_size=64, photo_batch=32, replay_batch=64, lr=1e-3),
-                                       replay_renders=300, photos_per_class=100, demo_eval=600, fm_test=500)
+        quick = {"progress": False} if FIGURE else {**QUICK, "cfg": QUICK_CFG}
         with WriteLoad(server.grpc_url, server.key, templates, writers=2, rate=4, prefix="AD", timeout_s=30) as writers, \
                 SearchLoad(server.grpc_url, 2, queries=QUERIES[:8], top_k=10, timeout_s=60) as searchers:
             time.sleep(5)
             built_from = time.monotonic()
-            result = adapt(server.repository, SHOP, store_url=server.catalog_url, progress=False, **quick)
+            result = adapt(server.repository, SHOP, store_url=server.catalog_url, **quick)
             built_at = time.monotonic()
             generation = result["candidate_generation"]
             with deployer_for(server) as deployer:
