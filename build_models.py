@@ -5,6 +5,8 @@
     (productsearch/training/demo_preset.py)
   --preset demo-minilm (offline): MiniLM + a from-scratch ResNet, English (productsearch/training/minilm_preset.py)
   --preset clip | chinese-clip | bert-resnet: real checkpoints (productsearch/training/presets.py)
+  --preset adapt --shop S: the serving image tower adapted to shop S's live catalog, registered as a
+    new generation only if its gate passes (productsearch/training/adapt.py; torch on 1 thread)
 `--new-generation` writes generation N+1 (`<model>/N+1/`) beside the serving one; each
 generation gets a manifest (generations/N.json: what built it, encoder checksums). The catalog
 is indexed through the running server (clients/index.py); config.pbtxt files belong to the
@@ -24,6 +26,7 @@ from productsearch.training.minilm_preset import RENDERS_PER_COMBO, build_demo  
 from productsearch.training.demo_preset import build_multilingual_demo  # noqa: E402
 from productsearch.training.generation import finish_generation, pick_generation, resolve_device  # noqa: E402
 from productsearch.training.presets import PRESETS  # noqa: E402
+from productsearch.training.adapt import add_arguments as adapt_arguments, run as run_adapt  # noqa: E402
 from productsearch.demo.catalog import generate_catalog  # noqa: E402
 from productsearch.control.paths import DEFAULT_MODEL_REPOSITORY, DEMO_CATALOG_DIR  # noqa: E402
 
@@ -75,11 +78,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--eval", action="store_true",
                         help="recompute the quality table when reusing a trained tower")
     parser.add_argument("--epochs", type=int, default=None, help="image tower training epochs")
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
-                        help="torch CPU threads (results are reproducible per thread count)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (results are reproducible per thread count); "
+                             "default: every core, 1 for --preset adapt (serving keeps the others)")
     parser.add_argument("--strict", action="store_true",
                         help="exit 1 when a quality target is not met")
-    return parser.parse_args(argv)
+    adapt_arguments(parser.add_argument_group("--preset adapt"), required=False)
+    args = parser.parse_args(argv)
+    if args.threads is None:
+        args.threads = 1 if args.preset == "adapt" else len(os.sched_getaffinity(0))
+    return args
 
 
 def main(argv=None) -> int:
@@ -89,6 +97,10 @@ def main(argv=None) -> int:
         return build_multilingual_demo(args)
     if args.preset == "demo-minilm":
         return build_demo(args)
+    if args.preset == "adapt":
+        if not args.shop:
+            raise SystemExit("--preset adapt needs --shop")
+        return run_adapt(args, Path(args.out))
     return build_checkpoint_preset(args)
 
 

@@ -22,7 +22,7 @@ from productsearch.encoders.pretrained import (HEADS_FILE, HF_DIR, BertProjTextT
                                               ResNetProjImageTower, resnet_backbone)
 from productsearch.control.repository import ENCODERS
 
-PRESETS = ("demo", "demo-minilm", "clip", "chinese-clip", "bert-resnet")
+PRESETS = ("demo", "demo-minilm", "clip", "chinese-clip", "bert-resnet", "adapt")
 
 
 def build_dual_encoder(kind: str, checkpoint: str, repository: Path, generation: int, log=print) -> None:

@@ -31,6 +31,8 @@ class ProjectionConfig:
     temperature: float = 0.05
     feature_noise: float = 0.05    # Gaussian noise, in units of the feature std
     seed: int = 0
+    replay_batch: int = 0          # rows of the `replay` source per step (adapt: the demo renders)
+    warm_start: bool = False       # keep the projection's weights (adapt) instead of a fresh init
 
     def asdict(self) -> dict:
         return asdict(self)
@@ -64,25 +66,35 @@ def class_targets(text_tower) -> np.ndarray:
 
 def train_projection(tower, X: torch.Tensor, y: torch.Tensor, targets: np.ndarray,
                      photos: tuple[torch.Tensor, torch.Tensor, np.ndarray] | None = None,
-                     cfg: ProjectionConfig = ProjectionConfig(), log=print) -> dict:
+                     cfg: ProjectionConfig = ProjectionConfig(), log=print,
+                     replay: tuple[torch.Tensor, torch.Tensor, np.ndarray] | None = None, progress: bool = False) -> dict:
     """Train `tower.proj` in place. X: cached features of the training renders (all views), y:
-    their combination's row in `targets` [C, D]; photos: (features, class labels, class targets).
-    Reproducible per seed and thread count. Returns a small log (loss per epoch, seconds)."""
+    their combination's row in `targets` [C, D]; photos: (features, class labels, class targets);
+    replay: a third source of the same form (cfg.replay_batch rows a step); progress: a tqdm bar
+    with ETA over the steps. Reproducible per seed and thread count. Returns a small log (loss
+    per epoch, seconds)."""
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     T = torch.from_numpy(np.asarray(targets, np.float32))
-    for m in tower.proj.modules():
-        if isinstance(m, torch.nn.Linear):
-            m.reset_parameters()
+    if not cfg.warm_start:
+        for m in tower.proj.modules():
+            if isinstance(m, torch.nn.Linear):
+                m.reset_parameters()
     opt = torch.optim.AdamW(tower.proj.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     total = cfg.epochs * math.ceil(len(X) / cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.1)
     std = float(X.std()) if cfg.feature_noise else 0.0
     use_photos = photos is not None and cfg.photo_batch > 0
-    if use_photos:
-        pX, py = photos[0], torch.as_tensor(photos[1]).long()
-        pT = torch.from_numpy(np.asarray(photos[2], np.float32))
-        pstd = float(pX.std()) if cfg.feature_noise else 0.0
+    sources = [(photos[0], torch.as_tensor(photos[1]).long(), photos[2], cfg.photo_batch)] if use_photos else []
+    if replay is not None and cfg.replay_batch > 0:
+        sources.append((replay[0], torch.as_tensor(replay[1]).long(), replay[2], cfg.replay_batch))
+    sources = [(sX, sy, torch.from_numpy(np.asarray(sT, np.float32)), n, float(sX.std()) if cfg.feature_noise else 0.0)
+               for sX, sy, sT, n in sources]
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc="training", unit="step")
     tower.eval()
     tower.proj.train()
     started, history = time.perf_counter(), []
@@ -93,17 +105,21 @@ def train_projection(tower, X: torch.Tensor, y: torch.Tensor, targets: np.ndarra
             idx = order[s:s + cfg.batch_size]
             x = X[idx] + cfg.feature_noise * std * torch.randn(X[idx].shape, generator=gen)
             loss = F.cross_entropy(tower.embed(x) @ T.T / cfg.temperature, y[idx])
-            if use_photos:
-                j = torch.randint(0, len(pX), (cfg.photo_batch,), generator=gen)
-                px = pX[j] + cfg.feature_noise * pstd * torch.randn(pX[j].shape, generator=gen)
-                loss = loss + F.cross_entropy(tower.embed(px) @ pT.T / cfg.temperature, py[j])
+            for sX, sy, sT, n, sstd in sources:
+                j = torch.randint(0, len(sX), (n,), generator=gen)
+                sx = sX[j] + cfg.feature_noise * sstd * torch.randn(sX[j].shape, generator=gen)
+                loss = loss + F.cross_entropy(tower.embed(sx) @ sT.T / cfg.temperature, sy[j])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
+            if bar is not None:
+                bar.update(1)
             summed += loss.item() * len(idx)
         history.append(round(summed / len(X), 4))
         if epoch == 0 or (epoch + 1) % 5 == 0 or epoch + 1 == cfg.epochs:
             log(f"  epoch {epoch + 1}/{cfg.epochs}: loss {history[-1]:.4f} ({time.perf_counter() - started:.0f}s)")
+    if bar is not None:
+        bar.close()
     tower.eval()
     return {"loss": history, "seconds": round(time.perf_counter() - started, 1), "steps": total}
