@@ -32,6 +32,7 @@ from productsearch.control.model_configs import versions_config
 from productsearch.control.repository import link_repository
 from productsearch.core.ab_statistics import difference
 from productsearch.runtime.experiments import CONTROL, TREATMENT, arm_of, read_experiments
+from tests.polling import wait_until
 from tests.conftest import DEMO_CATALOG, SMALL_CATALOG_SIZE, serve_generation, start_server
 
 pytestmark = pytest.mark.integration
@@ -191,10 +192,17 @@ def test_simulated_shoppers_recover_the_planted_ctr_difference_and_a_null_shows_
     planted_difference = planted[TREATMENT] - planted[CONTROL]
     assert planted_difference > 0.05, planted  # the two generations really differ for these shoppers
 
-    with quiet(server, repository) as deployer:
-        result = experiment.report(deployer, "default")
+    expected = {arm: sum(1 for a, *_ in seen if a == arm) for arm in (CONTROL, TREATMENT)}
+
+    def reported() -> dict | None:
+        """The report once the search log has written every search (its writer flushes every
+        0.1 s, later on a busy machine)."""
+        with quiet(server, repository) as deployer:
+            report = experiment.report(deployer, "default")
+        return report if {arm: report["arms"][arm]["searches"] for arm in expected} == expected else None
+
+    result = wait_until(reported, 30, f"the report counting {expected} searches", every_s=0.5)
     arms = result["arms"]
-    assert {arm: arms[arm]["searches"] for arm in arms} == {arm: sum(1 for a, *_ in seen if a == arm) for arm in arms}
     ctr = result["differences"]["CTR"]
     print(experiment.format_report(result), f"\nplanted CTR: {planted}")
     assert ctr["difference"] > 0 and ctr["ci"][0] <= planted_difference <= ctr["ci"][1], (ctr, planted_difference)
