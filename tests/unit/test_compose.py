@@ -241,7 +241,8 @@ def test_scale_profile_services(compose):
     services = compose["services"]
     assert {name for name, s in services.items() if in_profile(s, "scale")} == SCALE
     assert re.fullmatch(r"milvusdb/milvus:v2\.6\.\d+", services["milvus"]["image"])
-    assert services["milvus"]["command"] == ["milvus", "run", "standalone"]
+    assert services["milvus"]["command"][:2] == ["sh", "-c"]
+    assert services["milvus"]["command"][2].rstrip().endswith("exec milvus run standalone")
     env = services["milvus"]["environment"]
     assert env["ETCD_ENDPOINTS"] == "milvus-etcd:2379" and env["MINIO_ADDRESS"] == "milvus-minio:9000"
     assert services["milvus"]["depends_on"] == {"milvus-etcd": {"condition": "service_healthy"},
@@ -283,6 +284,69 @@ def test_scale_tritons_are_the_triton_service_on_milvus(compose):
 def test_scale_ports_are_overridable():
     custom = load_compose({"TRITON_SCALE_B_GRPC_PORT": "9201"})
     assert "9201:8001" in custom["services"]["triton-milvus-b"]["ports"]
+
+
+# ---------------------------------------------------------------- profile `scale`: credentials
+
+SHIPPED = [COMPOSE_FILE, DOCKERFILE, *sorted((ROOT / "deploy").rglob("*.yaml")), *sorted((ROOT / "deploy").rglob("*.yml"))]
+DEFAULT_CREDENTIALS = ("minioadmin", "root:milvus", "defaultrootpassword: milvus", "defaultrootpassword: \"milvus\"")
+
+
+def test_no_shipped_file_carries_a_default_credential():
+    for path in SHIPPED:
+        if "secrets" in path.relative_to(ROOT).parts:  # made by make_secrets.py, git-ignored
+            continue
+        text = path.read_text().lower()
+        for default in DEFAULT_CREDENTIALS:
+            assert default not in text, f"{path.relative_to(ROOT)} carries {default!r}"
+
+
+def make_secrets_names() -> set[str]:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_secrets", ROOT / "deploy" / "make_secrets.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return {module.ROOT_PASSWORD, module.TOKEN, module.MINIO_ACCESS_KEY, module.MINIO_SECRET_KEY}
+
+
+def test_milvus_and_minio_take_their_credentials_from_the_secrets(compose):
+    services = compose["services"]
+    secrets = compose["secrets"]
+    assert set(secrets) == make_secrets_names()  # every secret is a file make_secrets.py makes
+    for name, secret in secrets.items():
+        assert secret["file"] == f"./deploy/secrets/{name}"
+    assert "deploy/secrets/" in (ROOT / ".gitignore").read_text().splitlines()
+    minio = services["milvus-minio"]
+    assert set(minio["secrets"]) == {"minio_access_key", "minio_secret_key"}
+    assert "environment" not in minio or not {"MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "MINIO_ROOT_USER",
+                                               "MINIO_ROOT_PASSWORD"} & set(minio["environment"])
+    script = minio["command"][2]
+    assert 'MINIO_ROOT_USER="$(cat /run/secrets/minio_access_key)"' in script
+    assert 'MINIO_ROOT_PASSWORD="$(cat /run/secrets/minio_secret_key)"' in script
+    milvus = services["milvus"]
+    assert set(milvus["secrets"]) == {"milvus_root_password", "minio_access_key", "minio_secret_key"}
+    script = milvus["command"][2]
+    assert "authorizationEnabled: true" in script  # Milvus asks every caller to sign in
+    assert "defaultRootPassword: \\\"$(cat /run/secrets/milvus_root_password)" in script
+    assert "> /milvus/configs/user.yaml" in script
+    for name in ("triton-milvus-a", "triton-milvus-b"):
+        replica = services[name]
+        assert replica["secrets"] == ["milvus_token"]
+        assert replica["environment"]["PRODUCTSEARCH_MILVUS_TOKEN_FILE"] == "/run/secrets/milvus_token"
+        assert "PRODUCTSEARCH_MILVUS_TOKEN" not in replica["environment"]  # the file, not a value
+
+
+def test_etcd_and_minio_are_reachable_from_milvus_alone(compose):
+    services = compose["services"]
+    assert compose["networks"]["milvus-internal"]["internal"] is True
+    for name in ("milvus-etcd", "milvus-minio"):
+        assert services[name]["networks"] == ["milvus-internal"], name
+        assert "ports" not in services[name], f"{name} publishes a host port"
+    assert set(services["milvus"]["networks"]) == {"milvus-internal", "default"}
+    assert "ports" not in services["milvus"]
+    others = {n for n, s in services.items() if "milvus-internal" in s.get("networks", [])}
+    assert others == {"milvus-etcd", "milvus-minio", "milvus"}
 
 
 # ---------------------------------------------------------------- Dockerfile

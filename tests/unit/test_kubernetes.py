@@ -305,3 +305,54 @@ def test_the_secret_templates_placeholder_is_refused(monkeypatch, capsys):
     assert main(["check"]) == 0
     monkeypatch.delenv("PRODUCTSEARCH_ADMIN_KEY")
     assert main(["check"]) == 1
+
+
+# ---------------------------------------------------------------- credentials and network policy
+
+
+def test_milvus_requires_sign_in_and_the_replicas_read_their_token_from_a_secret():
+    values = yaml.safe_load((K8S / "milvus-values.yaml").read_text())
+    user = yaml.safe_load(values["extraConfigFiles"]["user.yaml"])
+    assert user["common"]["security"]["authorizationEnabled"] is True
+    assert "accessKey" not in values["minio"] and "secretKey" not in values["minio"]  # from the credentials file
+    env = {e["name"]: e for e in container()["env"]}
+    token_file = Path(env["PRODUCTSEARCH_MILVUS_TOKEN_FILE"]["value"])
+    assert "PRODUCTSEARCH_MILVUS_TOKEN" not in env  # a mounted file, not an environment value
+    mounts = {m["mountPath"]: m for m in container()["volumeMounts"]}
+    mount = mounts[str(token_file.parent)]
+    assert mount["readOnly"] is True
+    volume = {v["name"]: v for v in one("Deployment")["spec"]["template"]["spec"]["volumes"]}[mount["name"]]
+    assert volume["secret"]["secretName"] == "productsearch-milvus"
+    readme = (K8S / "README.md").read_text()
+    assert f"create secret generic productsearch-milvus --from-file={token_file.name}=deploy/secrets/milvus_token" in readme
+    assert re.search(r"helm install milvus .*-f deploy/kubernetes/milvus-values.yaml -f deploy/secrets/milvus-credentials.values.yaml", readme)
+
+
+def policies() -> dict[str, dict]:
+    return {r["metadata"]["name"]: r for r in resources() if r["kind"] == "NetworkPolicy"}
+
+
+def test_network_policy_closes_the_namespace_and_opens_only_grpc_and_metrics():
+    found = policies()
+    deny = found["productsearch-default-deny"]["spec"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress"]}  # every pod isolated, no rule
+    same = found["productsearch-same-namespace"]["spec"]["ingress"]
+    assert same == [{"from": [{"podSelector": {}}]}]  # this namespace's pods only: Milvus, etcd, MinIO stay inside
+    triton_labels = one("Deployment")["spec"]["template"]["metadata"]["labels"]
+    ports = {p["name"]: p["containerPort"] for p in container()["ports"]}
+    grpc = found["productsearch-triton-grpc-from-shops"]["spec"]
+    assert grpc["podSelector"]["matchLabels"].items() <= triton_labels.items()
+    assert grpc["ingress"] == [{"from": [{"namespaceSelector": {"matchLabels": {"productsearch.io/search-client": "true"}}}],
+                                "ports": [{"port": "grpc", "protocol": "TCP"}]}]
+    metrics = found["productsearch-metrics-from-prometheus"]["spec"]["ingress"]
+    assert len(metrics) == 1 and len(metrics[0]["from"]) == 1
+    source = metrics[0]["from"][0]
+    assert source["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "monitoring"}
+    assert source["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "prometheus"}
+    assert {p["port"] for p in metrics[0]["ports"]} == {ports["metrics"], 9091}  # Triton's and Milvus's metrics
+    for name, policy in found.items():  # nothing else comes from outside: no ipBlock, no rule open to all
+        for rule in policy["spec"].get("ingress", []):
+            assert rule.get("from"), f"{name}: a rule without `from` admits every source"
+            assert all("ipBlock" not in peer for peer in rule["from"]), name
+            if any("namespaceSelector" in peer for peer in rule["from"]):
+                assert {p["port"] for p in rule["ports"]} <= {"grpc", ports["metrics"], 9091}, name

@@ -5,11 +5,20 @@ loaded and the call made again instead of failing every search until an operator
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
 
 from productsearch.catalog.milvus.schema import MilvusUrl
+from productsearch.catalog.rows import StoreError
+
+# Milvus credentials as "user:password" (MilvusClient's token), from a file (a compose secret or a
+# mounted Kubernetes Secret) or the environment, never the catalog URL or a command line.
+TOKEN_FILE_ENV = "PRODUCTSEARCH_MILVUS_TOKEN_FILE"
+TOKEN_ENV = "PRODUCTSEARCH_MILVUS_TOKEN"
+# Milvus's documented root password and the stand-ins a template might carry: refused, not sent.
+DEFAULT_PASSWORDS = frozenset({"milvus", "minioadmin", "replace-with-a-random-password", "changeme", ""})
 
 _clock_lock = threading.Lock()
 _last_stamp = 0
@@ -52,14 +61,40 @@ class LoadingClient:
         return call
 
 
+def milvus_token(environ=os.environ) -> str | None:
+    """The "user:password" to sign in to a Milvus server with (None: no authentication, as
+    milvus-lite), from PRODUCTSEARCH_MILVUS_TOKEN_FILE or PRODUCTSEARCH_MILVUS_TOKEN; a default
+    or placeholder password is refused (the message never shows it)."""
+    if environ.get(TOKEN_FILE_ENV):
+        try:
+            token = Path(environ[TOKEN_FILE_ENV]).read_text().strip()
+        except OSError as err:
+            raise StoreError(f"{TOKEN_FILE_ENV}: cannot read the Milvus credentials file ({err.strerror})") from None
+    else:
+        token = environ.get(TOKEN_ENV, "").strip()
+    if not token:
+        return None
+    user, colon, password = token.partition(":")
+    if not colon or not user:
+        raise StoreError(f"the Milvus credentials ({TOKEN_FILE_ENV} / {TOKEN_ENV}) must read user:password")
+    if password.strip().lower() in DEFAULT_PASSWORDS:
+        raise StoreError(f"the Milvus credentials ({TOKEN_FILE_ENV} / {TOKEN_ENV}) carry a default or placeholder "
+                         "password: make a random one (python3 deploy/make_secrets.py)")
+    return token
+
+
 def client_for(url: MilvusUrl):
-    """One MilvusClient per server and process (it is thread-safe; milvus-lite files allow one)."""
+    """One MilvusClient per server and process (it is thread-safe; milvus-lite files allow one).
+    A server (http://) is signed in to with milvus_token(); an embedded milvus-lite file has no users."""
     if url.uri not in _clients:
         from pymilvus import MilvusClient
 
         if not url.uri.startswith("http"):
             Path(url.uri).parent.mkdir(parents=True, exist_ok=True)
-        _clients[url.uri] = LoadingClient(MilvusClient(url.uri))
+            _clients[url.uri] = LoadingClient(MilvusClient(url.uri))
+        else:
+            token = milvus_token()
+            _clients[url.uri] = LoadingClient(MilvusClient(url.uri, token=token) if token else MilvusClient(url.uri))
     return _clients[url.uri]
 
 
