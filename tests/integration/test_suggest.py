@@ -14,6 +14,7 @@ from clients.catalog import CatalogClient
 from clients.contract import Product, key_headers
 from clients.keys import KeyClient
 from clients.search import SearchClient
+from clients.suggest import SuggestClient
 from tests.conftest import DEMO_CATALOG
 
 pytestmark = pytest.mark.integration
@@ -84,3 +85,13 @@ def test_refusals(triton, prefix, top_k, dtype, message):
     with pytest.raises(InferenceServerException, match=message):
         suggest(triton, prefix, top_k=top_k, dtype=dtype)
     assert suggest(triton, "dre")  # the server lives on
+
+
+def test_client_and_cli(triton, capsys):
+    from clients.suggest import main
+
+    with SuggestClient(triton.grpc_url, timeout_s=30) as client:
+        got = client.suggest("nordi", top_k=3)
+    assert got and got[0][0] == "nordia" and got[0][1] > 0
+    main(["nordi", "--top-k", "3", "--url", triton.grpc_url])
+    assert "nordia" in capsys.readouterr().out
