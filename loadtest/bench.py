@@ -23,6 +23,7 @@ indexes the demo catalog), each measured in this process so its ratios hold on a
 - keys:      text search keyless vs with an API key vs a rate-limited key, 5 rounds (only when named);
 - metrics_served: perf_analyzer text search with the search path's metrics on vs off (only when named);
 - console:   the search console's Search page round trip vs the bare gRPC search it makes (only when named).
+- suggest:   `suggest` at c=1 with perf_analyzer over prefixes of demo titles (only when named; loadtest/suggest_bench.py).
 Tool sections run on their own (private servers or in process) and take their own options
 (`--sections NAME --help`): scorer, runtimes, relevance, catalog, stores, replicas, swap, filters,
 metrics, query.
@@ -47,7 +48,7 @@ from loadtest.serving_profile import profile_section
 from loadtest.workload import DEMO_CATALOG, Workload
 
 SERVED = ("latency", "batching", "inprocess", "scale", "profile", "locust")
-EXTRA_SERVED = ("tuning", "perf_analyzer", "keys", "metrics_served", "console")  # run only when named in --sections
+EXTRA_SERVED = ("tuning", "perf_analyzer", "keys", "metrics_served", "console", "suggest")  # run only when named in --sections
 TOOLS = {  # section -> (module, arguments it always gets); each module has main(argv)
     "scorer": ("loadtest.scorer_bench", []), "runtimes": ("loadtest.runtime_bench", []),
     "relevance": ("loadtest.relevance_bench", []), "catalog": ("loadtest.catalog_bench", []),
@@ -68,6 +69,7 @@ TITLES = {
     "keys": "API keys: search with a key vs a public shop",
     "metrics_served": "The service's own metrics on vs off, served (perf_analyzer)",
     "console": "Search console: page round trip vs the bare gRPC search",
+    "suggest": "Query suggestions (`suggest`) at concurrency 1, perf_analyzer",
 }
 
 
@@ -186,6 +188,10 @@ def served_section(section: str, url: str, server, workload: Workload, settings:
         from loadtest.console_bench import console_section
 
         return console_section(server, workload, settings, log, max(3, settings.rounds))
+    if section == "suggest":
+        from loadtest.suggest_bench import suggest_section
+
+        return suggest_section(server, max(3, settings.rounds), log)
     variants = args.variants.split(";") if args.variants else None
     return asyncio.run(tuning_section(server, workload, settings, log, variants, settings.rounds))
 
