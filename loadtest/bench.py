@@ -24,7 +24,8 @@ indexes the demo catalog), each measured in this process so its ratios hold on a
 - metrics_served: perf_analyzer text search with the search path's metrics on vs off (only when named);
 - console:   the search console's Search page round trip vs the bare gRPC search it makes (only when named);
 - events_served: perf_analyzer text search with the scorer's search log on vs off (only when named);
-- events_ingest: record_events events/s and server CPU per event (only when named).
+- events_ingest: record_events events/s and server CPU per event (only when named);
+- suggest:   `suggest` at c=1 with perf_analyzer over prefixes of demo titles (only when named; loadtest/suggest_bench.py).
 Tool sections run on their own (private servers or in process) and take their own options
 (`--sections NAME --help`): scorer, runtimes, relevance, catalog, stores, replicas, swap, filters,
 metrics, query.
@@ -49,7 +50,7 @@ from loadtest.serving_profile import profile_section
 from loadtest.workload import DEMO_CATALOG, Workload
 
 SERVED = ("latency", "batching", "inprocess", "scale", "profile", "locust")
-EXTRA_SERVED = ("tuning", "perf_analyzer", "keys", "metrics_served", "console", "events_served", "events_ingest")  # run only when named in --sections
+EXTRA_SERVED = ("tuning", "perf_analyzer", "keys", "metrics_served", "console", "events_served", "events_ingest", "suggest")  # run only when named in --sections
 TOOLS = {  # section -> (module, arguments it always gets); each module has main(argv)
     "scorer": ("loadtest.scorer_bench", []), "runtimes": ("loadtest.runtime_bench", []),
     "relevance": ("loadtest.relevance_bench", []), "catalog": ("loadtest.catalog_bench", []),
@@ -72,6 +73,7 @@ TITLES = {
     "console": "Search console: page round trip vs the bare gRPC search",
     "events_served": "The search log on vs off, served (perf_analyzer)",
     "events_ingest": "Shopper events: record_events ingest rate",
+    "suggest": "Query suggestions (`suggest`) at concurrency 1, perf_analyzer",
 }
 
 
@@ -195,6 +197,10 @@ def served_section(section: str, url: str, server, workload: Workload, settings:
         from loadtest.console_bench import console_section
 
         return console_section(server, workload, settings, log, max(3, settings.rounds))
+    if section == "suggest":
+        from loadtest.suggest_bench import suggest_section
+
+        return suggest_section(server, max(3, settings.rounds), log)
     variants = args.variants.split(";") if args.variants else None
     return asyncio.run(tuning_section(server, workload, settings, log, variants, settings.rounds))
 

@@ -39,7 +39,7 @@ SERVING_MODELS = ("scorer", "catalog_writer")  # the generation-numbered models 
 # Pinned in this order: `search` first (a write N acknowledges must be found by the searches that
 # follow it), then `upsert_products` (writes wait from the fence until here), then the rest.
 ENSEMBLES = ("search", "upsert_products", "recommend", "encode_product")
-CATALOG_MODELS = ("update_fields", "delete_products", "catalog_admin", "record_events")  # not per generation
+CATALOG_MODELS = ("update_fields", "delete_products", "catalog_admin", "record_events", "suggest")  # not per generation
 # Products the encoding beside live writes may leave for the pass after the write fence, which
 # writes wait for (clients retry them): small, so that wait stays short.
 FENCED_TAIL = 64
