@@ -5,10 +5,11 @@ file so audit writes never make the key caches re-read; written before the write
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from pathlib import Path
+
+from productsearch.catalog.sqlite.connection import connect
 
 MAX_IDS = 1000  # ids recorded per entry (a bigger request records its count and the first ones)
 
@@ -17,10 +18,7 @@ class AuditLog:
     def __init__(self, folder: Path):
         self.path = Path(folder) / "audit.sqlite"
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=30000")
+        self._db = connect(self.path, "NORMAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS audit (at REAL NOT NULL, key_id TEXT NOT NULL, action TEXT NOT NULL,"
                          " shop TEXT, ids TEXT NOT NULL, count INTEGER NOT NULL, sequence INTEGER, detail TEXT)")
         self._db.execute("CREATE INDEX IF NOT EXISTS audit_shop_at ON audit (shop, at)")

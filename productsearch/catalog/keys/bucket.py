@@ -7,10 +7,11 @@ a crash forgets at most the last few takes.
 from __future__ import annotations
 
 import socket
-import sqlite3
 import threading
 import time
 from pathlib import Path
+
+from productsearch.catalog.sqlite.connection import connect
 
 
 class RateLimiter:
@@ -19,10 +20,7 @@ class RateLimiter:
     def __init__(self, folder: Path):
         self.path = Path(folder) / f"rate_{socket.gethostname()}.sqlite"
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=5, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=OFF")
-        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db = connect(self.path, "OFF", busy_s=5.0)
         self._db.execute("CREATE TABLE IF NOT EXISTS buckets (key_id TEXT PRIMARY KEY, tokens REAL NOT NULL, at REAL NOT NULL)")
 
     def take(self, key_id: str, rate: float, burst: float, now: float | None = None) -> float:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from productsearch.catalog.records import RecordError
 from productsearch.catalog.rows import DEFAULT_SHOP, check_shop
+from productsearch.catalog.sqlite.connection import connect
 
 KEYS_ENV = "PRODUCTSEARCH_KEYS"
 KEYS_DIR = "_keys"  # not a shop name (those start with a letter or a digit)
@@ -142,11 +143,8 @@ class KeyStore:
         self.path = self.folder / "keys.sqlite"
         self.refresh_s = refresh_s
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._db = connect(self.path)
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=30000")
         self._db.executescript(SCHEMA)
         os.chmod(self.path, 0o600)
         self._version = None
