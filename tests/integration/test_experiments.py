@@ -205,7 +205,11 @@ def test_simulated_shoppers_recover_the_planted_ctr_difference_and_a_null_shows_
     arms = result["arms"]
     ctr = result["differences"]["CTR"]
     print(experiment.format_report(result), f"\nplanted CTR: {planted}")
-    assert ctr["difference"] > 0 and ctr["ci"][0] <= planted_difference <= ctr["ci"][1], (ctr, planted_difference)
+    # a 95% interval misses the planted value in 1 run of 20 by design, and the arms' result lists
+    # (so the draws) vary from run to run: the test holds the report to its interval widened to
+    # ~3 standard errors (1.5 x the 95% half-width), missed about 1 run in 400
+    centre, half = (ctr["ci"][0] + ctr["ci"][1]) / 2, (ctr["ci"][1] - ctr["ci"][0]) / 2
+    assert ctr["difference"] > 0 and abs(planted_difference - centre) <= 1.5 * half, (ctr, planted_difference)
     assert result["verdicts"]["CTR"].startswith("generation 2 better on CTR"), result["verdicts"]
     assert arms[TREATMENT]["p99_ms"] >= arms[TREATMENT]["p50_ms"] > 0
     monkeypatch.setenv(ADMIN_KEY_ENV, server.key)  # the command line, as an operator runs it
