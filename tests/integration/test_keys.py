@@ -15,11 +15,11 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from clients.connection import ServiceError
 from clients.contract import Filters, Product, ReadOptions, recommend_inputs
 from clients.keys import KeyClient, scoped_token
 from clients.search import SearchClient
 from tests.conftest import ROOT, serve_generation, start_server
+from tests.refusals import refused
 
 pytestmark = pytest.mark.integration
 
@@ -62,14 +62,6 @@ def keys(triton):
         yield made
     finally:
         made.admin.close()
-
-
-def refused(call, status: str, words: str) -> str:
-    with pytest.raises(ServiceError) as err:
-        call()
-    assert err.value.status == f"StatusCode.{status}", err.value
-    assert words in err.value.message, err.value.message
-    return err.value.message
 
 
 def test_a_private_shop_needs_a_key_and_the_public_default_shop_does_not(keys):

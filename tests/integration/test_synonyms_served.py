@@ -11,10 +11,11 @@ import json
 import pytest
 
 from clients import catalog as catalog_cli
-from clients.connection import ADMIN_KEY_ENV, ServiceError
+from clients.connection import ADMIN_KEY_ENV
 from clients.contract import Product, ReadOptions, Relevance
 from clients.keys import KeyClient
 from clients.search import SearchClient
+from tests.refusals import refused
 
 pytestmark = pytest.mark.integration
 
@@ -51,13 +52,6 @@ def shops(triton):
     finally:
         made.admin.set_synonyms([], shop=SHOP)
         made.admin.close()
-
-
-def refused(call, status: str, words: str) -> None:
-    with pytest.raises(ServiceError) as err:
-        call()
-    assert err.value.status == f"StatusCode.{status}", err.value
-    assert words in err.value.message, err.value.message
 
 
 def test_synonyms_set_while_serving_change_the_next_search(shops):
