@@ -11,7 +11,16 @@ dead stub's series and the new stub's same labels add to them (only what the dea
 its last flush interval is lost); its gauges hold until the new stub sets them, within a flush.
 A tritonserver restart starts every counter at 0 (rate() and increase() take resets in stride).
 
-Cardinality is bounded: labels are the model, its generation, its instance, the shop (the first
+Why every series carries its model instance and a `load` label (model_io.load_digest: the config
+and files the version was loaded with): Triton 2.41 keeps one reference count per stub for a
+series that several stubs share by identical labels, and the first stub to drop it frees it under
+the others (triton-inference-server/server#8663, open). Reloading a version with a new config
+loads the new stubs before it unloads the old, so with shared labels the old stubs' unload freed
+the new stubs' series and tritonserver died at their next flush (SIGSEGV, or "malloc(): unaligned
+fastbin chunk" later; a CI run lost its session server that way). No two live stubs share a
+series now; a restarted stub keeps its dead predecessor's labels, so its counters still go on.
+
+Cardinality is bounded: labels are the model, its generation, its instance and load, the shop (the first
 `PRODUCTSEARCH_METRICS_MAX_SHOPS`, default 50, a process sees keep their name, later ones are
 folded into `other`) and small closed sets (kind, stage, reason). No product id, query text or key
 is ever a label. Outside Triton (unit tests, in-process benchmarks) there is no pb_utils, and
@@ -98,8 +107,9 @@ class Metrics:
 
     @classmethod
     def of_model(cls, ctx, **labels: str) -> "Metrics":
-        """A model's metrics (labels model and generation); off where its config says metrics "0"."""
-        return cls(ctx.parameter("metrics", "1") != "0", model=ctx.name, generation=ctx.version, **labels)
+        """A model's metrics (labels model, generation, instance, load); off where its config says metrics "0"."""
+        return cls(ctx.parameter("metrics", "1") != "0", model=ctx.name, generation=ctx.version,
+                   instance=ctx.instance or ctx.name, load=ctx.load, **labels)
 
     def shop(self, shop: str) -> str:
         """The shop's label: its name for the first MAX_SHOPS shops, then `other`."""

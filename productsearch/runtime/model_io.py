@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ class ModelContext:
     version: int
     version_dir: Path
     device: str
+    instance: str = ""
+    load: str = ""
 
     @classmethod
     def from_args(cls, args: dict) -> "ModelContext":
@@ -35,10 +38,27 @@ class ModelContext:
         repo = Path(args["model_repository"])
         kind = args.get("model_instance_kind", "CPU")
         device = f"cuda:{args.get('model_instance_device_id', '0')}" if kind == "GPU" else "cpu"
-        return cls(config, args["model_name"], version, repo / str(version), device)
+        name = args["model_name"]
+        version_dir = repo / str(version)
+        return cls(config, name, version, version_dir, device, args.get("model_instance_name", name),
+                   load_digest(args["model_config"], version_dir))
 
     def parameter(self, key: str, default: str) -> str:
         return self.config.get("parameters", {}).get(key, {}).get("string_value", default)
+
+
+def load_digest(config_json: str, version_dir: Path) -> str:
+    """Which load of a model version this is: the config it was loaded with and its files' mtimes.
+
+    The same for a stub the python backend restarts (same config, same files), different for a
+    reload with a changed config or changed files; metrics.py puts it in a label (see why there)."""
+    digest = hashlib.sha1(config_json.encode())
+    try:
+        for path in sorted(version_dir.iterdir()):
+            digest.update(f"{path.name}:{path.stat().st_mtime_ns}".encode())
+    except OSError:
+        pass  # no version directory (a test's context): the config alone
+    return digest.hexdigest()[:8]
 
 
 # One thread per model instance: on 2 shared cores a 2-thread encoder stalls at every OpenMP

@@ -89,7 +89,7 @@ class ScorerModel:
         self.searchers = ShopSearchers(self.open_searcher, int(self.ctx.parameter("max_shops", str(MAX_SHOPS))),
                                        float(self.ctx.parameter("shop_idle_s", str(SHOP_IDLE_S))), DEFAULT_SHOP)
         self.shops = self.searchers.shops
-        self.metrics = ScorerMetrics(self.ctx, args.get("model_instance_name", self.ctx.name), self.shops)
+        self.metrics = ScorerMetrics(self.ctx, self.shops)
         # experiments: treatment shoppers' requests passed on to the treatment generation (runtime/arm_router.py)
         self.router = ArmRouter(Path(self.ctx.version_dir).parent.parent, self.ctx.version,
                                 [o["name"] for o in self.ctx.config.get("output", [])])

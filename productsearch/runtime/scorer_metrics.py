@@ -11,10 +11,10 @@ from productsearch.runtime.metrics import UNKNOWN_SHOP, Metrics, StageClock
 class ScorerMetrics:
     """One scorer instance's metrics; `shops` is the scorer's shop -> follower map (read at each flush)."""
 
-    def __init__(self, ctx, instance: str, shops: dict):
+    def __init__(self, ctx, shops: dict):
         self.metrics = Metrics.of_model(ctx)
-        self.instance, self.shops = instance, shops
-        self.metrics.set("productsearch_generation_serving", 1, instance=instance)
+        self.shops = shops
+        self.metrics.set("productsearch_generation_serving", 1)
         self.metrics.collectors.append(self.collect_catalog)
 
     def batch(self, shop: str) -> "Batch":
@@ -29,7 +29,7 @@ class ScorerMetrics:
         for shop, follower in list(self.shops.items()):
             if follower.in_place:
                 continue
-            labels = {"shop": self.metrics.shop(shop), "instance": self.instance}
+            labels = {"shop": self.metrics.shop(shop)}
             index = follower.index
             sequences, seconds = follower.lag()
             self.metrics.set("productsearch_catalog_products", len(index), **labels)
@@ -41,7 +41,7 @@ class ScorerMetrics:
                 self.metrics.observe("productsearch_index_build_seconds", follower.builds.pop(0), **labels)
 
     def close(self) -> None:
-        self.metrics.set("productsearch_generation_serving", 0, instance=self.instance)
+        self.metrics.set("productsearch_generation_serving", 0)
         self.metrics.close()
 
 

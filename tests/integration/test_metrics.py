@@ -81,7 +81,7 @@ def test_searches_and_writes_move_the_counters_by_exactly_what_was_sent(triton, 
     for secret in [*ids, "MX-NOPE", QUERY, *QUERY.split()]:
         assert not any(secret in v for v in values), f"{secret!r} appears in a label"
     assert {k for n, labels, _ in samples if n in ours for k in labels} <= {
-        "shop", "generation", "model", "instance", "kind", "stage", "reason", "target", "le"}
+        "shop", "generation", "model", "instance", "load", "kind", "stage", "reason", "target", "le"}
 
 
 def test_prometheus_scrapes_the_counters_and_loads_the_alerts(triton, keyed_search_client, prometheus, shop):
