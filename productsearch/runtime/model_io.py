@@ -50,12 +50,17 @@ class ModelContext:
 def load_digest(config_json: str, version_dir: Path) -> str:
     """Which load of a model version this is: the config it was loaded with and its files' mtimes.
 
-    The same for a stub the python backend restarts (same config, same files), different for a
-    reload with a changed config or changed files; metrics.py puts it in a label (see why there)."""
-    digest = hashlib.sha1(config_json.encode())
+    Different for a reload with a changed config or changed files; the same for a stub the python
+    backend restarts and for the supervisor's reload of a dead stub (its `supervisor_reload`
+    parameter only forces the reload), so their counters go on in the dead stub's series, which
+    no live stub holds. metrics.py puts it in a label (see why there)."""
+    config = json.loads(config_json)
+    config.get("parameters", {}).pop("supervisor_reload", None)
+    digest = hashlib.sha1(json.dumps(config, sort_keys=True).encode())
     try:
         for path in sorted(version_dir.iterdir()):
-            digest.update(f"{path.name}:{path.stat().st_mtime_ns}".encode())
+            if path.is_file():  # not __pycache__, which the stub's first import creates
+                digest.update(f"{path.name}:{path.stat().st_mtime_ns}".encode())
     except OSError:
         pass  # no version directory (a test's context): the config alone
     return digest.hexdigest()[:8]
