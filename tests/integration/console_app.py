@@ -1,10 +1,13 @@
 """The search console app for a browser test: uvicorn in a thread of the test process, on a free
-port, talking to the given tritonserver address through the client package."""
+port, talking to the given tritonserver address through the client package; a signed-in page;
+the README's screenshots (CONSOLE_SCREENSHOTS=DIR)."""
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
+from pathlib import Path
 
 from tests.conftest import DEMO_CATALOG
 from tests.integration.browser import VIEWPORT
@@ -43,3 +46,11 @@ def sign_in(browser, base_url: str, key: str):
     page.click("button[type=submit]")
     page.wait_for_url(f"{base_url}/")
     return page
+
+
+def screenshot(page, name: str) -> None:
+    """The page's view (the fixed viewport) into CONSOLE_SCREENSHOTS/name, when that is set."""
+    folder = os.environ.get("CONSOLE_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / name), full_page=False)

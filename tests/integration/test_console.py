@@ -7,14 +7,12 @@ console-screenshots` writes docs/)."""
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import DEMO_CATALOG
 from tests.integration.browser import browser  # noqa: F401 (a fixture)
-from tests.integration.console_app import running_console, sign_in
+from tests.integration.console_app import running_console, screenshot, sign_in
 
 
 @pytest.fixture(scope="module")
@@ -35,13 +33,6 @@ def page(browser, console, triton):
 @pytest.fixture(scope="module")
 def catalog():
     return {p["id"]: p for p in map(json.loads, DEMO_CATALOG.read_text().splitlines())}
-
-
-def screenshot(page, name: str) -> None:
-    folder = os.environ.get("CONSOLE_SCREENSHOTS")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(folder) / name), full_page=False)
 
 
 def search(page, text: str = "", **fields) -> None:

@@ -35,7 +35,7 @@ from productsearch.control.repository import link_repository
 from productsearch.core.ab_statistics import difference
 from productsearch.runtime.experiments import CONTROL, TREATMENT, arm_of, read_experiments
 from tests.integration.browser import chromium
-from tests.integration.console_app import running_console, sign_in
+from tests.integration.console_app import running_console, screenshot, sign_in
 from tests.polling import wait_until
 from tests.refusals import refused
 from tests.conftest import DEMO_CATALOG, SMALL_CATALOG_SIZE, serve_generation, start_server
@@ -285,6 +285,7 @@ def test_the_console_compares_the_running_arms_and_a_search_key_sees_no_report(a
                     assert sides[side] == client.search("striped dress", top_k=10, user=found["arm_users"][arm]).ids
             assert float(page.inner_text("#overlap strong")) == pytest.approx(len(set(sides["a"]) & set(sides["b"])) / 10)
             assert page.locator("#moved tbody tr").count() == 10 + len(set(sides["a"]) - set(sides["b"]))
+            screenshot(page, "console-compare-arms.png")
             page.check("#against-settings")  # the settings compare still works beside the arms
             page.click("#go")
             page.wait_for_selector("#overlap")
