@@ -252,13 +252,20 @@ def test_the_console_compares_the_running_arms_and_a_search_key_sees_no_report(a
         running = experiment.running(deployer, "default")
         report = experiment.report(deployer, "default")
     with KeyClient(server.grpc_url, timeout_s=30, key=server.key) as admin:
-        search_key = admin.create("search", ["default"])["secret"]
+        search_key, write_key = (admin.create(scope, ["default"])["secret"] for scope in ("search", "write"))
     with CatalogClient(server.grpc_url, timeout_s=30, key=search_key) as shop_backend:
         found = shop_backend.experiment()
         assert found["running"] and found["experiment"]["id"] == running["id"]
         assert {arm: arm_of(running["id"], user, 0.5) for arm, user in found["arm_users"].items()} == {
             CONTROL: CONTROL, TREATMENT: TREATMENT}
-        refused(shop_backend.experiment_report, "PERMISSION_DENIED", "'write'")
+        refused(shop_backend.experiment_report, "PERMISSION_DENIED", "this needs 'write'")
+        refused(lambda: shop_backend.experiment("other-shop"), "PERMISSION_DENIED", "is not for shop 'other-shop'")
+    with CatalogClient(server.grpc_url, timeout_s=30, key=None, key_file=None) as keyless:
+        refused(keyless.experiment_report, "UNAUTHENTICATED", "needs a key")
+    with CatalogClient(server.grpc_url, timeout_s=30, key=write_key) as shop_backend:
+        assert shop_backend.experiment_report()["arms"][TREATMENT]["searches"] == report["arms"][TREATMENT]["searches"]
+    with CatalogClient(server.grpc_url, timeout_s=30, key=server.key) as operator:
+        refused(lambda: operator.experiment("no-such-shop"), "NOT_FOUND", "has no catalog")
     with chromium() as browser, running_console(server.grpc_url, timeout_s=60) as console:
         page = sign_in(browser, console, server.key)
         try:
