@@ -64,8 +64,9 @@ $(LIBB64):
 	@command -v apt-get >/dev/null || { echo "install Debian's libb64-0d (no apt-get here)"; exit 1; }
 	$(APT) install -y -q libb64-0d >/dev/null || { $(APT) update -q >/dev/null && $(APT) install -y -q libb64-0d >/dev/null; }
 
-console-screenshots: models | $(CHROMIUM) $(CJK_FONT)  ## the console's search and compare pages (1280x900) into docs/, taken by its browser test
+console-screenshots: models | $(CHROMIUM) $(CJK_FONT)  ## the console's search and compare pages (1280x900) into docs/, taken by its browser tests
 	CONSOLE_SCREENSHOTS=docs $(PY) -m pytest -q tests/integration/test_console.py -k "chinese or compare"
+	CONSOLE_SCREENSHOTS=docs $(PY) -m pytest -q tests/integration/test_experiments.py  # the arms: after its shoppers
 
 observe-screenshot: models | $(CHROMIUM) $(PROMETHEUS)  ## Prometheus's graph page of the searches by kind into docs/, taken by its browser test
 	OBSERVE_SCREENSHOTS=docs $(PY) -m pytest -q tests/integration/test_metrics.py -k graph_page

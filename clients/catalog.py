@@ -106,6 +106,19 @@ class CatalogClient(Connection):
         MIN_SEQUENCE use them)."""
         return int(self.admin("set_synonyms", {"synonyms": synonyms}, shop)["sequence"])
 
+    def experiment(self, shop: str | None = None) -> dict:
+        """The shop's latest A/B experiment (README "Experiments"): {"experiment": {"id", "control",
+        "treatment", "share", "started_at", ["ended_at", "outcome"]} or None, "running": bool, and while
+        it runs "arm_users": {"control": USER, "treatment": USER}, a USER id a search is answered as
+        by that arm}. A search key of the shop is enough."""
+        return self.admin("experiment", {}, shop)
+
+    def experiment_report(self, shop: str | None = None) -> dict:
+        """The experiment's report: "arms" (per arm searches, ctr, conversion, zero_result_rate with
+        95% intervals, p50_ms, p99_ms), "differences", "verdicts" per metric. Needs a write key (the
+        shop's search log and events, as `analytics`)."""
+        return self.admin("experiment_report", {}, shop)
+
     def set_closed_values(self, values: dict[str, list[str]], shop: str | None = None) -> dict:
         """Refuse writes whose field (e.g. category) is not one of these values."""
         return self.admin("set_closed_values", {"values": values}, shop)

@@ -16,6 +16,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from clients.connection import ServiceError
+from productsearch.console.arms import arm_queries, experiment_view
 from productsearch.console.catalog_page import catalog_page
 from productsearch.console.compare import movements, overlap_at
 from productsearch.console.photos import ProductPhotos
@@ -113,6 +114,8 @@ class Console:
         return self.page(request, "search.html", session, **context)
 
     async def compare(self, request: Request) -> Response:
+        """Two settings side by side, or, while the shop runs an experiment, its control and
+        treatment arms (the default then), with overlap@10 and what moved."""
         session = self.session(request)
         if session is None:
             return RedirectResponse("/signin", status_code=303)
@@ -121,13 +124,16 @@ class Console:
         settings = {side: {"lexical_weight": number(form.get(f"lexical_{side}"), default),
                            "hybrid_mode": form.get(f"mode_{side}") or "weighted"}
                     for side, default in (("a", 0.0), ("b", 0.5))}
-        context = {"text": text, "settings": settings}
+        experiment = await run_in_threadpool(experiment_view, session.client, session.shop, problem)
+        against = "arms" if experiment.running and form.get("against", "arms") == "arms" else "settings"
+        context = {"text": text, "settings": settings, "experiment": experiment, "against": against}
         if text:
+            queries = arm_queries(text, experiment) if against == "arms" else {
+                side: Query(text=text, lexical_weight=setting["lexical_weight"], hybrid_mode=setting["hybrid_mode"])
+                for side, setting in settings.items()}
             try:
-                answers = {}
-                for side, setting in settings.items():
-                    query = Query(text=text, lexical_weight=setting["lexical_weight"], hybrid_mode=setting["hybrid_mode"])
-                    answers[side] = await run_in_threadpool(run, session.client, query, session.shop, 10)
+                answers = {side: await run_in_threadpool(run, session.client, query, session.shop, 10)
+                           for side, query in queries.items()}
                 a, b = (list(zip(answers[s].result.ids, answers[s].result.titles)) for s in ("a", "b"))
                 context.update(answers=answers, overlap=overlap_at([p for p, _ in a], [p for p, _ in b]),
                                moved=movements(a, b))

@@ -41,6 +41,7 @@ class Query:
     hybrid_mode: str | None = None
     like: str = ""  # "more like this": recommend from this product id
     min_sequence: int = 0
+    user: str = ""  # USER: the Compare page runs a query as an experiment arm with one
 
     @classmethod
     def from_form(cls, form, photo: bytes | None = None, photo_ref: str = "") -> "Query":
@@ -98,9 +99,9 @@ def run(client: SearchClient, query: Query, shop: str | None, top_k: int = PAGE_
     start = time.perf_counter()
     if query.like:
         result = client.recommend([query.like], top_k, offset=query.page * top_k, filters=query.filters(), read=read,
-                                  relevance=query.relevance())
+                                  relevance=query.relevance(), user=query.user or None)
     else:
         result = client.search(query.text or None, query.photo, top_k, offset=query.page * top_k,
                                text_weight=query.text_weight if query.mixed else None, filters=query.filters(),
-                               read=read, relevance=query.relevance())
+                               read=read, relevance=query.relevance(), user=query.user or None)
     return Answer(result, (time.perf_counter() - start) * 1000)

@@ -7,7 +7,10 @@ up to MAX_LOOKUP: a results page's records in one call, the unknown ids left out
 (search: read-only); `set_closed_values`, `set_rules`, `set_synonyms` (catalog/ranking/synonyms.py: PAYLOAD
 {"synonyms": [...]}; returns the SEQUENCE searches pass as MIN_SEQUENCE), `analytics` (write: the shop's own backend
 reads what its shoppers searched; PAYLOAD {"since": s, "until": s, "top": n}, catalog/analytics.py); `shops` lists the shops the key
-covers (admin: every shop). Key actions (runtime/key_admin.py) need an admin key. Rule, synonym and
+covers (admin: every shop); `experiment` (search: the shop's latest experiment, its generations,
+share and times, and while it runs one USER per arm that a search is answered as) and
+`experiment_report` (write, as `analytics`: its per-arm figures and verdicts from the search log
+and events, runtime/experiment_report.py). Key actions (runtime/key_admin.py) need an admin key. Rule, synonym and
 closed-list changes and every key operation go into the audit trail. `record_swap` (admin) is
 how the deploy tool (control/deploy/swap.py, a process Prometheus does not scrape) counts a
 generation swap's stages in `productsearch_swaps_total` and the audit trail.
@@ -16,7 +19,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -29,13 +31,15 @@ from productsearch.catalog.records import RecordError, product_id
 from productsearch.catalog.store import list_shops, open_store
 from productsearch.runtime.authorize import Principal, Refused
 from productsearch.runtime.catalog_writes import CatalogModel, checked, column, error_response, shop_of
+from productsearch.runtime.experiment_report import shop_report
+from productsearch.runtime.experiments import CONTROL, TREATMENT, arm_user, read_experiments
 from productsearch.runtime.key_admin import KEY_ACTIONS, key_action
 from productsearch.runtime.model_io import RequestError, response
 
 MAX_LOOKUP = 100  # ids per `products` request (a results page is 10-50)
-READ_ACTIONS = ("info", "product", "products", "rules", "synonyms")
+READ_ACTIONS = ("info", "product", "products", "rules", "synonyms", "experiment")
 SWAP_STAGES = ("started", "finished", "failed", "experiment_start", "experiment_stop", "experiment_promote")
-WRITE_ACTIONS = ("set_closed_values", "set_rules", "set_synonyms", "analytics")
+WRITE_ACTIONS = ("set_closed_values", "set_rules", "set_synonyms", "analytics", "experiment_report")
 
 
 def lookup_ids(payload: dict) -> list[str]:
@@ -98,7 +102,7 @@ class CatalogAdminModel(CatalogModel):
             self.gate.allow(principal, shop, "write")
         else:
             raise RequestError(f"unknown ACTION {action!r}: create_shop, info, shops, product, products, set_closed_values, "
-                               f"rules, set_rules, synonyms, set_synonyms, record_swap, {', '.join(KEY_ACTIONS)}")
+                               f"rules, set_rules, synonyms, set_synonyms, analytics, experiment, experiment_report, record_swap, {', '.join(KEY_ACTIONS)}")
         if action == "info":
             return self.store(shop).info()
         if action == "product":
@@ -111,6 +115,11 @@ class CatalogAdminModel(CatalogModel):
             return {"synonyms": self.store(shop).synonyms()}
         if action == "analytics":
             return self.analytics(shop, payload)
+        if action == "experiment":
+            return self.experiment(shop)
+        if action == "experiment_report":
+            self.store(shop)  # UnknownShop (NOT_FOUND) for a shop nobody created
+            return {"shop": shop, **(shop_report(self.url, self.repository, shop) or {"experiment": None})}
         if action == "set_closed_values":
             values = payload.get("values")
             if not isinstance(values, dict) or not all(isinstance(v, list) and all(isinstance(x, str) for x in v)
@@ -146,7 +155,7 @@ class CatalogAdminModel(CatalogModel):
         if not 1 <= top <= 1000 or since >= until:
             raise RequestError(f"analytics needs since < until and 1 <= top <= 1000, got {since}, {until}, {top}")
         self.store(shop)  # UnknownShop (NOT_FOUND) for a shop nobody created
-        events = EventStore(events_path(self.url, shop, Path(self.ctx.version_dir).parent.parent), durable=False)
+        events = EventStore(events_path(self.url, shop, self.repository), durable=False)
         try:
             events.db.execute("BEGIN")  # one snapshot for every figure
             try:
@@ -155,6 +164,17 @@ class CatalogAdminModel(CatalogModel):
                 events.db.execute("COMMIT")
         finally:
             events.close()
+
+    def experiment(self, shop: str) -> dict:
+        """The shop's latest experiment (None if it has had none); while it runs, a USER per arm."""
+        self.store(shop)
+        experiment = read_experiments(self.repository).get(shop)
+        running = bool(experiment) and not experiment.get("ended_at")
+        found = {"shop": shop, "experiment": experiment, "running": running}
+        if running:
+            found["arm_users"] = {arm: arm_user(str(experiment["id"]), float(experiment["share"]), arm)
+                                  for arm in (CONTROL, TREATMENT)}
+        return found
 
     def record_swap(self, principal: Principal | None, payload: dict) -> dict:
         """One stage of a generation swap (admin): counted by stage and target generation, audited."""

@@ -91,7 +91,7 @@ class CatalogModel:
     def initialize(self, args: dict) -> None:
         self.ctx = ModelContext.from_args(args)
         self.metrics = Metrics.of_model(self.ctx)
-        repository = Path(self.ctx.version_dir).parent.parent
+        self.repository = repository = Path(self.ctx.version_dir).parent.parent
         self.url = catalog_url(repository, self.ctx.parameter("catalog", "") or None)
         self.gate = Gatekeeper(self.url, repository)
         self.stores: dict[str, object] = {}

@@ -37,6 +37,15 @@ def arm_of(experiment_id: str, user: str, share: float) -> str:
     return TREATMENT if int.from_bytes(digest[:8], "big") < share * 2 ** 64 else CONTROL
 
 
+def arm_user(experiment_id: str, share: float, arm: str, prefix: str = "probe-") -> str:
+    """The first USER `<prefix><i>` that lands in `arm`: a search with it answers as that arm (the
+    console's Compare page runs a query as each arm this way). Expected tries: 1 / the arm's share."""
+    for i in range(10_000_000):
+        if arm_of(experiment_id, f"{prefix}{i}", share) == arm:
+            return f"{prefix}{i}"
+    raise ValueError(f"no {arm} user in 10,000,000 tries at share {share}")
+
+
 def read_experiments(repository: Path) -> dict[str, dict]:
     """shop -> its latest experiment (running unless it has "ended_at"); {} when none (or unreadable)."""
     try:

@@ -7,64 +7,32 @@ console-screenshots` writes docs/)."""
 from __future__ import annotations
 
 import json
-import os
-import threading
-import time
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import DEMO_CATALOG
-from tests.integration.browser import VIEWPORT, browser  # noqa: F401 (a fixture)
-
+from tests.integration.browser import browser  # noqa: F401 (a fixture)
+from tests.integration.console_app import running_console, screenshot, sign_in
 
 
 @pytest.fixture(scope="module")
 def console(triton):
     """The console app on a free port, for the session server; its address."""
-    import uvicorn
-
-    from productsearch.console.app import create_app
-    from productsearch.control.processes import free_ports
-
-    (port,) = free_ports(1)
-    server = uvicorn.Server(uvicorn.Config(create_app(triton.grpc_url, [DEMO_CATALOG]), host="127.0.0.1", port=port,
-                                           log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the console did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with running_console(triton.grpc_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def page(browser, console, triton):
     """A page signed in with the session server's admin key (the key typed into the form only)."""
-    context = browser.new_context(viewport=VIEWPORT, base_url=console)
-    page = context.new_page()
-    page.goto("/")
-    assert page.url.endswith("/signin")
-    page.fill("#key", triton.key)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{console}/")
+    page = sign_in(browser, console, triton.key)
     yield page
-    context.close()
+    page.context.close()
 
 
 @pytest.fixture(scope="module")
 def catalog():
     return {p["id"]: p for p in map(json.loads, DEMO_CATALOG.read_text().splitlines())}
-
-
-def screenshot(page, name: str) -> None:
-    folder = os.environ.get("CONSOLE_SCREENSHOTS")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(folder) / name), full_page=False)
 
 
 def search(page, text: str = "", **fields) -> None:
@@ -186,6 +154,8 @@ def test_more_like_this(page, catalog):
 
 def test_compare_two_settings(page):
     page.goto("/compare")
+    assert "No experiment is running for shop default" in page.inner_text("#no-experiment")
+    assert page.locator("#against-arms").count() == 0  # no arms to offer
     page.fill("#q", "条纹连衣裙")
     page.fill("#lexical_a", "0")
     page.fill("#lexical_b", "1")
@@ -224,50 +194,36 @@ def test_the_console_lives_through_the_service_restarting(browser, triton):
     """The service's address goes away (connections dropped, then refused) and comes back: the
     page says the service cannot be reached, never a stack trace, and the same signed-in session
     searches again once the service answers, without restarting the console."""
-    import uvicorn
-
-    from productsearch.console.app import create_app
     from productsearch.control.processes import free_ports
     from tests.polling import wait_until
     from tests.tcp_relay import TcpRelay
 
-    relay_port, console_port = free_ports(2)
+    (relay_port,) = free_ports(1)
     host, port = triton.grpc_url.rsplit(":", 1)
     relay = TcpRelay(relay_port, (host, int(port))).start()
-    server = uvicorn.Server(uvicorn.Config(create_app(relay.url, [DEMO_CATALOG], timeout_s=3.0), host="127.0.0.1",
-                                           port=console_port, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    context = browser.new_context(viewport=VIEWPORT, base_url=f"http://127.0.0.1:{console_port}")
     try:
-        wait_until(lambda: server.started, 20, "the console did not start")
-        page = context.new_page()
-        page.goto("/signin")
-        page.fill("#key", triton.key)
-        page.click("button[type=submit]")
-        page.wait_for_url(f"http://127.0.0.1:{console_port}/")
-        search(page, "red dress")
-        assert len(card_ids(page)) == 12
-        relay.stop()  # the service restarts: its connections drop and its port refuses
-        search(page, "blue mug")
-        error = page.inner_text("#error")
-        assert "UNAVAILABLE" in error or "could not be reached" in error, error
-        assert "Traceback" not in page.content() and card_ids(page) == []
-        page.goto("/status")
-        assert "Traceback" not in page.content()
-        relay.start()  # the service is back
-
-        def answers() -> bool:
+        with running_console(relay.url, timeout_s=3.0) as console:
+            page = sign_in(browser, console, triton.key)
+            search(page, "red dress")
+            assert len(card_ids(page)) == 12
+            relay.stop()  # the service restarts: its connections drop and its port refuses
             search(page, "blue mug")
-            return len(card_ids(page)) == 12
+            error = page.inner_text("#error")
+            assert "UNAVAILABLE" in error or "could not be reached" in error, error
+            assert "Traceback" not in page.content() and card_ids(page) == []
+            page.goto("/status")
+            assert "Traceback" not in page.content()
+            relay.start()  # the service is back
 
-        wait_until(answers, 60, "the console never searched again after the service came back")
-        assert page.locator("#error").count() == 0
+            def answers() -> bool:
+                search(page, "blue mug")
+                return len(card_ids(page)) == 12
+
+            wait_until(answers, 60, "the console never searched again after the service came back")
+            assert page.locator("#error").count() == 0
+            page.context.close()
     finally:
-        context.close()
         relay.stop()
-        server.should_exit = True
-        thread.join(10)
 
 
 def test_the_background_console_starts_and_stops_by_pid(triton, tmp_path):

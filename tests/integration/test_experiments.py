@@ -18,8 +18,10 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
+from clients.catalog import CatalogClient
 from clients.contract import Event
 from clients.events import EventsClient
+from clients.keys import KeyClient
 from clients.search import SearchClient
 from loadtest.private_server import deployer_for
 from productsearch.control.admin import ADMIN_KEY_ENV
@@ -32,7 +34,10 @@ from productsearch.control.model_configs import versions_config
 from productsearch.control.repository import link_repository
 from productsearch.core.ab_statistics import difference
 from productsearch.runtime.experiments import CONTROL, TREATMENT, arm_of, read_experiments
+from tests.integration.browser import chromium
+from tests.integration.console_app import running_console, screenshot, sign_in
 from tests.polling import wait_until
+from tests.refusals import refused
 from tests.conftest import DEMO_CATALOG, SMALL_CATALOG_SIZE, serve_generation, start_server
 
 pytestmark = pytest.mark.integration
@@ -235,6 +240,74 @@ def test_simulated_shoppers_recover_the_planted_ctr_difference_and_a_null_shows_
         no_difference += diff.p_value >= 0.05
     print(f"null experiment: no difference in {no_difference} of {repeats} seeded repeats")
     assert no_difference / repeats >= 0.95 - 3 * (0.05 * 0.95 / repeats) ** 0.5, no_difference
+
+
+def test_the_console_compares_the_running_arms_and_a_search_key_sees_no_report(ab_server):
+    """The console's Compare page during the experiment the shoppers above ran: the arms named
+    (generations, share, id), one query run as the control and as the treatment (the same lists
+    the service gives those arms' shoppers), overlap@10 and what moved, the report's per-arm
+    figures for the admin key; a search key sees the arms but is refused the report."""
+    server, repository = ab_server
+    with quiet(server, repository) as deployer:
+        running = experiment.running(deployer, "default")
+        report = experiment.report(deployer, "default")
+    with KeyClient(server.grpc_url, timeout_s=30, key=server.key) as admin:
+        search_key, write_key = (admin.create(scope, ["default"])["secret"] for scope in ("search", "write"))
+    with CatalogClient(server.grpc_url, timeout_s=30, key=search_key) as shop_backend:
+        found = shop_backend.experiment()
+        assert found["running"] and found["experiment"]["id"] == running["id"]
+        assert {arm: arm_of(running["id"], user, 0.5) for arm, user in found["arm_users"].items()} == {
+            CONTROL: CONTROL, TREATMENT: TREATMENT}
+        refused(shop_backend.experiment_report, "PERMISSION_DENIED", "this needs 'write'")
+        refused(lambda: shop_backend.experiment("other-shop"), "PERMISSION_DENIED", "is not for shop 'other-shop'")
+    with CatalogClient(server.grpc_url, timeout_s=30, key=None, key_file=None) as keyless:
+        refused(keyless.experiment_report, "UNAUTHENTICATED", "needs a key")
+    with CatalogClient(server.grpc_url, timeout_s=30, key=write_key) as shop_backend:
+        assert shop_backend.experiment_report()["arms"][TREATMENT]["searches"] == report["arms"][TREATMENT]["searches"]
+    with CatalogClient(server.grpc_url, timeout_s=30, key=server.key) as operator:
+        refused(lambda: operator.experiment("no-such-shop"), "NOT_FOUND", "has no catalog")
+    with chromium() as browser, running_console(server.grpc_url, timeout_s=60) as console:
+        page = sign_in(browser, console, server.key)
+        try:
+            page.goto("/compare")
+            summary = page.inner_text("#experiment")
+            assert running["id"] in summary and "control generation 1" in summary
+            assert "treatment generation 2" in summary and "50.0% of shoppers" in summary
+            for arm in (CONTROL, TREATMENT):  # the report's figures, read before the page searched
+                cells = page.locator(f"#arm-report tr[data-arm={arm}] td").all_inner_texts()
+                assert cells[1] == str(report["arms"][arm]["searches"]) and float(cells[2]) == pytest.approx(
+                    report["arms"][arm]["ctr"], abs=5e-4), (cells, report["arms"][arm])
+            assert "generation 2 better on CTR" in page.inner_text("#verdicts")
+            assert page.is_checked("#against-arms")  # an experiment runs: its arms are the default
+            page.fill("#q", "striped dress")
+            page.click("#go")
+            page.wait_for_selector("#overlap")
+            sides = {}
+            with SearchClient(server.grpc_url, timeout_s=60) as client:
+                for side, arm, generation in (("a", CONTROL, 1), ("b", TREATMENT, 2)):
+                    section = page.locator(f"#side-{side}")
+                    assert section.get_attribute("data-arm") == arm
+                    assert section.get_attribute("data-generation") == str(generation)
+                    sides[side] = page.eval_on_selector_all(f"#side-{side} .card", "cards => cards.map(c => c.dataset.id)")
+                    assert sides[side] == client.search("striped dress", top_k=10, user=found["arm_users"][arm]).ids
+            assert float(page.inner_text("#overlap strong")) == pytest.approx(len(set(sides["a"]) & set(sides["b"])) / 10)
+            assert page.locator("#moved tbody tr").count() == 10 + len(set(sides["a"]) - set(sides["b"]))
+            screenshot(page, "console-compare-arms.png")
+            page.check("#against-settings")  # the settings compare still works beside the arms
+            page.click("#go")
+            page.wait_for_selector("#overlap")
+            assert page.locator("#side-a").get_attribute("data-arm") is None
+        finally:
+            page.context.close()
+        page = sign_in(browser, console, search_key)
+        try:
+            page.goto("/compare")
+            assert running["id"] in page.inner_text("#experiment")
+            assert page.locator("#arm-report").count() == 0
+            refusal = page.inner_text("#report-refused")
+            assert "PERMISSION_DENIED" in refusal and "'write'" in refusal, refusal
+        finally:
+            page.context.close()
 
 
 def test_promote_swaps_to_the_treatment_and_ends_the_experiment(ab_server):

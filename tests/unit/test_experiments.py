@@ -8,7 +8,7 @@ import pytest
 
 from productsearch.control.deploy.quality_gate import QualityGateRefused, check
 from productsearch.control.generations import read_manifest, record_encoders, write_json_atomic
-from productsearch.runtime.experiments import CONTROL, TREATMENT, ExperimentWatch, arm_of, experiments_path
+from productsearch.runtime.experiments import CONTROL, TREATMENT, ExperimentWatch, arm_of, arm_user, experiments_path
 from tests.unit.test_generation_settings import built
 
 USERS = [f"shopper-{i}" for i in range(10_000)]
@@ -29,6 +29,15 @@ def test_arms_are_sticky_per_experiment_and_searches_without_user_are_control():
     assert arm_of("exp-a", "", 0.99) == CONTROL
     # raising the share only moves control users into the treatment
     assert all(arm_of("exp-a", u, 0.5) == TREATMENT for u, arm in zip(USERS[:2000], first) if arm == TREATMENT)
+
+
+@pytest.mark.parametrize("share", [0.01, 0.5, 0.99])
+def test_an_arm_user_lands_in_its_arm_and_is_the_first_that_does(share):
+    for arm in (CONTROL, TREATMENT):
+        user = arm_user("exp-a", share, arm)
+        assert arm_of("exp-a", user, share) == arm
+        first = int(user.removeprefix("probe-"))
+        assert all(arm_of("exp-a", f"probe-{i}", share) != arm for i in range(first))
 
 
 def test_the_watch_rereads_the_state_when_it_changes(tmp_path):

@@ -19,15 +19,13 @@ from __future__ import annotations
 import time
 import uuid
 
-from productsearch.catalog.analytics import arm_outcomes
-from productsearch.catalog.events import EventStore, events_path
 from productsearch.catalog.rows import DEFAULT_SHOP
 from productsearch.catalog.store import list_shops
 from productsearch.control.deploy.swap import Deployer, DeployError
 from productsearch.control.generations import GenerationError, read_manifest, verify_generation, write_json_atomic
 from productsearch.control.repository import QUERY_MODELS
-from productsearch.core.ab_statistics import difference, quantile, verdict, wilson
-from productsearch.runtime.experiments import CONTROL, TREATMENT, experiments_path, read_experiments
+from productsearch.runtime.experiment_report import shop_report
+from productsearch.runtime.experiments import experiments_path, read_experiments
 
 EXPERIMENT_MODELS = (*QUERY_MODELS, "scorer")  # what a treatment needs loaded beside the control
 
@@ -119,50 +117,11 @@ def promote(deployer: Deployer, shop: str, force: bool = False) -> dict:
     return experiment
 
 
-def arm_summary(cell: dict) -> dict:
-    n = cell["searches"]
-    rate = lambda k: round(cell[k] / n, 4) if n else 0.0  # noqa: E731
-    ci = lambda k: [round(v, 4) for v in wilson(cell[k], n)]  # noqa: E731
-    return {"searches": n, "ctr": rate("clicked"), "ctr_ci": ci("clicked"), "conversion": rate("purchased"),
-            "conversion_ci": ci("purchased"), "zero_result_rate": rate("zero_result"),
-            "zero_result_ci": ci("zero_result"), "clicked": cell["clicked"], "purchased": cell["purchased"],
-            "zero_result": cell["zero_result"],
-            "p50_ms": round(quantile(cell["latencies_ms"], 0.5) or 0.0, 2),
-            "p99_ms": round(quantile(cell["latencies_ms"], 0.99) or 0.0, 2)}
-
-
-def summarize(experiment: dict, outcomes: dict[tuple[str, int], dict]) -> dict:
-    """Per arm figures with 95% intervals, the treatment - control differences and verdicts."""
-    empty = {"searches": 0, "zero_result": 0, "clicked": 0, "purchased": 0, "latencies_ms": []}
-    cells = {CONTROL: outcomes.get((CONTROL, int(experiment["control"])), empty),
-             TREATMENT: outcomes.get((TREATMENT, int(experiment["treatment"])), empty)}
-    c, t = cells[CONTROL], cells[TREATMENT]
-    name = f"generation {experiment['treatment']}"
-    differences, verdicts = {}, {}
-    for metric, key in (("CTR", "clicked"), ("conversion", "purchased"), ("zero-result rate", "zero_result")):
-        diff = difference(c[key], c["searches"], t[key], t["searches"])
-        differences[metric] = {"difference": round(diff.delta, 4), "ci": [round(diff.low, 4), round(diff.high, 4)],
-                               "p": diff.p_value}
-        line = verdict(metric, name, c[key], c["searches"], t[key], t["searches"], float(experiment["share"]))
-        if key == "zero_result":  # fewer zero-result searches is the better arm
-            line = line.replace(f"{name} better", "@@").replace("control better", f"{name} better").replace(
-                "@@", "control better")
-        verdicts[metric] = line
-    return {"experiment": experiment, "arms": {arm: arm_summary(cell) for arm, cell in cells.items()},
-            "differences": differences, "verdicts": verdicts}
-
-
 def report(deployer: Deployer, shop: str) -> dict:
-    experiment = read_experiments(deployer.repository).get(shop)
-    if experiment is None:
+    result = shop_report(deployer.catalog, deployer.repository, shop)
+    if result is None:
         raise DeployError(f"shop {shop!r} has had no experiment")
-    events = EventStore(events_path(deployer.catalog, shop, deployer.repository), durable=False)
-    try:
-        outcomes = arm_outcomes(events.db, float(experiment["started_at"]),
-                                float(experiment.get("ended_at") or time.time() + 1))
-    finally:
-        events.close()
-    return summarize(experiment, outcomes)
+    return result
 
 
 def format_report(result: dict) -> str:
