@@ -14,6 +14,7 @@ zero-result queries (what the catalog lacks) and the low-click queries (searched
 """
 from __future__ import annotations
 
+import json
 import sqlite3
 
 PER_SEARCH = """
@@ -89,3 +90,21 @@ def arm_outcomes(db: sqlite3.Connection, since: float, until: float) -> dict[tup
         cell["purchased"] += int(bought)
         cell["latencies_ms"].append(float(latency))
     return found
+
+
+SHADOW_PAIRS = """
+SELECT c.generation, c.latency_ms, c.results, s.arm, s.generation, s.latency_ms, s.results, s.filters
+FROM searches c LEFT JOIN searches s ON s.query_id = c.query_id || ?
+WHERE c.arm = 'control' AND c.at >= ? AND c.at < ?
+"""
+
+
+def shadow_pairs(db: sqlite3.Connection, since: float, until: float, suffix: str = "/shadow") -> list[dict]:
+    """A shadow run's control searches between `since` and `until`, each with its shadow's outcome
+    (the row logged under its query id + `suffix`; arm None when there is none): generation,
+    latency (ms) and result ids of both, and the shadow row's filters (a failure's error)."""
+    return [{"generation": int(g), "latency_ms": float(lat), "results": json.loads(res),
+             "shadow_arm": arm, "shadow_generation": None if sg is None else int(sg),
+             "shadow_latency_ms": None if slat is None else float(slat),
+             "shadow_results": json.loads(sres) if sres else [], "shadow_filters": json.loads(sf) if sf else {}}
+            for g, lat, res, arm, sg, slat, sres, sf in db.execute(SHADOW_PAIRS, (suffix, since, until))]

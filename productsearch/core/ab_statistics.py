@@ -6,7 +6,8 @@ report` prints beside the per-arm figures.
   the two Wilson intervals) and the two-sided p of the pooled two-proportion z-test;
 - `searches_needed`: per arm, how many searches detect a difference `delta` from a base rate
   `p` at level `alpha` with `power` (normal approximation);
-- `verdict`: one plain sentence from those.
+- `verdict`: one plain sentence from those;
+- `overlap_at` and `mean_interval`: a shadow run's agreement of two generations' answers.
 """
 from __future__ import annotations
 
@@ -108,3 +109,23 @@ def verdict(metric: str, treatment_name: str, x_c: int, n_c: int, x_t: int, n_t:
                 f"95% CI [{diff.low:+.4f}, {diff.high:+.4f}])")
     return (f"not enough data yet on {metric} (p = {diff.p_value:.2g}): need ~{more} more searches "
             f"to see a difference of {effect:.4f} with 80% power")
+
+
+def overlap_at(shown: list, other: list, k: int = 10) -> float:
+    """overlap@k of two answers: the share of their first k ids they have in common,
+    |A_k & B_k| / max(|A_k|, |B_k|) (an answer shorter than k, as top_k < k or a narrow filter
+    makes it, counts what it shows); 1.0 when both are empty (they agree)."""
+    a, b = set(shown[:k]), set(other[:k])
+    return len(a & b) / max(len(a), len(b)) if a or b else 1.0
+
+
+def mean_interval(values: list[float], z: float = Z95, bounds: tuple[float, float] = (0.0, 1.0)) -> tuple[float, float]:
+    """The normal-approximation 95% interval of the mean of `values` (mean +- z s / sqrt(n), with
+    the sample standard deviation s), clipped to `bounds`; `bounds` for fewer than 2 values."""
+    n = len(values)
+    if n < 2:
+        return bounds
+    mean = sum(values) / n
+    s = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = z * s / math.sqrt(n)
+    return max(bounds[0], mean - half), min(bounds[1], mean + half)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from productsearch.catalog.analytics import arm_outcomes
+from productsearch.catalog.analytics import arm_outcomes, shadow_pairs
 from productsearch.catalog.events import EventStore, events_path
 from productsearch.core.ab_statistics import difference, quantile, verdict, wilson
+from productsearch.runtime import shadow_report
 from productsearch.runtime.experiments import CONTROL, TREATMENT, read_experiments
 
 
@@ -56,9 +57,11 @@ def shop_report(catalog: str, repository: Path, shop: str) -> dict | None:
     if experiment is None:
         return None
     events = EventStore(events_path(catalog, shop, repository), durable=False)
+    window = float(experiment["started_at"]), float(experiment.get("ended_at") or time.time() + 1)
     try:
-        outcomes = arm_outcomes(events.db, float(experiment["started_at"]),
-                                float(experiment.get("ended_at") or time.time() + 1))
+        if experiment.get("shadow"):  # nobody routed: the two generations' answers compared
+            return shadow_report.summarize(experiment, shadow_pairs(events.db, *window))
+        outcomes = arm_outcomes(events.db, *window)
     finally:
         events.close()
     return summarize(experiment, outcomes)

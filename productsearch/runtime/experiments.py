@@ -2,7 +2,8 @@
 
 State: `model_repository/generations/experiments.json`, beside the serving pointer (written
 atomically by `python -m productsearch.control.deploy experiment start|stop|promote`), one entry per
-shop: {"id", "control": M, "treatment": N, "share", "started_at"} and, once stopped or
+shop: {"id", "control": M, "treatment": N, "share", "started_at"} (+ "shadow": true for a shadow
+run: share 0, M answers everyone and N repeats each search unseen) and, once stopped or
 promoted, "ended_at" and "outcome" (kept for `experiment report` until the shop's next experiment). The serving scorer (version M)
 reads it again whenever the file changes (one stat per batch), also after a restart, so the
 split survives restarts of any process.
@@ -23,6 +24,9 @@ from productsearch.runtime.generation_settings import MANIFEST_DIR
 
 EXPERIMENTS_FILE = "experiments.json"
 CONTROL, TREATMENT = "control", "treatment"
+# a shadow experiment's arm of N's answers, which no shopper sees, and of the rows M logs for
+# requests N could not answer or that the full shadow queue dropped (runtime/shadow.py)
+SHADOW, SHADOW_FAILED, SHADOW_DROPPED = "shadow", "shadow_failed", "shadow_dropped"
 
 
 def experiments_path(repository: Path) -> Path:

@@ -55,6 +55,7 @@ from productsearch.runtime.model_io import (ModelContext, RequestError, configur
                                             response, unavailable)
 from productsearch.runtime.scorer_inputs import parse_rows
 from productsearch.runtime.search_log import FLUSH_S, SearchLog, search_row
+from productsearch.runtime.shadow import SHADOW_QUEUE, ShadowSender
 from productsearch.catalog.events import RETENTION_DAYS
 from productsearch.catalog.query_ids import new_query_id
 from productsearch.runtime.scorer_metrics import ScorerMetrics
@@ -97,6 +98,8 @@ class ScorerModel:
                                     float(self.ctx.parameter("search_log_flush_s", str(FLUSH_S))),
                                     float(self.ctx.parameter("retention_days", str(RETENTION_DAYS))),
                                     self.ctx.parameter("search_log", "on") != "off")
+        # shadow experiments: each answered request repeated on generation N off the request path
+        self.shadow = ShadowSender(self.search_log, int(self.ctx.parameter("shadow_queue", str(SHADOW_QUEUE))))
         self.follower(DEFAULT_SHOP)  # load the default shop now, not on the first query
 
     def make_index(self) -> LiveIndex:
@@ -179,14 +182,19 @@ class ScorerModel:
             if responses[i] is None:
                 arm = self.router.answering_arm(requests[i])
                 responses[i] = self.respond(cells, arm)
-                self.log_searches(parsed[i], cells, started, arm)
+                self.log_searches(parsed[i], cells, started, arm, self.router.shadow_of(requests[i], len(cells)))
+                shadow = self.router.shadow_generation(requests[i], parsed[i])
+                if shadow is not None:  # a shadow experiment: N repeats it after this answer
+                    self.shadow.offer(requests[i], shadow, parsed[i], [found.query_id for found in cells])
         return responses
 
-    def log_searches(self, rows: list, cells: list[Answer], started: float, arm: str) -> None:
+    def log_searches(self, rows: list, cells: list[Answer], started: float, arm: str,
+                     query_ids: list[str] | None = None) -> None:
+        """The search log's rows of one answered request (a shadow answer's under M's ids + "/shadow")."""
         latency_ms = (time.perf_counter() - started) * 1000.0
-        for row, found in zip(rows, cells):
-            self.search_log.add(row.shop, search_row(row, found.query_id, found.ids, self.ctx.version, arm,
-                                                     latency_ms))
+        for j, (row, found) in enumerate(zip(rows, cells)):
+            self.search_log.add(row.shop, search_row(row, query_ids[j] if query_ids else found.query_id, found.ids,
+                                                     self.ctx.version, arm, latency_ms))
 
     def rank_shop(self, shop: str, cells: list[tuple[int, int]], parsed: list, answers: list, responses: list,
                   batch) -> None:
@@ -260,6 +268,7 @@ class ScorerModel:
                         CORRECTED_QUERY=np.array([[r.corrected.encode()] for r in rows], dtype=object))
 
     def finalize(self) -> None:
+        self.shadow.close()  # first: what it could not send goes to the search log
         self.search_log.close()
         self.metrics.close()
         self.gate.close()

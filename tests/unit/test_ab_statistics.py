@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from productsearch.core.ab_statistics import (difference, quantile, searches_needed, two_proportion_p, verdict,
-                                                    wilson)
+from productsearch.core.ab_statistics import (difference, mean_interval, overlap_at, quantile, searches_needed,
+                                                    two_proportion_p, verdict, wilson)
 
 
 def test_wilson_matches_the_published_interval():
@@ -58,3 +58,23 @@ def test_quantile():
     assert quantile([], 0.5) is None
     assert quantile([3.0, 1.0, 2.0], 0.5) == 2.0
     assert quantile(list(map(float, range(101))), 0.99) == pytest.approx(99.0)
+
+
+def test_overlap_at_10_counts_the_shared_ids_of_what_each_answer_shows():
+    assert overlap_at(list("abcdefghij"), list("abcdefghij")) == 1.0
+    assert overlap_at(list("abcdefghij"), list("abcdeVWXYZ")) == 0.5
+    assert overlap_at(list("abcdefghijKLM"), list("jihgfedcbaXYZ")) == 1.0  # order within the 10 does not count
+    assert overlap_at(list("abc"), list("abd")) == pytest.approx(2 / 3)  # top_k 3: what both show
+    assert overlap_at(list("abc"), []) == 0.0 and overlap_at([], []) == 1.0
+
+
+def test_mean_interval_is_the_normal_interval_of_the_mean_clipped():
+    values = [0.2, 0.4, 0.6, 0.8]  # mean 0.5, s = 0.2582, half-width 1.96 * 0.2582 / 2 = 0.2530
+    low, high = mean_interval(values)
+    assert low == pytest.approx(0.2470, abs=1e-4) and high == pytest.approx(0.7530, abs=1e-4)
+    assert mean_interval([1.0] * 5) == (1.0, 1.0) and mean_interval([0.7]) == (0.0, 1.0)
+    assert mean_interval([0.0, 1.0]) == (0.0, 1.0)  # clipped to [0, 1]
+    rng = np.random.default_rng(7)  # covers a known mean about 95% of the time
+    covered = sum(low <= 0.3 <= high for low, high in
+                  (mean_interval(list(rng.binomial(10, 0.3, 200) / 10)) for _ in range(400)))
+    assert 0.92 <= covered / 400 <= 0.98, covered

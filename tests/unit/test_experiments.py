@@ -80,3 +80,44 @@ def test_the_gate_passes_a_generation_within_the_margin_and_says_when_it_cannot_
     assert "within 0.02" in check(repository, 2, 1)
     repository = gated_repository(tmp_path / "old", {"en_fused_exact": 0.93}, None)
     assert "not applied" in check(repository, 2, 1) and "2" in check(repository, 2, 1)
+
+
+def test_the_shadow_report_pairs_each_control_search_with_its_shadow_in_the_search_log(tmp_path):
+    from productsearch.catalog.analytics import shadow_pairs
+    from productsearch.catalog.events import EventStore, SearchRow
+    from productsearch.runtime import shadow_report
+    from productsearch.runtime.arm_router import shadow_query_id
+    from productsearch.runtime.experiments import SHADOW, SHADOW_DROPPED, SHADOW_FAILED
+
+    store = EventStore(tmp_path / "default.sqlite", durable=False)
+    now = time.time()
+
+    def row(query_id, generation, arm, results, latency, filters=None):
+        return SearchRow(query_id, now, "text", "red dress", filters or {}, generation, arm, "u", results, latency)
+
+    answers = {"q1": (list("abcdefghij"), list("abcdeVWXYZ")), "q2": (list("abc"), list("abc")),
+               "q3": (list("abc"), list("xyz"))}
+    rows = []
+    for qid, (mine, theirs) in answers.items():
+        rows += [row(qid, 2, CONTROL, mine, 4.0), row(shadow_query_id(qid), 1, SHADOW, theirs, 6.0)]
+    rows += [row("q4", 2, CONTROL, ["a"], 5.0), row(shadow_query_id("q4"), 1, SHADOW_FAILED, [], 1.0,
+                                                     {"error": "scorer version 1 is not found"}),
+             row("q5", 2, CONTROL, ["a"], 5.0), row(shadow_query_id("q5"), 1, SHADOW_DROPPED, [], 0.0),
+             row("q6", 2, CONTROL, ["a"], 5.0),  # mixed shops, or not written yet: no shadow row
+             row("old", 2, CONTROL, ["a"], 5.0)]
+    rows[-1].at = now - 3600  # before the experiment
+    store.add_searches(rows)
+    experiment = {"id": "x", "shop": "default", "control": 2, "treatment": 1, "share": 0.0, "shadow": True,
+                  "started_at": now - 60}
+    result = shadow_report.summarize(experiment, shadow_pairs(store.db, now - 60, now + 1))
+    store.close()
+    assert (result["searches"], result["compared"], result["failed"], result["dropped"], result["not_shadowed"]) == \
+        (6, 3, 1, 1, 1)
+    assert result["overlap_at_10"]["mean"] == pytest.approx((0.5 + 1.0 + 0.0) / 3, abs=1e-4)
+    assert result["overlap_at_10"]["compared"] == 3
+    control, shadow = result["generations"]
+    assert (control["generation"], control["searches"], shadow["generation"], shadow["searches"]) == (2, 6, 1, 3)
+    assert shadow["p50_ms"] == 6.0 and control["p50_ms"] == 4.5  # of 4, 4, 4, 5, 5, 5
+    assert result["errors"] == [{"error": "scorer version 1 is not found", "searches": 1}]
+    text = shadow_report.format_report(result)
+    assert "overlap@10: 0.5000" in text and "1 generation 1 failed, 1 dropped" in text

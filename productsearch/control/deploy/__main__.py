@@ -3,6 +3,7 @@
     python -m productsearch.control.deploy [--url host:8001[,host2:8001 ...]] list | swap N | rollback
                                            | restore [--wait S] | prune --keep 2 | swap N --force
     python -m productsearch.control.deploy experiment start --shop S --generation N --share 0.1 [--force]
+                                           | experiment start --shop S --generation N --shadow [--force]
                                            | experiment stop|promote|report --shop S [--json]
 Several addresses: Triton replicas on one catalog store (Milvus); swap and rollback move all of
 them together (productsearch/control/deploy/swap.py: Deployer.swap with peers), restore brings back each one.
@@ -65,7 +66,7 @@ def run_experiment(deployer: Deployer, args: argparse.Namespace) -> None:
     from productsearch.control.deploy import experiment
 
     if args.step == "start":
-        experiment.start(deployer, args.shop, args.generation, args.share, args.force)
+        experiment.start(deployer, args.shop, args.generation, args.share, args.force, args.shadow)
     elif args.step == "stop":
         experiment.stop(deployer, args.shop)
     elif args.step == "promote":
@@ -94,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     experiment_cmd.add_argument("--shop", default="default")
     experiment_cmd.add_argument("--generation", type=int, help="start: the treatment generation")
     experiment_cmd.add_argument("--share", type=float, default=0.1, help="start: the treatment's share of users")
+    experiment_cmd.add_argument("--shadow", action="store_true",
+                                help="start: every shopper gets the serving generation's answer and N scores each "
+                                     "search too, unseen; the report compares their answers (overlap@10) and latency")
     experiment_cmd.add_argument("--force", action="store_true", help="start, promote: past the quality gate")
     experiment_cmd.add_argument("--json", action="store_true", help="report: as JSON")
     args = parser.parse_args(argv)

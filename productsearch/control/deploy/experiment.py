@@ -2,6 +2,7 @@
 (treatment), for one shop: start, stop, promote, report.
 
     python -m productsearch.control.deploy experiment start --shop S --generation N --share 0.1 [--force]
+    python -m productsearch.control.deploy experiment start --shop S --generation N --shadow [--force]
     python -m productsearch.control.deploy experiment stop|promote|report --shop S [--json]
 
 start: the quality gate (quality_gate.py), N's encoders and scorer loaded beside M's (each
@@ -13,6 +14,9 @@ request back to M), then N unloaded. promote: the zero-drop hot swap to N (deplo
 the experiment ended. Each step is audited and counted through catalog_admin `record_swap` (admin
 key) like a swap's stages. Products written during an experiment get N's vectors at promote (the
 swap encodes what N lacks) or with `experiment start` again; until then N's arm does not find them.
+A shadow experiment (`--shadow`) is started, stopped and promoted the same way, with no share:
+M answers every shopper and N repeats each search unseen (runtime/shadow.py); its report
+compares the two generations' answers and latencies (runtime/shadow_report.py).
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ import uuid
 
 from productsearch.catalog.rows import DEFAULT_SHOP
 from productsearch.catalog.store import list_shops
+from productsearch.runtime import shadow_report
 from productsearch.control.deploy.swap import Deployer, DeployError
 from productsearch.control.generations import GenerationError, read_manifest, verify_generation, write_json_atomic
 from productsearch.control.repository import QUERY_MODELS
@@ -47,8 +52,11 @@ def treatments_besides(deployer: Deployer, shop: str) -> list[int]:
                    if s != shop and not e.get("ended_at")})
 
 
-def start(deployer: Deployer, shop: str, generation: int, share: float, force: bool = False) -> dict:
-    if not 0.0 < share < 1.0:
+def start(deployer: Deployer, shop: str, generation: int, share: float = 0.0, force: bool = False,
+          shadow: bool = False) -> dict:
+    """`shadow`: every shopper gets M's answer and N repeats each search unseen (`share` unused)."""
+    share = 0.0 if shadow else share
+    if not shadow and not 0.0 < share < 1.0:
         raise DeployError(f"--share must be between 0 and 1 (exclusive), got {share}")
     serving = deployer.serving_generation()
     if serving is None:
@@ -79,9 +87,10 @@ def start(deployer: Deployer, shop: str, generation: int, share: float, force: b
         deployer.load_generation_models(sorted({serving, *treatments_besides(deployer, shop)}), models=EXPERIMENT_MODELS)
         raise
     experiment = {"id": uuid.uuid4().hex, "shop": shop, "control": serving, "treatment": generation,
-                  "share": share, "started_at": time.time()}
+                  "share": share, "started_at": time.time(), **({"shadow": True} if shadow else {})}
     write_experiment(deployer, shop, experiment)
-    deployer.log(f"experiment {experiment['id']}: shop {shop}, generation {generation} to {share:.1%} of users "
+    exposure = "in the shadow of every search" if shadow else f"to {share:.1%} of users"
+    deployer.log(f"experiment {experiment['id']}: shop {shop}, generation {generation} {exposure} "
                  f"(control: generation {serving})")
     return experiment
 
@@ -125,6 +134,8 @@ def report(deployer: Deployer, shop: str) -> dict:
 
 
 def format_report(result: dict) -> str:
+    if result["experiment"].get("shadow"):
+        return shadow_report.format_report(result)
     experiment = result["experiment"]
     state = experiment.get("outcome", "running")
     lines = [f"experiment {experiment['id']} ({state}): shop {experiment['shop']}, control generation "
