@@ -6,19 +6,16 @@ Cheap on the hot path: a model adds to plain in-process sums (`add`, `set`, `obs
 update under a lock); a daemon thread hands them to Triton every `PRODUCTSEARCH_METRICS_FLUSH_S`
 (default 1 s; each metric call of the API is a message to the Triton process), so a batch costs
 no IPC at all, and gauges (catalog lag) stay fresh while no searches come.
-Across a stub restart (the supervisor reloading a dead stub) the counters go on: Triton keeps the
-dead stub's series and the new stub's same labels add to them (only what the dead stub counted in
-its last flush interval is lost); its gauges hold until the new stub sets them, within a flush.
-A tritonserver restart starts every counter at 0 (rate() and increase() take resets in stride).
-
-Why every series carries its model instance and a `load` label (model_io.load_digest: the config
-and files the version was loaded with): Triton 2.41 keeps one reference count per stub for a
-series that several stubs share by identical labels, and the first stub to drop it frees it under
-the others (triton-inference-server/server#8663, open). Reloading a version with a new config
-loads the new stubs before it unloads the old, so with shared labels the old stubs' unload freed
-the new stubs' series and tritonserver died at their next flush (SIGSEGV, or "malloc(): unaligned
-fastbin chunk" later; a CI run lost its session server that way). No two live stubs share a
-series now; a restarted stub keeps its dead predecessor's labels, so its counters still go on.
+Why every series carries its model instance and a `load` label (the stub's process id): Triton
+2.41 keeps one reference count per stub for a series that several stubs share by identical labels,
+and the first stub to drop it frees it under the others (triton-inference-server/server#8663,
+open). A reload (a new config, or the same one again) loads the new stubs before it unloads the
+old, so with shared labels the old stubs' unload freed the new stubs' series and tritonserver died
+at their next flush (SIGSEGV, or "malloc(): unaligned fastbin chunk" later; a CI run lost its
+session server that way). No two live stubs share a series now. The price: after a stub restart
+(the supervisor reloading a dead stub) the new stub counts in new series, and Triton keeps the
+dead stub's last values beside them (its counters stop; rate()/increase() over the sum are right;
+read gauges with max by the labels you want). A tritonserver restart starts every counter at 0.
 
 Cardinality is bounded: labels are the model, its generation, its instance and load, the shop (the first
 `PRODUCTSEARCH_METRICS_MAX_SHOPS`, default 50, a process sees keep their name, later ones are
@@ -109,7 +106,7 @@ class Metrics:
     def of_model(cls, ctx, **labels: str) -> "Metrics":
         """A model's metrics (labels model, generation, instance, load); off where its config says metrics "0"."""
         return cls(ctx.parameter("metrics", "1") != "0", model=ctx.name, generation=ctx.version,
-                   instance=ctx.instance or ctx.name, load=ctx.load, **labels)
+                   instance=ctx.instance or ctx.name, load=str(os.getpid()), **labels)
 
     def shop(self, shop: str) -> str:
         """The shop's label: its name for the first MAX_SHOPS shops, then `other`."""

@@ -4,7 +4,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -29,7 +28,6 @@ class ModelContext:
     version_dir: Path
     device: str
     instance: str = ""
-    load: str = ""
 
     @classmethod
     def from_args(cls, args: dict) -> "ModelContext":
@@ -40,30 +38,10 @@ class ModelContext:
         device = f"cuda:{args.get('model_instance_device_id', '0')}" if kind == "GPU" else "cpu"
         name = args["model_name"]
         version_dir = repo / str(version)
-        return cls(config, name, version, version_dir, device, args.get("model_instance_name", name),
-                   load_digest(args["model_config"], version_dir))
+        return cls(config, name, version, version_dir, device, args.get("model_instance_name", name))
 
     def parameter(self, key: str, default: str) -> str:
         return self.config.get("parameters", {}).get(key, {}).get("string_value", default)
-
-
-def load_digest(config_json: str, version_dir: Path) -> str:
-    """Which load of a model version this is: the config it was loaded with and its files' mtimes.
-
-    Different for a reload with a changed config or changed files; the same for a stub the python
-    backend restarts and for the supervisor's reload of a dead stub (its `supervisor_reload`
-    parameter only forces the reload), so their counters go on in the dead stub's series, which
-    no live stub holds. metrics.py puts it in a label (see why there)."""
-    config = json.loads(config_json)
-    config.get("parameters", {}).pop("supervisor_reload", None)
-    digest = hashlib.sha1(json.dumps(config, sort_keys=True).encode())
-    try:
-        for path in sorted(version_dir.iterdir()):
-            if path.is_file():  # not __pycache__, which the stub's first import creates
-                digest.update(f"{path.name}:{path.stat().st_mtime_ns}".encode())
-    except OSError:
-        pass  # no version directory (a test's context): the config alone
-    return digest.hexdigest()[:8]
 
 
 # One thread per model instance: on 2 shared cores a 2-thread encoder stalls at every OpenMP

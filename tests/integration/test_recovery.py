@@ -156,9 +156,10 @@ def test_a_killed_stub_is_reloaded_and_clients_with_retries_see_no_error(service
 
 
 def test_metrics_carry_on_across_a_stub_restart(service):
-    """SIGKILL the scorer's stub: Triton keeps its series, and the stub the supervisor loads in its
-    place adds to the same ones, so the counters go on from where the dead stub last flushed (the
-    README says so) and the gauges hold until the new stub sets them (within a flush)."""
+    """SIGKILL the scorer's stub: Triton keeps its series (frozen), the stub the supervisor loads in
+    its place counts in its own (metrics.py: a `load` label per stub, server #8663), so a counter's
+    sum goes on from where the dead stub last flushed (the README says so) and the new gauges say
+    the same as the dead stub's last ones."""
     from tests.integration.metrics_scrape import scrape, total
 
     port = service.ports[2]
@@ -168,7 +169,10 @@ def test_metrics_carry_on_across_a_stub_restart(service):
     searched = lambda: total(scrape(port)[1], "productsearch_searches_total", model="scorer")  # noqa: E731
     time.sleep(1.5)  # a flush: everything the stub counted is in Triton
     before = searched()
-    applied = total(scrape(port)[1], "productsearch_catalog_applied_sequence", model="scorer")
+    samples = scrape(port)[1]
+    applied = total(samples, "productsearch_catalog_applied_sequence", model="scorer")
+    dead_loads = {labels["load"] for n, labels, _ in samples if n == "productsearch_generation_serving"
+                  and labels.get("model") == "scorer"}
     for victim in [pid for pid, stub in settled_stubs(service).items() if stub.model == "scorer"]:
         os.kill(victim, signal.SIGKILL)
     with SearchClient(service.url, timeout_s=120, retries=100, backoff_s=0.2) as client:
@@ -177,8 +181,11 @@ def test_metrics_carry_on_across_a_stub_restart(service):
     assert wait_for(lambda: searched() == before + 2, 15, "the new stub's searches counted") and \
         searched() == before + 2, "the counter went on from the dead stub's count"
     samples = scrape(port)[1]
-    assert total(samples, "productsearch_generation_serving", model="scorer") == 1
-    assert total(samples, "productsearch_catalog_applied_sequence", model="scorer") == applied
+    serving = {labels["load"]: v for n, labels, v in samples
+               if n == "productsearch_generation_serving" and labels.get("model") == "scorer"}
+    assert len(serving) == 2 and set(serving.values()) == {1}, "the dead stub's series beside the new one's"
+    new_load = next(load for load in serving if load not in dead_loads)
+    assert total(samples, "productsearch_catalog_applied_sequence", model="scorer", load=new_load) == applied
     assert total(samples, "productsearch_catalog_lag_sequences", model="scorer") == 0
     assert "scorer has a dead stub process" in service.supervisor_log()
 
