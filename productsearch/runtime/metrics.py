@@ -68,6 +68,8 @@ FAMILIES = {
     "productsearch_photos_encoded_total": (COUNTER, "Photos the image tower decoded and encoded"),
     "productsearch_photos_reused_total": (COUNTER, "Photos the image tower answered without encoding them again "
                                                    "(the same bytes earlier in the batch or among the last encoded)"),
+    "productsearch_shadow_requests_total": (COUNTER, "Requests a shadow experiment repeated on generation N, by "
+                                                     "outcome (answered, failed, dropped) and target generation"),
     "productsearch_swaps_total": (COUNTER, "Generation swaps (and rollbacks) by stage (started, finished, failed) "
                                            "and target generation, as the deploy tool reports them"),
 }
@@ -106,7 +108,7 @@ class Metrics:
     def of_model(cls, ctx, **labels: str) -> "Metrics":
         """A model's metrics (labels model, generation, instance, load); off where its config says metrics "0"."""
         return cls(ctx.parameter("metrics", "1") != "0", model=ctx.name, generation=ctx.version,
-                   instance=ctx.instance or ctx.name, load=str(os.getpid()), **labels)
+                   instance=ctx.instance, load=str(os.getpid()), **labels)
 
     def shop(self, shop: str) -> str:
         """The shop's label: its name for the first MAX_SHOPS shops, then `other`."""

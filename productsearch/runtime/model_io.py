@@ -37,8 +37,7 @@ class ModelContext:
         kind = args.get("model_instance_kind", "CPU")
         device = f"cuda:{args.get('model_instance_device_id', '0')}" if kind == "GPU" else "cpu"
         name = args["model_name"]
-        version_dir = repo / str(version)
-        return cls(config, name, version, version_dir, device, args.get("model_instance_name", name))
+        return cls(config, name, version, repo / str(version), device, args.get("model_instance_name", name))
 
     def parameter(self, key: str, default: str) -> str:
         return self.config.get("parameters", {}).get(key, {}).get("string_value", default)

@@ -99,7 +99,8 @@ class ScorerModel:
                                     float(self.ctx.parameter("retention_days", str(RETENTION_DAYS))),
                                     self.ctx.parameter("search_log", "on") != "off")
         # shadow experiments: each answered request repeated on generation N off the request path
-        self.shadow = ShadowSender(self.search_log, int(self.ctx.parameter("shadow_queue", str(SHADOW_QUEUE))))
+        self.shadow = ShadowSender(self.search_log, int(self.ctx.parameter("shadow_queue", str(SHADOW_QUEUE))),
+                                   self.metrics.metrics)
         self.follower(DEFAULT_SHOP)  # load the default shop now, not on the first query
 
     def make_index(self) -> LiveIndex:

@@ -1,5 +1,6 @@
 """The serving scorer's shadow sender: in a shadow experiment every request M answered goes to
-generation N as well, after M's answer, so that N's answers (returned to no one) can be compared.
+generation N as well, queued as M answers it and sent once M's execute() has returned the answer,
+so that N's answers (returned to no one) can be compared.
 
 Why a bounded queue and one thread: the shopper's answer must not wait for N. execute() copies
 the request's inputs (its tensors are freed once execute returns: a copy of a few KB) and queues
@@ -9,6 +10,8 @@ queue (`shadow_queue` requests, default 64) fills and the next request is droppe
 for: M logs its rows as `shadow_dropped`. When N refuses or does not answer, M logs them as
 `shadow_failed`, the error in the row's filters. N logs its answers itself (arm `shadow`,
 runtime/arm_router.py), so their latency is measured as the control's is, inside the scorer.
+Each request's outcome is counted in `productsearch_shadow_requests_total{outcome="answered|failed|
+dropped", target="N"}`, so an operator sees a shadow that falls behind without reading the report.
 """
 from __future__ import annotations
 
@@ -42,8 +45,8 @@ class ShadowJob:
 
 
 class ShadowSender:
-    def __init__(self, search_log: SearchLog, capacity: int = SHADOW_QUEUE, log=print):
-        self.search_log, self.log = search_log, log
+    def __init__(self, search_log: SearchLog, capacity: int = SHADOW_QUEUE, metrics=None, log=print):
+        self.search_log, self.metrics, self.log = search_log, metrics, log
         self.jobs: queue.Queue[ShadowJob] = queue.Queue(maxsize=max(1, capacity))
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
@@ -94,12 +97,21 @@ class ShadowSender:
             error = f"{type(err).__name__}: {err}"
         if error is not None:
             self.outcome(job, SHADOW_FAILED, error, (time.perf_counter() - started) * 1000.0)
+        else:
+            self.count(job, "answered")
+
+    def count(self, job: ShadowJob, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.add("productsearch_shadow_requests_total", 1, outcome=outcome, target=str(job.generation))
 
     def outcome(self, job: ShadowJob, arm: str, error: str, latency_ms: float = 0.0) -> None:
         """The search log's rows of a job N did not answer (arm shadow_failed / shadow_dropped)."""
-        self.failures += 1
-        if self.failures in (1, 10, 100) or self.failures % 1000 == 0:
-            self.log(f"shadow: generation {job.generation}: {arm} ({self.failures} so far): {error}")
+        self.count(job, "dropped" if arm == SHADOW_DROPPED else "failed")
+        with self.lock:  # the request thread (dropped) and the shadow thread (failed) both count
+            self.failures += 1
+            failures = self.failures
+        if failures in (1, 10, 100) or failures % 1000 == 0:
+            self.log(f"shadow: generation {job.generation}: {arm} ({failures} so far): {error}")
         for row, query_id in zip(job.rows, job.query_ids):
             record = search_row(row, shadow_query_id(query_id), [], job.generation, arm, latency_ms)
             record.filters["error"] = error[:MAX_ERROR_CHARS]

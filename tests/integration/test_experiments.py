@@ -36,6 +36,7 @@ from productsearch.core.ab_statistics import difference, overlap_at
 from productsearch.runtime.experiments import CONTROL, TREATMENT, arm_of, read_experiments
 from tests.integration.browser import chromium
 from tests.integration.console_app import running_console, screenshot, sign_in
+from tests.integration.metrics_scrape import scrape, total
 from tests.polling import wait_until
 from tests.refusals import refused
 from tests.conftest import DEMO_CATALOG, SMALL_CATALOG_SIZE, serve_generation, start_server
@@ -359,6 +360,14 @@ def test_shadow_scores_every_search_on_n_unseen_and_reports_overlap_and_latency(
         result = report_when(lambda r: r["failed"] == 3)
         assert result["compared"] == len(queries) and result["searches"] == len(queries) + 3
         assert result["errors"] and result["errors"][0]["searches"] == 3, result["errors"]
+
+        def shadow_counts() -> dict | None:  # the serving scorer's counter agrees with the report
+            samples = scrape(server.metrics_port)[1]
+            got = {o: total(samples, "productsearch_shadow_requests_total", outcome=o, target=shadow)
+                   for o in ("answered", "failed", "dropped")}
+            return got if got["failed"] == 3 else None
+        assert wait_until(shadow_counts, 15, "the shadow counter") == {"answered": len(queries), "failed": 3,
+                                                                        "dropped": 0}
         capsys.readouterr()
         assert deploy_cli([*cli, "report", "--shop", "default"]) == 0
         printed = capsys.readouterr().out
