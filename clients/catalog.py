@@ -106,6 +106,18 @@ class CatalogClient(Connection):
         MIN_SEQUENCE use them)."""
         return int(self.admin("set_synonyms", {"synonyms": synonyms}, shop)["sequence"])
 
+    def popularity(self, shop: str | None = None, top: int = 20) -> dict:
+        """The shop's popularity setting and its products' event scores now, best first (README
+        "Relevance": {"popularity": setting, "scored_with": setting, "products": [{"id", "score"}]});
+        needs a write key, like analytics."""
+        return self.admin("popularity", {"top": top}, shop)
+
+    def set_popularity(self, setting: dict, shop: str | None = None) -> int:
+        """Where the `popularity` boost reads popularity: {"source": "catalog"} (the product field,
+        the default) or {"source": "events", "half_life_days": 7, "refresh_s": 60, "weights":
+        {"click": 1, "add_to_cart": 3, "purchase": 5}} (shoppers' events, time-decayed); returns the SEQUENCE."""
+        return int(self.admin("set_popularity", setting, shop)["sequence"])
+
     def experiment(self, shop: str | None = None) -> dict:
         """The shop's latest A/B experiment (README "Experiments"): {"experiment": {"id", "control",
         "treatment", "share", "started_at", ["ended_at", "outcome"]} or None, "running": bool, and while
@@ -172,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     rules.add_argument("--set", type=Path, default=None, metavar="RULES_JSON")
     synonyms = sub.add_parser("synonyms", help="synonyms: print them, or --set FILE (a JSON list) to replace them")
     synonyms.add_argument("--set", type=Path, default=None, metavar="SYNONYMS_JSON")
+    popularity = sub.add_parser("popularity", help="where the popularity boost reads popularity: print the setting "
+                                "and the event scores, or --set FILE (a JSON object) to change it")
+    popularity.add_argument("--set", type=Path, default=None, metavar="POPULARITY_JSON")
     args = parser.parse_args(argv)
     tls = tls_from_args(args)
     try:
@@ -203,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
             elif args.action == "synonyms":
                 out = ({"sequence": client.set_synonyms(read_json(args.set), args.shop)} if args.set
                        else {"synonyms": client.synonyms(args.shop)})
+            elif args.action == "popularity":
+                out = ({"sequence": client.set_popularity(read_json(args.set), args.shop)} if args.set
+                       else client.popularity(args.shop))
             else:
                 lists = {k: [x for x in str(v).split(",") if x] for k, v in
                          (pair.split("=", 1) for pair in args.lists if "=" in pair)}

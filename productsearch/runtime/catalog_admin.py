@@ -10,7 +10,10 @@ reads what its shoppers searched; PAYLOAD {"since": s, "until": s, "top": n}, ca
 covers (admin: every shop); `experiment` (search: the shop's latest experiment, its generations,
 share and times, and while it runs one USER per arm that a search is answered as) and
 `experiment_report` (write, as `analytics`: its per-arm figures and verdicts from the search log
-and events, runtime/experiment_report.py). Key actions (runtime/key_admin.py) need an admin key. Rule, synonym and
+and events, runtime/experiment_report.py); `popularity` (write, as `analytics`: the shop's setting
+and its products' event scores, best first) and `set_popularity` (write: PAYLOAD the setting,
+catalog/ranking/event_popularity.py; opting in makes the `popularity` boost read shoppers' events;
+returns its SEQUENCE). Key actions (runtime/key_admin.py) need an admin key. Rule, synonym and
 closed-list changes and every key operation go into the audit trail. `record_swap` (admin) is
 how the deploy tool (control/deploy/swap.py, a process Prometheus does not scrape) counts a
 generation swap's stages in `productsearch_swaps_total` and the audit trail.
@@ -25,6 +28,7 @@ import numpy as np
 from productsearch.catalog.analytics import report as analytics_report
 from productsearch.catalog.events import EventStore, events_path
 from productsearch.catalog.keys.store import KeyError_
+from productsearch.catalog.ranking.event_popularity import PopularityError, check_setting, decayed_scores
 from productsearch.catalog.ranking.merchandising import RuleError, check_rules
 from productsearch.catalog.ranking.synonyms import SynonymError, check_synonyms
 from productsearch.catalog.records import RecordError, product_id
@@ -39,7 +43,9 @@ from productsearch.runtime.model_io import RequestError, response
 MAX_LOOKUP = 100  # ids per `products` request (a results page is 10-50)
 READ_ACTIONS = ("info", "product", "products", "rules", "synonyms", "experiment")
 SWAP_STAGES = ("started", "finished", "failed", "experiment_start", "experiment_stop", "experiment_promote")
-WRITE_ACTIONS = ("set_closed_values", "set_rules", "set_synonyms", "analytics", "experiment_report")
+WRITE_ACTIONS = ("set_closed_values", "set_rules", "set_synonyms", "analytics", "experiment_report", "popularity",
+                 "set_popularity")
+POPULAR_TOP = 20  # products `popularity` lists
 
 
 def lookup_ids(payload: dict) -> list[str]:
@@ -102,7 +108,7 @@ class CatalogAdminModel(CatalogModel):
             self.gate.allow(principal, shop, "write")
         else:
             raise RequestError(f"unknown ACTION {action!r}: create_shop, info, shops, product, products, set_closed_values, "
-                               f"rules, set_rules, synonyms, set_synonyms, analytics, experiment, experiment_report, record_swap, {', '.join(KEY_ACTIONS)}")
+                               f"rules, set_rules, synonyms, set_synonyms, analytics, experiment, experiment_report, popularity, set_popularity, record_swap, {', '.join(KEY_ACTIONS)}")
         if action == "info":
             return self.store(shop).info()
         if action == "product":
@@ -128,6 +134,16 @@ class CatalogAdminModel(CatalogModel):
             self.store(shop).set_meta("closed_values", values)
             self.gate.audit.record([(principal.key_id, action, shop, [], None, {"values": values})])
             return self.store(shop).info()
+        if action == "popularity":
+            return self.popularity(shop, payload)
+        if action == "set_popularity":
+            try:
+                setting = check_setting(payload)
+            except PopularityError as err:
+                raise RequestError(f"set_popularity: {err}") from None
+            sequence = self.store(shop).set_popularity(setting)
+            self.gate.audit.record([(principal.key_id, action, shop, [], sequence, setting)])
+            return {"sequence": sequence, "popularity": setting}
         if action == "set_synonyms":
             try:
                 synonyms = check_synonyms(payload.get("synonyms"))
@@ -164,6 +180,23 @@ class CatalogAdminModel(CatalogModel):
                 events.db.execute("COMMIT")
         finally:
             events.close()
+
+    def popularity(self, shop: str, payload: dict) -> dict:
+        """The shop's popularity setting and its products' event scores now, best first (under the
+        setting's half-life and weights; the defaults while the shop uses the catalog's field)."""
+        top = payload.get("top", POPULAR_TOP)
+        if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= 1000:
+            raise RequestError(f'popularity takes {{"top": n}}, 1 <= n <= 1000, got {top!r}')
+        setting = self.store(shop).popularity()
+        scoring = setting if setting["source"] == "events" else check_setting({"source": "events"})
+        events = EventStore(events_path(self.url, shop, self.repository), durable=False)
+        try:
+            scores = decayed_scores(events.db, time.time(), scoring["half_life_days"], scoring["weights"])
+        finally:
+            events.close()
+        best = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:top]
+        return {"shop": shop, "popularity": setting, "scored_with": scoring,
+                "products": [{"id": pid.decode(), "score": round(score, 6)} for pid, score in best]}
 
     def experiment(self, shop: str) -> dict:
         """The shop's latest experiment (None if it has had none); while it runs, a USER per arm."""

@@ -42,6 +42,7 @@ import numpy as np
 
 from productsearch.catalog.index.ann import DEFAULT_NPROBE, EXACT_MAX_PRODUCTS, IndexSpec
 from productsearch.catalog.index.follower import Lagging, ShopFollower
+from productsearch.catalog.ranking.event_popularity import ShopPopularity
 from productsearch.catalog.index.live import LiveIndex
 from productsearch.catalog.ranking.batch import EXACT_FILTER_MAX, QueryError, RowQuery
 from productsearch.catalog.ranking.relevance import top_facet_values
@@ -56,7 +57,7 @@ from productsearch.runtime.model_io import (ModelContext, RequestError, configur
 from productsearch.runtime.scorer_inputs import parse_rows
 from productsearch.runtime.search_log import FLUSH_S, SearchLog, search_row
 from productsearch.runtime.shadow import SHADOW_QUEUE, ShadowSender
-from productsearch.catalog.events import RETENTION_DAYS
+from productsearch.catalog.events import RETENTION_DAYS, events_path
 from productsearch.catalog.query_ids import new_query_id
 from productsearch.runtime.scorer_metrics import ScorerMetrics
 from productsearch.runtime.shop_searchers import MAX_SHOPS, SHOP_IDLE_S, ShopSearchers
@@ -110,11 +111,12 @@ class ScorerModel:
     def open_searcher(self, shop: str) -> ShopFollower | MilvusShopSearch:
         """The shop's searcher: a follower of the embedded store, or a Milvus search in place."""
         store = open_store(self.url, shop, create=shop == DEFAULT_SHOP)
+        popularity = ShopPopularity(events_path(self.url, shop, Path(self.ctx.version_dir).parent.parent))
         if store.searched_in_place:
             from productsearch.catalog.milvus.search import MilvusShopSearch
 
-            return MilvusShopSearch(store, self.ctx.version, self.text_weight)
-        return ShopFollower(store, self.ctx.version, self.make_index)
+            return MilvusShopSearch(store, self.ctx.version, self.text_weight, popularity=popularity)
+        return ShopFollower(store, self.ctx.version, self.make_index, popularity=popularity)
 
     def follower(self, shop: str) -> ShopFollower | MilvusShopSearch:
         """The shop's searcher, kept while used (runtime/shop_searchers.py bounds how many)."""

@@ -8,6 +8,8 @@ import time
 import numpy as np
 import pytest
 
+from productsearch.catalog.events import EventRow, EventStore
+from productsearch.catalog.ranking.event_popularity import check_setting
 from productsearch.catalog.ranking.merchandising import RuleError, check_rules
 from productsearch.catalog.ranking.relevance import PRICE_EDGES
 from productsearch.catalog.ranking.synonyms import check_synonyms
@@ -163,6 +165,30 @@ def test_a_rating_boost_reorders_by_the_documented_formula(ask, catalog):
         assert note["boost_factor"] == pytest.approx(1 + 2.0 * products[pid]["rating"] / 5, rel=1e-5)
         assert score == pytest.approx(note["relevance"] * note["boost_factor"], rel=1e-4)
     assert np.all(np.diff(ranked.scores) <= 1e-6)
+
+
+def test_a_popularity_boost_reads_shoppers_events_once_the_shop_opts_in(ask, catalog):
+    """Both stores: the catalog's `popularity` field until the shop's setting says "events"; then
+    the product shoppers bought most gets the whole boost, one clicked once a share of it."""
+    model, root = catalog[0], catalog[1]
+    store = open_store(catalog_url(root))
+    field = ask("", BOOSTS='{"popularity": 2.0}', EXPLAIN=True, top_k=10)
+    bought, clicked = field.ids[-1], field.ids[-2]
+    events = EventStore(model.follower("default").popularity.events_file)
+    now = time.time()
+    events.add_events([EventRow(f"q{i}", "purchase", bought, position=10, at=now) for i in range(3)] +
+                      [EventRow("q9", "click", clicked, position=9, at=now)])
+    events.close()
+    try:
+        store.set_popularity(check_setting({"source": "events"}))
+        ranked = ask("", BOOSTS='{"popularity": 100.0}', EXPLAIN=True, top_k=10)
+        factor = {pid: json.loads(note)["boost_factor"] for pid, note in zip(ids(ranked), ranked.explanations)}
+        assert ids(ranked)[0] == bought and factor[bought] == pytest.approx(101.0, rel=1e-5)
+        assert factor[clicked] == pytest.approx(1 + 100.0 / 15, rel=1e-3)  # 1 click against 3 purchases (x5)
+        assert all(f == 1.0 for pid, f in factor.items() if pid not in (bought, clicked))
+    finally:
+        store.set_popularity(check_setting({"source": "catalog"}))
+    assert ids(ask("", BOOSTS='{"popularity": 2.0}', top_k=10)) == field.ids
 
 
 def test_max_per_group_caps_brands_and_keeps_the_order(ask, catalog):

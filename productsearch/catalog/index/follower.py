@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from productsearch.catalog.index.live import LiveIndex
 from productsearch.catalog.index.tail_pause import tailing_paused
 from productsearch.catalog.ranking.batch import rank
+from productsearch.catalog.ranking.event_popularity import event_popularity
 from productsearch.catalog.ranking.lexical import term_profile
 from productsearch.catalog.ranking.spelling import Vocabulary, read_vocabulary
 from productsearch.catalog.sqlite.store import SqliteCatalog
@@ -41,12 +42,15 @@ class Lagging(RuntimeError):
 
 class ShopFollower:
     """The store of one shop, and the index of it for `generation`. `make_index()` returns an
-    empty LiveIndex with the scorer's settings."""
+    empty LiveIndex with the scorer's settings; `popularity`: the shop's ShopPopularity (its
+    shoppers' events as the popularity boost, when its setting opts in; None: never)."""
 
     in_place = False
 
-    def __init__(self, store: SqliteCatalog, generation: int, make_index, log=print, poll_s: float = POLL_S):
+    def __init__(self, store: SqliteCatalog, generation: int, make_index, log=print, poll_s: float = POLL_S,
+                 popularity=None):
         self.store, self.generation, self.make_index, self.log = store, generation, make_index, log
+        self.popularity = popularity
         self.poll_s = poll_s
         self.head = 0  # the store's head when last asked
         self.caught_up_at = time.time()  # when the index was last seen at the store's head
@@ -156,9 +160,10 @@ class ShopFollower:
         `clock`: rank()'s stage timer."""
         index = self.wait_for(min_sequence, wait_s)
         rules, synonyms = self.store.rules(), self.store.synonyms()
+        popularity = event_popularity(self.popularity, self.store, rows)
         with index.lock:
             yield index, rank(index, rows, self.generation, exact_filter_max, self.lexical, rules, clock,
-                              self.lexical_profile, synonyms, self.vocabulary)
+                              self.lexical_profile, synonyms, self.vocabulary, popularity)
 
     # ------------------------------------------------------------------ background
 

@@ -28,6 +28,7 @@ from productsearch.catalog.ranking.merchandising import applicable, normalized_q
 from productsearch.catalog.ranking.synonyms import lexical_query
 from productsearch.catalog.milvus.schema import OUTPUT_FIELDS, number_column, term_column
 from productsearch.catalog.milvus.store import MilvusCatalog, stamp
+from productsearch.catalog.ranking.event_popularity import event_popularity
 from productsearch.catalog.ranking.batch import QueryError, RowQuery, rank, seed_query
 from productsearch.catalog.records import TERM_FIELDS
 from productsearch.catalog.ranking.relevance import LEXICAL_DEPTH, PRICE_EDGES, depth_for
@@ -52,8 +53,10 @@ class MilvusShopSearch:
 
     in_place = True
 
-    def __init__(self, store: MilvusCatalog, generation: int, text_weight: float, log=print, poll_s: float = 0.01):
+    def __init__(self, store: MilvusCatalog, generation: int, text_weight: float, log=print, poll_s: float = 0.01,
+                 popularity=None):
         self.store, self.generation, self.text_weight, self.log, self.poll_s = store, generation, text_weight, log, poll_s
+        self.popularity = popularity  # the shop's ShopPopularity, as ShopFollower's
         self.collection = store.url.collection(generation)
         self.ivf = store.url.index.startswith("IVF")
         self._dim: int | None = None
@@ -196,7 +199,8 @@ class MilvusShopSearch:
                 column.code_of[name] = len(column.names)
                 column.names.append(name)
         results = rank(index, rows, self.generation, exact_filter_max,
-                       lambda text, limit: lexical_hits.get(text, [])[:limit], rules, synonyms=synonyms)
+                       lambda text, limit: lexical_hits.get(text, [])[:limit], rules, synonyms=synonyms,
+                       popularity=event_popularity(self.popularity, self.store, rows))
         for row, result in zip(rows, results):
             if not isinstance(result, QueryError) and row.relevance.facets:
                 result.facets = self.facets(self.expression(row, row.exclude_ids + row.seed_ids), row.relevance.facets)

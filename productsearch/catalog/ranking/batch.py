@@ -188,14 +188,15 @@ def did_you_mean(typed: str, text: str, profile, vocabulary, synonyms: list[dict
 
 def rank(index: LiveIndex, rows: list[RowQuery], generation: int, exact_filter_max: int = EXACT_FILTER_MAX,
          lexical=None, rules: list[dict] | None = None, clock=None, profile=None, synonyms: list[dict] | None = None,
-         vocabulary=None) -> list[Ranked | QueryError]:
+         vocabulary=None, popularity: tuple[dict, float] | None = None) -> list[Ranked | QueryError]:
     """A Ranked per row, the window [offset, offset + k); a QueryError in place of a row whose
     query names what the catalog lacks. `lexical(text, limit)` -> [(id, score)]: the store's
     lexical search; `rules`: the catalog's merchandising rules; `clock(stage)`: a context manager
     timing the stages filter, vector, lexical and rank (the scorer's metrics); `profile(text)`: the
     store's term profile of a text (lexical.term_profile), for the hybrid weight per query and the
     spelling correction; `synonyms`: the shop's (ranking/synonyms.py); `vocabulary()`: the catalog's
-    words (ranking/spelling.py: Vocabulary), for "did you mean" (None: no correction)."""
+    words (ranking/spelling.py: Vocabulary), for "did you mean" (None: no correction); `popularity`:
+    (scores by id, highest) when the shop's popularity comes from events (ranking/event_popularity.py)."""
     rules = rules or []
     clock = clock or _untimed
     results: list = [None] * len(rows)
@@ -251,7 +252,7 @@ def rank(index: LiveIndex, rows: list[RowQuery], generation: int, exact_filter_m
                     hits[text] = lexical_arrays(index, lexical(text, LEXICAL_DEPTH) if text is not None else [])
             with clock("rank"):
                 slots, scores, notes = rerank(index, row.relevance, queries[i].astype(np.float32), tuple(results[i]),
-                                              hits[text], mask, rules, row.offset, row.k)
+                                              hits[text], mask, rules, row.offset, row.k, popularity)
             results[i] = Ranked(slots, scores, notes)
         if row.relevance.facets:
             with clock("rank"):

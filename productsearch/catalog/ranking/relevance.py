@@ -9,7 +9,8 @@ The score of a candidate (documented in the README, "Relevance"):
    (1-w)*cos + w*bm25/max_bm25, or `rrf`: (1-w)/(60+r_vec) + w/(60+r_lex) (ranks from 1; a list
    the product is not in adds 0); otherwise the cosine alone;
 2. boosts (BOOSTS, all 0 by default, so neutral): relevance * (1 + rating*rating/5
-   + popularity*popularity/max_popularity + recency*exp(-age_days/30)) + in_stock*[stock > 0];
+   + popularity*popularity/max_popularity + recency*exp(-age_days/30)) + in_stock*[stock > 0]; a shop
+   whose `popularity` setting says "events" has shoppers' decayed events as popularity (ranking/event_popularity.py);
 3. merchandising rules for the query (catalog/ranking/merchandising.py): hide, brand boost (a factor on 2),
    then pins at fixed positions;
 4. MAX_PER_GROUP: at most N results per value of GROUP_BY (brand by default), in score order.
@@ -90,9 +91,11 @@ def lexical_arrays(index: LiveIndex, hits: list[tuple[str, float]]) -> tuple[np.
 
 
 def rerank(index: LiveIndex, options: Relevance, query: np.ndarray, vector: tuple[np.ndarray, np.ndarray],
-           lexical: tuple[np.ndarray, np.ndarray], mask: np.ndarray, rules: list[dict], offset: int, k: int):
+           lexical: tuple[np.ndarray, np.ndarray], mask: np.ndarray, rules: list[dict], offset: int, k: int,
+           popularity: tuple[dict, float] | None = None):
     """(slots, scores, explanations) of the window [offset, offset + k) after steps 1-4; `lexical`:
-    the row's lexical hits as `lexical_arrays` gives them."""
+    the row's lexical hits as `lexical_arrays` gives them; `popularity`: (scores by id, highest) of
+    a shop whose popularity comes from events (None: the catalog's field)."""
     vec_slots, _ = vector
     # Lexical ranks and the BM25 maximum are taken over every hit, before the filter, so that a
     # product's score does not depend on the filter (a filtered ranking is the unfiltered one
@@ -123,7 +126,7 @@ def rerank(index: LiveIndex, options: Relevance, query: np.ndarray, vector: tupl
         bm25 = np.zeros(len(slots))
         bm25[in_lex] = lex_scores[lex_at[in_lex]]
         base = (1 - w) * (index.matrix[slots] @ query) + w * (bm25 / top)
-    factor, bonus = boost_terms(index, slots, options.boosts)
+    factor, bonus = boost_terms(index, slots, options.boosts, popularity)
     hidden, pins, brand_factors = applicable(rules, normalized_query(options.text))
     brands = index.terms["brand"]
     rule_notes: dict[int, list[str]] = {}
@@ -196,15 +199,26 @@ def code_matches(index: LiveIndex, text: str, slots: np.ndarray) -> list[int]:
     return [int(s) for s in slots[np.isin(column.codes[slots], wanted)]]
 
 
-def boost_terms(index: LiveIndex, slots: np.ndarray, boosts: dict) -> tuple[np.ndarray, np.ndarray]:
+def popularity_of(index: LiveIndex, slots: np.ndarray, popularity: tuple[dict, float] | None) -> np.ndarray:
+    """Each slot's popularity in [0, 1]: the catalog's field over its highest, or (popularity given)
+    the shop's event score over the highest."""
+    if popularity is None:
+        values = index.numbers["popularity"]
+        top = np.nanmax(values[: index.high_water], initial=0.0) or 1.0
+        return np.nan_to_num(values[slots] / top)
+    scores, top = popularity
+    return np.array([scores.get(index.ids[s], 0.0) for s in slots.tolist()], dtype=np.float64) / (top or 1.0)
+
+
+def boost_terms(index: LiveIndex, slots: np.ndarray, boosts: dict,
+                popularity: tuple[dict, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(multiplicative factor, additive in-stock bonus) per slot."""
     factor = np.ones(len(slots))
     numbers = index.numbers
     if boosts.get("rating"):
         factor += boosts["rating"] * np.nan_to_num(numbers["rating"][slots] / 5.0)
     if boosts.get("popularity"):
-        top = np.nanmax(numbers["popularity"][: index.high_water], initial=0.0) or 1.0
-        factor += boosts["popularity"] * np.nan_to_num(numbers["popularity"][slots] / top)
+        factor += boosts["popularity"] * popularity_of(index, slots, popularity)
     if boosts.get("recency"):
         age_days = np.maximum(0.0, time.time() - numbers["updated_at"][slots]) / 86400.0
         factor += boosts["recency"] * np.nan_to_num(np.exp(-age_days / RECENCY_DAYS))
