@@ -13,7 +13,7 @@ PERF_ANALYZER := $(VENV)/perf_analyzer/perf_analyzer  # NVIDIA's load generator,
 LIBB64 := /usr/lib/x86_64-linux-gnu/libb64.so.0d  # Debian's libb64-0d: perf_analyzer links it
 APT := $(if $(filter 0,$(shell id -u)),,sudo) apt-get
 
-.PHONY: demo test install models serve stop status index clean loadtest bench evaluate evaluate-photos observe observe-stop console-screenshots observe-screenshot deploy-secrets
+.PHONY: demo test install models serve stop status index clean loadtest bench evaluate evaluate-photos observe observe-stop console-screenshots observe-screenshot deploy-secrets deploy-tls
 
 demo: models  ## build (once), serve, index (once), run example searches, start the console (http://127.0.0.1:8080)
 	$(PY) -m productsearch.control.demo
@@ -90,6 +90,9 @@ status:
 
 deploy-secrets:  ## Milvus's and MinIO's credentials for compose `--profile scale` and Kubernetes, made once into deploy/secrets/ (git-ignored)
 	python3 deploy/make_secrets.py
+
+deploy-tls:  ## deploy-secrets plus a trial CA and gRPC TLS certificates in deploy/secrets/tls/ (docker-compose.tls.yml, Kubernetes grpc-tls)
+	python3 deploy/make_secrets.py --tls
 
 index: serve  ## (re-)load the demo catalog into the live service (upsert_products)
 	$(PY) -m clients.index $(CATALOG) --url $(shell $(PY) -m productsearch.control.launcher url)

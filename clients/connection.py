@@ -38,6 +38,11 @@ from tritonclient.utils import InferenceServerException
 DEFAULT_URL = "localhost:8001"
 REPLICA_PAUSE_S = 2.0  # how long a replica that answered UNAVAILABLE is skipped
 ADMIN_KEY_ENV = "PRODUCTSEARCH_ADMIN_KEY"
+# Where a client finds its TLS files when no flag names them: the variables the launcher reads for
+# the local tools (the CA they trust; under mutual TLS the certificate they present), also set in
+# the TLS containers of docker-compose.tls.yml and deploy/kubernetes/components/grpc-tls.
+TLS_ENV = {"root_cert": "TRITON_GRPC_TLS_ROOT", "client_cert": "TRITON_GRPC_TLS_CLIENT_CERT",
+           "client_key": "TRITON_GRPC_TLS_CLIENT_KEY"}
 RETRYABLE = {"StatusCode.UNAVAILABLE"}
 # What a model queue answers (UNAVAILABLE) once a request waited longer than its timeout.
 QUEUE_TIMEOUT = "Request timeout expired"
@@ -93,10 +98,26 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     """--url, --timeout and the TLS flags every client CLI takes."""
     parser.add_argument("--url", default=DEFAULT_URL, help="Triton gRPC address")
     parser.add_argument("--timeout", type=float, default=10.0, help="deadline of one call in seconds")
+    add_tls_arguments(parser)
+
+
+def add_tls_arguments(parser: argparse.ArgumentParser) -> None:
+    """--ssl, --root-cert, --client-cert, --client-key; each path defaults to its TLS_ENV variable
+    (the launcher's own names), so the tools inside a TLS container need no flags."""
+    env = os.environ.get
     parser.add_argument("--ssl", action="store_true", help="gRPC over TLS (implied by --root-cert)")
-    parser.add_argument("--root-cert", help="PEM file of the CA that signed the server's certificate")
-    parser.add_argument("--client-cert", help="PEM client certificate (mutual TLS)")
-    parser.add_argument("--client-key", help="PEM client key (mutual TLS)")
+    parser.add_argument("--root-cert", default=env(TLS_ENV["root_cert"]),
+                        help=f"PEM file of the CA that signed the server's certificate (${TLS_ENV['root_cert']})")
+    parser.add_argument("--client-cert", default=env(TLS_ENV["client_cert"]),
+                        help=f"PEM client certificate, mutual TLS (${TLS_ENV['client_cert']})")
+    parser.add_argument("--client-key", default=env(TLS_ENV["client_key"]),
+                        help=f"PEM client key, mutual TLS (${TLS_ENV['client_key']})")
+
+
+def tls_from_env() -> TlsOptions | None:
+    """TlsOptions from the TLS_ENV variables (a client with no command line: Locust); None when unset."""
+    paths = {field: os.environ.get(name) or None for field, name in TLS_ENV.items()}
+    return TlsOptions(**paths) if paths["root_cert"] or paths["client_cert"] else None
 
 
 def tls_from_args(args: argparse.Namespace) -> TlsOptions | None:

@@ -25,7 +25,7 @@ import time  # noqa: E402
 import tritonclient.grpc as grpcclient  # noqa: E402
 from locust import User, between, events, task  # noqa: E402
 
-from clients.connection import admin_key  # noqa: E402
+from clients.connection import admin_key, tls_from_env  # noqa: E402
 from clients.contract import (DELETE, UPDATE_FIELDS, UPSERT, WRITE_KEY_HEADER, Filters, Product, Relevance,  # noqa: E402
                               delete_inputs, encode_inputs, recommend_inputs, search_inputs, update_inputs, upsert_inputs)
 from loadtest.workload import DEMO_CATALOG, ROOT, Workload  # noqa: E402
@@ -45,7 +45,9 @@ class GrpcUser(User):
     abstract = True
 
     def on_start(self) -> None:
-        self.client = grpcclient.InferenceServerClient(self.host or "127.0.0.1:8001")
+        tls = tls_from_env()  # gRPC over TLS where TRITON_GRPC_TLS_ROOT names the CA (docker-compose.tls.yml)
+        self.client = grpcclient.InferenceServerClient(self.host or "127.0.0.1:8001",
+                                                       **(tls.client_kwargs() if tls else {}))
         self.rng = random.Random()
 
     def on_stop(self) -> None:

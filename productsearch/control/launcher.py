@@ -4,11 +4,14 @@
     python -m productsearch.control.launcher stop
     python -m productsearch.control.launcher status
     python -m productsearch.control.launcher url       # the running server's gRPC address
+    python -m productsearch.control.launcher tls-args  # tritonserver's gRPC TLS flags, one a line (none: TLS off)
 
 `start` starts tritonserver (control/server.py) and its supervisor (control/supervisor.py:
 reloads a model whose python stub process died, starts tritonserver again if it dies), removes
 shared-memory regions crashed servers left in /dev/shm, and restores the serving generation.
 gRPC TLS: --grpc-tls-cert/--grpc-tls-key (+ --grpc-tls-root, --grpc-tls-mutual; TRITON_GRPC_TLS_* env).
+`tls-args` prints the flags those options give tritonserver, checked (files exist, mutual has its
+CA), for the containers that exec tritonserver themselves (docker-compose.yml, Kubernetes).
 """
 from __future__ import annotations
 
@@ -24,9 +27,19 @@ from productsearch.control.service import read_state, restore_serving, server_fr
 from productsearch.control.triton_install import LauncherError
 
 
+def grpc_tls_from_args(args: argparse.Namespace) -> GrpcTls | None:
+    """The gRPC TLS the --grpc-tls-* options (or TRITON_GRPC_TLS_*) ask for; None for plain gRPC."""
+    if not (args.grpc_tls_cert or args.grpc_tls_key):
+        return None
+    if not (args.grpc_tls_cert and args.grpc_tls_key):
+        raise LauncherError("gRPC TLS needs both --grpc-tls-cert and --grpc-tls-key")
+    return GrpcTls(args.grpc_tls_cert, args.grpc_tls_key, args.grpc_tls_root, args.grpc_tls_mutual,
+                   args.grpc_tls_client_cert, args.grpc_tls_client_key)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m productsearch.control.launcher", description=__doc__.split("\n")[0])
-    parser.add_argument("action", choices=["start", "stop", "status", "url"])
+    parser.add_argument("action", choices=["start", "stop", "status", "url", "tls-args"])
     parser.add_argument("--model-repository", type=Path, default=DEFAULT_MODEL_REPOSITORY)
     parser.add_argument("--host", default=os.environ.get("TRITON_HOST", "127.0.0.1"))
     parser.add_argument("--http-port", type=int, default=int(os.environ.get("TRITON_HTTP_PORT", DEFAULT_PORTS["http"])))
@@ -61,12 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         print("stopped tritonserver" if stop_background(args.run_dir) else "tritonserver was not running")
         return 0
     try:
-        grpc_tls = None
-        if args.grpc_tls_cert or args.grpc_tls_key:
-            if not (args.grpc_tls_cert and args.grpc_tls_key):
-                raise LauncherError("gRPC TLS needs both --grpc-tls-cert and --grpc-tls-key")
-            grpc_tls = GrpcTls(args.grpc_tls_cert, args.grpc_tls_key, args.grpc_tls_root, args.grpc_tls_mutual,
-                               args.grpc_tls_client_cert, args.grpc_tls_client_key)
+        grpc_tls = grpc_tls_from_args(args)
+        if args.action == "tls-args":
+            for flag in grpc_tls.server_args() if grpc_tls else []:
+                print(flag)
+            return 0
         server = TritonServer(
             model_repository=args.model_repository,
             host=args.host,

@@ -60,7 +60,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clients.connection import DEAD_STUB, TlsOptions, tls_from_args
+from clients.connection import DEAD_STUB, TlsOptions, add_tls_arguments, tls_from_args
 from productsearch.control.admin import admin_headers, admin_key
 from productsearch.control.paths import DEFAULT_RUN_DIR
 from productsearch.control.processes import Stub, pid_alive, stub_processes
@@ -318,10 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--restart", action="store_true",
                         help="start tritonserver again when it dies (needs run-dir/triton.json: `make serve`)")
     parser.add_argument("--max-backoff", type=float, default=60.0, help="longest wait between restarts (s)")
-    parser.add_argument("--ssl", action="store_true", help="gRPC over TLS (implied by the options below)")
-    parser.add_argument("--root-cert", help="gRPC TLS: CA of the server's certificate")
-    parser.add_argument("--client-cert", help="gRPC mutual TLS: client certificate")
-    parser.add_argument("--client-key", help="gRPC mutual TLS: client key")
+    add_tls_arguments(parser)
     args = parser.parse_args(argv)
     tls = tls_from_args(args)
 

@@ -349,6 +349,224 @@ def test_etcd_and_minio_are_reachable_from_milvus_alone(compose):
     assert others == {"milvus-etcd", "milvus-minio", "milvus"}
 
 
+# ---------------------------------------------------------------- gRPC TLS: docker-compose.tls.yml
+
+TLS_OVERRIDE = ROOT / "docker-compose.tls.yml"
+TLS_SERVER_VARIABLES = {"TRITON_GRPC_TLS_CERT", "TRITON_GRPC_TLS_KEY", "TRITON_GRPC_TLS_ROOT"}
+CLIENT_VARIABLES = {"TRITON_GRPC_TLS_ROOT", "TRITON_GRPC_TLS_CLIENT_CERT", "TRITON_GRPC_TLS_CLIENT_KEY"}
+TLS_LINE = "tls=$(python3 -m productsearch.control.launcher tls-args)"
+
+
+def merge_override(base: dict, override: dict) -> dict:
+    """`docker compose -f base -f override`'s merge for the keys the override uses: a service's
+    environment maps merge, its secrets merge by source, other keys are replaced; top-level
+    mappings merge (Compose Specification, "Merge and override")."""
+    import copy
+
+    merged = copy.deepcopy(base)
+    for name, service in override.get("services", {}).items():
+        target = merged["services"].setdefault(name, {})
+        for key, value in service.items():
+            if key == "environment":
+                target[key] = {**target.get(key, {}), **value}
+            elif key == "secrets":
+                target[key] = list(dict.fromkeys([*target.get(key, []), *value]))
+            else:
+                target[key] = value
+    for key, value in override.items():
+        if key != "services" and isinstance(value, dict):
+            merged[key] = {**merged.get(key, {}), **value}
+    return merged
+
+
+def load_tls_compose(env: dict[str, str] | None = None) -> dict:
+    override = interpolate(yaml.safe_load(TLS_OVERRIDE.read_text()), env or {})
+    return merge_override(load_compose(env), {k: v for k, v in override.items() if not k.startswith("x-")})
+
+
+def dials_triton(service: dict) -> bool:
+    """Whether the service (or a tool in its command) is a gRPC client of a Triton service."""
+    return "command" in service and bool(re.search(r"(127\.0\.0\.1|triton[\w-]*):8001", service_command(service)))
+
+
+def secret_files(compose_file: dict) -> dict[str, str]:
+    """/run/secrets/<name> -> the host file compose mounts there."""
+    return {f"/run/secrets/{name}": secret["file"] for name, secret in compose_file.get("secrets", {}).items()}
+
+
+@pytest.fixture(scope="module")
+def tls_compose() -> dict:
+    return load_tls_compose()
+
+
+@pytest.fixture(scope="module")
+def trial_pki(tmp_path_factory) -> tuple[Path, dict[str, Path]]:
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl CLI")
+    out = tmp_path_factory.mktemp("secrets")
+    return out, make_secrets_module().make_tls(out, ["search.example.com"])
+
+
+def make_secrets_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_secrets", ROOT / "deploy" / "make_secrets.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tls_override_is_valid_compose_and_off_by_default(compose, tls_compose, validator):
+    errors = sorted(validator.iter_errors(tls_compose), key=lambda e: list(e.absolute_path))
+    assert not errors, "\n".join(f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors)
+    for name, service in compose["services"].items():  # without the override: no TLS variable anywhere
+        assert not set(service.get("environment") or {}) & (TLS_SERVER_VARIABLES | CLIENT_VARIABLES), name
+    assert not {name for name in compose["secrets"] if name.startswith("grpc_tls")}
+
+
+def test_tls_override_turns_on_the_launchers_tls_in_every_triton(tls_compose, trial_pki, monkeypatch, capsys):
+    """Each service that execs tritonserver takes the launcher's TLS flags from the variables the
+    override sets, and each variable names a file the override mounts as a secret."""
+    from productsearch.control import launcher
+    from productsearch.control.server import GrpcTls
+
+    out, made = trial_pki
+    files = secret_files(tls_compose)
+    servers = {name: s for name, s in tls_compose["services"].items()
+               if "command" in s and "exec tritonserver" in service_command(s)}
+    assert set(servers) == {"triton", "triton-milvus-a", "triton-milvus-b"}
+    for name, service in servers.items():
+        script = service["command"][2]
+        assert TLS_LINE in script and re.search(r"--log-verbose=0 \$tls\n", script), name
+        assert script.index(TLS_LINE) < script.index("productsearch.control.supervisor"), "flags checked first"
+        env = service["environment"]
+        assert TLS_SERVER_VARIABLES <= set(env), name
+        for variable, path in env.items():
+            if variable.startswith("TRITON_GRPC_TLS_") and variable != "TRITON_GRPC_TLS_MUTUAL":
+                assert path in files and Path(path).name in service["secrets"], f"{name}: {variable} not mounted"
+        assert "milvus_token" in service["secrets"] or name == "triton"  # the replicas keep their own secret
+        # what `launcher tls-args` gives tritonserver there, with the secrets' host files in their place
+        for variable in [v for v in env if v.startswith("TRITON_GRPC_TLS_")]:
+            value = env[variable]
+            host = files.get(value)
+            monkeypatch.setenv(variable, str(out / Path(host).relative_to("deploy/secrets")) if host else value)
+        assert launcher.main(["tls-args"]) == 0
+        flags = capsys.readouterr().out.split()
+        expected = GrpcTls(made["tls/server.crt"], made["tls/server.key"], made["tls/ca.crt"]).server_args()
+        assert flags == expected, name
+    monkeypatch.setenv("TRITON_GRPC_TLS_MUTUAL", "1")  # TRITON_GRPC_TLS_MUTUAL=1 docker compose ... up
+    assert load_tls_compose({"TRITON_GRPC_TLS_MUTUAL": "1"})["services"]["triton"]["environment"]["TRITON_GRPC_TLS_MUTUAL"] == "1"
+    assert launcher.main(["tls-args"]) == 0
+    assert "--grpc-use-ssl-mutual=true" in capsys.readouterr().out.split()
+
+
+def test_tls_args_are_none_without_tls_and_refuse_a_missing_file(tmp_path, monkeypatch, capsys):
+    from productsearch.control import launcher
+
+    for variable in ("TRITON_GRPC_TLS_CERT", "TRITON_GRPC_TLS_KEY", "TRITON_GRPC_TLS_ROOT", "TRITON_GRPC_TLS_MUTUAL"):
+        monkeypatch.delenv(variable, raising=False)
+    assert launcher.main(["tls-args"]) == 0 and capsys.readouterr().out == ""  # the base file: plain gRPC
+    monkeypatch.setenv("TRITON_GRPC_TLS_CERT", str(tmp_path / "missing.crt"))
+    monkeypatch.setenv("TRITON_GRPC_TLS_KEY", str(tmp_path / "missing.key"))
+    assert launcher.main(["tls-args"]) == 1  # `set -e`: the container stops before tritonserver starts
+    assert "TLS file not found" in capsys.readouterr().err
+
+
+def test_every_in_network_client_trusts_the_root_cert(tls_compose, monkeypatch):
+    """The supervisor and restore (in the triton containers), the indexers and Locust: each finds
+    the CA (and its client certificate, for mutual TLS) in the variables, mounted as secrets."""
+    from clients.connection import TLS_ENV, add_connection_arguments, tls_from_args, tls_from_env
+
+    files = secret_files(tls_compose)
+    clients = {name for name, s in tls_compose["services"].items() if dials_triton(s)}
+    assert clients == {"triton", "triton-milvus-a", "triton-milvus-b", "indexer", "indexer-milvus", "locust"}
+    for name in clients:
+        service = tls_compose["services"][name]
+        env = service["environment"]
+        assert set(TLS_ENV.values()) <= set(env), name
+        for variable in TLS_ENV.values():
+            assert env[variable] in files and Path(env[variable]).name in service["secrets"], f"{name}: {variable}"
+        assert files[env["TRITON_GRPC_TLS_ROOT"]] == "./deploy/secrets/tls/ca.crt"
+    # the clients' CLIs (clients.*, deploy, supervisor) and Locust read those variables themselves
+    env = tls_compose["services"]["indexer"]["environment"]
+    for variable in TLS_ENV.values():
+        monkeypatch.setenv(variable, env[variable])
+
+    def parsed(*argv: str):
+        parser = __import__("argparse").ArgumentParser()
+        add_connection_arguments(parser)
+        return tls_from_args(parser.parse_args(argv))
+
+    expected = ("/run/secrets/grpc_tls_ca", "/run/secrets/grpc_tls_client_cert", "/run/secrets/grpc_tls_client_key")
+    assert tuple(vars(parsed()).values()) == expected
+    assert tuple(vars(tls_from_env()).values()) == expected
+    assert parsed("--root-cert", "mine.crt").root_cert == "mine.crt"  # a flag wins
+    for variable in TLS_ENV.values():
+        monkeypatch.delenv(variable)
+    assert parsed() is None and tls_from_env() is None  # plain gRPC by default
+
+
+def test_tls_secrets_are_the_files_make_secrets_writes(tls_compose, trial_pki):
+    out, made = trial_pki
+    for name, secret in yaml.safe_load(TLS_OVERRIDE.read_text())["secrets"].items():
+        relative = Path(secret["file"]).relative_to("deploy/secrets")
+        assert out / relative in made.values(), name
+    mounted = {Path(f).name for f in secret_files(tls_compose).values() if "/tls/" in f}
+    assert "ca.key" not in mounted  # the CA's key signs; no container needs it
+
+
+def test_make_secrets_writes_a_chain_that_verifies(trial_pki):
+    """A TLS handshake in memory (Python's ssl) with the trial files: the server certificate chains
+    to the CA and names every address clients dial; the client certificate passes mutual TLS;
+    keys are 0600 in a 0700 folder; a second run keeps every file."""
+    import ssl
+    import stat
+
+    out, made = trial_pki
+    assert stat.S_IMODE((out / "tls").stat().st_mode) == 0o700
+    for name, path in made.items():
+        if name.endswith(".key"):
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, name
+
+    def handshake(hostname: str, client_cert: bool = True, ca: Path = made["tls/ca.crt"]) -> None:
+        server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server.load_cert_chain(made["tls/server.crt"], made["tls/server.key"])
+        server.load_verify_locations(made["tls/ca.crt"])
+        server.verify_mode = ssl.CERT_REQUIRED  # mutual TLS
+        client = ssl.create_default_context(cafile=str(ca))
+        if client_cert:
+            client.load_cert_chain(made["tls/client.crt"], made["tls/client.key"])
+        buffers = [ssl.MemoryBIO() for _ in range(4)]
+        ends = [client.wrap_bio(buffers[0], buffers[1], server_hostname=hostname),
+                server.wrap_bio(buffers[1], buffers[0], server_side=True)]
+        done = [False, False]
+        for _ in range(20):
+            for i, end in enumerate(ends):
+                if not done[i]:
+                    try:
+                        end.do_handshake()
+                        done[i] = True
+                    except ssl.SSLWantReadError:
+                        pass
+            if all(done):
+                return
+        raise AssertionError("handshake did not finish")
+
+    names = make_secrets_module().TLS_NAMES
+    assert {"triton", "triton-milvus-a", "triton-milvus-b", "127.0.0.1", "productsearch-triton.productsearch.svc"} <= set(names)
+    for hostname in [*names, "search.example.com"]:
+        handshake(hostname)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        handshake("elsewhere.example.com")  # a name the certificate does not carry
+    with pytest.raises(ssl.SSLError):
+        handshake("triton", client_cert=False)  # mutual TLS without a client certificate
+    with pytest.raises(ssl.SSLCertVerificationError):
+        handshake("triton", ca=made["tls/server.crt"])  # trusting another CA
+    before = {name: path.read_bytes() for name, path in made.items()}
+    assert make_secrets_module().make_tls(out) == made
+    assert {name: path.read_bytes() for name, path in made.items()} == before
+
+
 # ---------------------------------------------------------------- Dockerfile
 
 
