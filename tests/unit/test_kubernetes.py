@@ -26,7 +26,7 @@ K8S = ROOT / "deploy" / "kubernetes"
 KUBERNETES_VERSION = "1.31.0"  # a release every maintained distribution still runs
 NAMESPACE = "productsearch"
 VALUES_FILES = {"milvus-values.yaml", "prometheus-adapter-values.yaml"}  # Helm values, not resources
-TEMPLATES = {"admin-key-secret.template.yaml"}  # applied by hand (kubectl create secret), never by -k
+TEMPLATES = {"admin-key-secret.template.yaml", "triton-tls-secret.template.yaml"}  # applied by hand (kubectl create secret), never by -k
 CATALOG_URL = "milvus://milvus.productsearch.svc:19530?images=/srv/catalog-images"
 
 
@@ -356,3 +356,102 @@ def test_network_policy_closes_the_namespace_and_opens_only_grpc_and_metrics():
             assert all("ipBlock" not in peer for peer in rule["from"]), name
             if any("namespaceSelector" in peer for peer in rule["from"]):
                 assert {p["port"] for p in rule["ports"]} <= {"grpc", ports["metrics"], 9091}, name
+
+
+# ---------------------------------------------------------------- gRPC TLS: components/grpc-tls
+
+TLS_COMPONENT = K8S / "components" / "grpc-tls"
+TLS_OVERLAY = ROOT / "deploy" / "kubernetes-grpc-tls"
+
+
+def with_tls_patch(deployment: dict) -> dict:
+    """The component's strategic-merge patch applied as kustomize does for the fields it sets:
+    containers matched by name, their env/volumeMounts and the pod's volumes merged by name."""
+    patched = copy.deepcopy(deployment)
+    patch = yaml.safe_load((TLS_COMPONENT / "triton-tls-patch.yaml").read_text())["spec"]["template"]["spec"]
+
+    def merge(into: list[dict], items: list[dict]) -> None:
+        by_name = {item["name"]: i for i, item in enumerate(into)}
+        for item in items:
+            if item["name"] in by_name:
+                into[by_name[item["name"]]] = {**into[by_name[item["name"]]], **item}
+            else:
+                into.append(item)
+
+    pod = patched["spec"]["template"]["spec"]
+    for patch_container in patch["containers"]:
+        target = next(c for c in pod["containers"] if c["name"] == patch_container["name"])
+        for key in ("env", "volumeMounts"):
+            merge(target.setdefault(key, []), patch_container.get(key, []))
+    merge(pod["volumes"], patch["volumes"])
+    return patched
+
+
+def tls_wiring(deployment: dict) -> tuple[dict[str, str], dict[str, dict], dict[str, dict]]:
+    pod = deployment["spec"]["template"]["spec"]
+    triton = next(c for c in pod["containers"] if c["name"] == "triton")
+    env = {e["name"]: e.get("value") for e in triton["env"] if e["name"].startswith("TRITON_GRPC_TLS_")}
+    return env, {m["mountPath"]: m for m in triton["volumeMounts"]}, {v["name"]: v for v in pod["volumes"]}
+
+
+def test_grpc_tls_is_off_in_the_default_manifests():
+    env, _, _ = tls_wiring(one("Deployment"))
+    assert env == {}
+    script = kubernetes_expand(container()["args"][0])
+    assert "tls=$(python3 -m productsearch.control.launcher tls-args)" in script  # as compose: the launcher's flags
+    assert re.search(r"--log-verbose=0 \$tls\n", script)
+
+
+def test_grpc_tls_component_mounts_the_secret_and_sets_the_launchers_variables():
+    component = yaml.safe_load((TLS_COMPONENT / "kustomization.yaml").read_text())
+    assert component["kind"] == "Component" and component["apiVersion"] == "kustomize.config.k8s.io/v1alpha1"
+    assert component["patches"] == [{"path": "triton-tls-patch.yaml",
+                                      "target": {"kind": "Deployment", "name": one("Deployment")["metadata"]["name"]}}]
+    patched = with_tls_patch(one("Deployment"))
+    assert not schema_errors(patched), schema_errors(patched)
+    env, mounts, volumes = tls_wiring(patched)
+    assert set(env) == {"TRITON_GRPC_TLS_CERT", "TRITON_GRPC_TLS_KEY", "TRITON_GRPC_TLS_ROOT"}
+    folder = {str(Path(path).parent) for path in env.values()}
+    assert len(folder) == 1 and mounts[folder.pop()]["readOnly"] is True
+    mount = mounts[str(Path(env["TRITON_GRPC_TLS_CERT"]).parent)]
+    secret = load("triton-tls-secret.template.yaml")[0]
+    assert volumes[mount["name"]]["secret"]["secretName"] == secret["metadata"]["name"]
+    assert volumes[mount["name"]]["secret"]["defaultMode"] == 0o400
+    assert secret["type"] == "kubernetes.io/tls"  # what cert-manager and `kubectl create secret tls` write
+    assert {Path(path).name for path in env.values()} == set(secret["stringData"]) == {"tls.crt", "tls.key", "ca.crt"}
+    assert all(value.startswith("REPLACE") for value in secret["stringData"].values())  # no key committed
+    # the tools in the pod (supervisor, restore) trust the CA through the variable clients read
+    from clients.connection import TLS_ENV
+
+    assert env[TLS_ENV["root_cert"]].endswith("/ca.crt")
+    readme = (K8S / "README.md").read_text()
+    assert ("create secret generic productsearch-triton-tls --type=kubernetes.io/tls "
+            "--from-file=tls.crt=deploy/secrets/tls/server.crt") in " ".join(readme.replace("\\\n", " ").split())
+    assert "kubectl apply -k deploy/kubernetes-grpc-tls" in readme
+
+
+def test_kustomize_builds_the_tls_overlay_as_the_patch_says():
+    """Where kubectl is installed, its kustomize builds the overlay (component included) into the
+    default resources with the patch applied, and nothing else changed."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("no kubectl")
+
+    def build(folder: Path) -> list[dict]:
+        result = subprocess.run([kubectl, "kustomize", str(folder)], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+    default, tls = build(K8S), build(TLS_OVERLAY)
+    assert [(d["kind"], d["metadata"]["name"]) for d in default] == [(d["kind"], d["metadata"]["name"]) for d in tls]
+    for before, after in zip(default, tls):
+        if before["kind"] == "Deployment":
+            assert tls_wiring(after) == tls_wiring(with_tls_patch(before))
+            after, before = copy.deepcopy(after), with_tls_patch(before)
+            for resource in (before, after):  # the rest is untouched (order of merged lists aside)
+                pod = resource["spec"]["template"]["spec"]
+                pod["volumes"] = sorted(pod["volumes"], key=lambda v: v["name"])
+                for c in pod["containers"]:
+                    c["env"] = sorted(c["env"], key=lambda e: e["name"])
+                    c["volumeMounts"] = sorted(c["volumeMounts"], key=lambda m: m["name"])
+        assert before == after, before["kind"]
