@@ -302,11 +302,7 @@ def test_no_shipped_file_carries_a_default_credential():
 
 
 def make_secrets_names() -> set[str]:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("make_secrets", ROOT / "deploy" / "make_secrets.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = make_secrets_module()
     return {module.ROOT_PASSWORD, module.TOKEN, module.MINIO_ACCESS_KEY, module.MINIO_SECRET_KEY}
 
 
