@@ -28,7 +28,7 @@ indexes the demo catalog), each measured in this process so its ratios hold on a
 - suggest:   `suggest` at c=1 with perf_analyzer over prefixes of demo titles (only when named; loadtest/suggest_bench.py).
 Tool sections run on their own (private servers or in process) and take their own options
 (`--sections NAME --help`): scorer, runtimes, relevance, catalog, stores, replicas, swap, filters,
-metrics, query.
+metrics, query, shadow (a shadow experiment on vs off, perf_analyzer; loadtest/shadow_bench.py).
 Every text query comes from the workload's full English and Chinese query set (loadtest/workload.py).
 """
 from __future__ import annotations
@@ -58,6 +58,7 @@ TOOLS = {  # section -> (module, arguments it always gets); each module has main
     "replicas": ("loadtest.store_bench", ["--sections", "replicas"]),
     "swap": ("loadtest.swap_bench", []), "filters": ("loadtest.filter_bench", []),
     "metrics": ("loadtest.metrics_overhead", []), "query": ("loadtest.query_bench", []),
+    "shadow": ("loadtest.shadow_bench", []),
 }
 TITLES = {
     "latency": "Search latency and throughput by query kind and concurrency (demo catalog)",

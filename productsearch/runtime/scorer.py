@@ -56,7 +56,7 @@ from productsearch.runtime.model_io import (ModelContext, RequestError, configur
                                             response, unavailable)
 from productsearch.runtime.scorer_inputs import parse_rows
 from productsearch.runtime.search_log import FLUSH_S, SearchLog, search_row
-from productsearch.runtime.shadow import SHADOW_QUEUE, ShadowSender
+from productsearch.runtime.shadow import SHADOW_QUEUE, SHADOW_THREADS, ShadowSender
 from productsearch.catalog.events import RETENTION_DAYS, events_path
 from productsearch.catalog.query_ids import new_query_id
 from productsearch.runtime.scorer_metrics import ScorerMetrics
@@ -101,7 +101,7 @@ class ScorerModel:
                                     self.ctx.parameter("search_log", "on") != "off")
         # shadow experiments: each answered request repeated on generation N off the request path
         self.shadow = ShadowSender(self.search_log, int(self.ctx.parameter("shadow_queue", str(SHADOW_QUEUE))),
-                                   self.metrics.metrics)
+                                   self.metrics.metrics, threads=int(self.ctx.parameter("shadow_threads", str(SHADOW_THREADS))))
         self.follower(DEFAULT_SHOP)  # load the default shop now, not on the first query
 
     def make_index(self) -> LiveIndex:

@@ -2,10 +2,13 @@
 generation N as well, queued as M answers it and sent once M's execute() has returned the answer,
 so that N's answers (returned to no one) can be compared.
 
-Why a bounded queue and one thread: the shopper's answer must not wait for N. execute() copies
+Why a bounded queue and sender threads: the shopper's answer must not wait for N. execute() copies
 the request's inputs (its tensors are freed once execute returns: a copy of a few KB) and queues
-them without waiting; one daemon thread passes them on to scorer N through BLS (InferenceRequest
-.exec releases the GIL while it waits for N), one request at a time. When N cannot keep up the
+them without waiting; `shadow_threads` daemon threads (default 4) pass them on to scorer N through
+BLS (InferenceRequest.exec releases the GIL while it waits for N), so N's dynamic batcher can
+batch them as it batches shoppers' requests (one thread sending one request at a time covered
+18% of the searches at c=16 and 35% at c=4 in `loadtest.bench --sections shadow` on 2026-12-07;
+four cover 49% and 94%: BENCHMARKS.md "Shadow experiment cost"). When N cannot keep up the
 queue (`shadow_queue` requests, default 64) fills and the next request is dropped, not waited
 for: M logs its rows as `shadow_dropped`. When N refuses or does not answer, M logs them as
 `shadow_failed`, the error in the row's filters. N logs its answers itself (arm `shadow`,
@@ -29,6 +32,7 @@ from productsearch.runtime.model_io import pb
 from productsearch.runtime.search_log import SearchLog, search_row
 
 SHADOW_QUEUE = 64
+SHADOW_THREADS = 4
 REPLY_OUTPUTS = ["QUERY_ID"]  # N logs its own answer: M only learns that it came
 MAX_ERROR_CHARS = 300
 
@@ -45,16 +49,20 @@ class ShadowJob:
 
 
 class ShadowSender:
-    def __init__(self, search_log: SearchLog, capacity: int = SHADOW_QUEUE, metrics=None, log=print):
-        self.search_log, self.metrics, self.log = search_log, metrics, log
+    def __init__(self, search_log: SearchLog, capacity: int = SHADOW_QUEUE, metrics=None, log=print,
+                 threads: int = SHADOW_THREADS):
+        self.search_log, self.metrics, self.log, self.thread_count = search_log, metrics, log, max(1, threads)
         self.jobs: queue.Queue[ShadowJob] = queue.Queue(maxsize=max(1, capacity))
         self.stopping = threading.Event()
-        self.thread: threading.Thread | None = None
+        self.threads: list[threading.Thread] = []
         self.lock = threading.Lock()
         self.failures = 0
 
     def offer(self, request, generation: int, rows: list, query_ids: list[str]) -> None:
         """Queue `request`, which M answered, for generation N; never waits."""
+        if self.jobs.full():  # dropped before its inputs are copied: a saturated server pays no copy
+            self.outcome(ShadowJob(generation, [], {}, rows, query_ids), SHADOW_DROPPED, "the shadow queue was full")
+            return
         try:
             inputs = [(t.name(), np.array(t.as_numpy(), copy=True)) for t in request.inputs()
                       if t.name() not in INTERNAL_INPUTS]
@@ -71,9 +79,11 @@ class ShadowSender:
 
     def start(self) -> None:
         with self.lock:
-            if self.thread is None and not self.stopping.is_set():
-                self.thread = threading.Thread(target=self.run, name="shadow", daemon=True)
-                self.thread.start()
+            if not self.threads and not self.stopping.is_set():
+                self.threads = [threading.Thread(target=self.run, name=f"shadow-{i}", daemon=True)
+                                for i in range(self.thread_count)]
+                for thread in self.threads:
+                    thread.start()
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -118,10 +128,10 @@ class ShadowSender:
             self.search_log.add(row.shop, record)
 
     def close(self) -> None:
-        """Stop the thread (its request in flight finishes); what is still queued is logged dropped."""
+        """Stop the threads (their requests in flight finish); what is still queued is logged dropped."""
         self.stopping.set()
-        if self.thread is not None:
-            self.thread.join(timeout=10)
+        for thread in self.threads:
+            thread.join(timeout=10)
         while True:
             try:
                 job = self.jobs.get_nowait()
