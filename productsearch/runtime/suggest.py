@@ -1,12 +1,19 @@
 """suggest: completions of what a shopper has typed, from the shop's own catalog
 (catalog/ranking/suggestions.py reads the FTS5 vocabulary, so a product written is suggestable
-in the very next call: the index is kept in each write's transaction).
+in the very next call: the index is kept in each write's transaction) and from the shop's popular
+queries that returned results (catalog/ranking/popular_queries.py, recounted in the background by
+runtime/popular_refresh.py; mixed as suggestions.py's `mix` says: popular first, half the places
+kept for the catalog).
 
 Rows: PREFIX (BYTES, UTF-8, 1..MAX_PREFIX_BYTES); optional SHOP (default "default"), TOP_K
 (INT32, 1..MAX_SUGGESTIONS, default 10). Authorised like `search`: a search key of the shop (a
 public shop, the default, needs none). Every row of every request of one execute() is answered in
 one read transaction per shop. A bad request gets INVALID_ARGUMENT naming its problem; the
 others go on.
+
+Parameters: catalog (store URL; PRODUCTSEARCH_CATALOG wins); popular_queries (on | off, default
+on), popular_refresh_s (60), popular_window_days (30), popular_min_searchers (2: distinct USERs,
+each search without a USER counting as one).
 """
 from __future__ import annotations
 
@@ -14,12 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from productsearch.catalog.ranking.suggestions import suggest
+from productsearch.catalog.ranking.popular_queries import PopularQueries
+from productsearch.catalog.ranking.suggestions import mix, suggest
 from productsearch.catalog.records import RecordError
 from productsearch.catalog.rows import DEFAULT_SHOP, UnknownShop, check_shop
 from productsearch.catalog.store import catalog_url, is_milvus, open_store
 from productsearch.runtime.authorize import Gatekeeper, Refused
 from productsearch.runtime.model_io import ModelContext, RequestError, input_array, invalid, response, unavailable
+from productsearch.runtime.popular_refresh import MIN_SEARCHERS, REFRESH_S, WINDOW_DAYS, PopularRefresher
 
 MAX_PREFIX_BYTES = 256
 MAX_SUGGESTIONS = 100
@@ -43,6 +52,10 @@ class SuggestModel:
         self.url = catalog_url(self.repository, self.ctx.parameter("catalog", "") or None)
         self.gate = Gatekeeper(self.url, self.repository)
         self.stores: dict = {}
+        self.popular = None if self.ctx.parameter("popular_queries", "on") == "off" or is_milvus(self.url) else \
+            PopularRefresher(self.url, self.repository, float(self.ctx.parameter("popular_refresh_s", str(REFRESH_S))),
+                             float(self.ctx.parameter("popular_window_days", str(WINDOW_DAYS))),
+                             int(self.ctx.parameter("popular_min_searchers", str(MIN_SEARCHERS))))
 
     def parse(self, request) -> list[tuple[str, str, int]]:
         """(shop, prefix, top_k) per row; raises RequestError (Refused included)."""
@@ -92,9 +105,11 @@ class SuggestModel:
                       for shop, _, _ in wanted}
         for shop in sorted({shop for shop, _, _ in wanted} - set(failed)):
             try:
-                with self.store(shop).transaction(write=False) as db:  # one snapshot for the shop's rows
-                    for row in (r for r in wanted if r[0] == shop):
-                        answers[row] = suggest(db, row[1], row[2])
+                store = self.store(shop)  # an unknown shop stops here: no search log is opened for it
+                popular = self.popular.of(shop) if self.popular is not None else PopularQueries()
+                with store.transaction(write=False) as db:  # one snapshot for the shop's rows
+                    for _, prefix, k in (r for r in wanted if r[0] == shop):
+                        answers[(shop, prefix, k)] = mix(popular.complete(prefix, k), suggest(db, prefix, 2 * k), k)
             except UnknownShop as err:
                 failed[shop] = f"NOT_FOUND: {err}"
         return [self.respond(item, answers, failed) for item in parsed]
@@ -116,6 +131,8 @@ class SuggestModel:
         return response(SUGGESTIONS=texts, SUGGESTION_COUNTS=counts)
 
     def finalize(self) -> None:
+        if self.popular is not None:
+            self.popular.close()
         self.gate.close()
         for store in self.stores.values():
             store.close()

@@ -1,6 +1,8 @@
 """`suggest` through the public contract on the session tritonserver: prefixes of real demo
 titles complete to suggestions that each find products, Chinese and one-typo prefixes, a product
-upserted is suggestable in the next call, refusals (the server lives on)."""
+upserted is suggestable in the next call, refusals (the server lives on); popular queries from
+the search log (suggest reloaded with a short refresh), kept per shop and shown only once enough
+shoppers searched them."""
 from __future__ import annotations
 
 import json
@@ -11,14 +13,17 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from clients.catalog import CatalogClient
-from clients.contract import Product, key_headers
+from clients.contract import Filters, Product, ReadOptions, key_headers
 from clients.keys import KeyClient
 from clients.search import SearchClient
 from clients.suggest import SuggestClient
+from productsearch.control.model_configs import read_config, to_json
 from tests.conftest import DEMO_CATALOG
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.integration
 PRIVATE = "suggest-private"
+POPULAR_SHOP = "suggest-popular"
 
 
 def suggest(server, prefix, top_k=None, shop=None, key=None, dtype=np.int32):
@@ -92,6 +97,55 @@ def test_client_and_cli(triton, capsys):
 
     with SuggestClient(triton.grpc_url, timeout_s=30) as client:
         got = client.suggest("nordi", top_k=3)
-    assert got and got[0][0] == "nordia" and got[0][1] > 0
+    assert got and "nordia" in [text for text, _ in got] and all(count > 0 for _, count in got)
     main(["nordi", "--top-k", "3", "--url", triton.grpc_url])
     assert "nordia" in capsys.readouterr().out
+
+
+@pytest.fixture
+def quick_refresh(triton):
+    """`suggest` reloaded with its popular queries recounted every 0.2 s; its on-disk config after."""
+    config = read_config(triton.model_repository, "suggest")
+    config.parameters["popular_refresh_s"].string_value = "0.2"
+    with grpcclient.InferenceServerClient(triton.grpc_url) as client:
+        client.load_model("suggest", config=to_json(config), headers=triton.admin_headers, client_timeout=120)
+        try:
+            yield
+        finally:
+            client.load_model("suggest", headers=triton.admin_headers, client_timeout=120)
+
+
+def texts(server, prefix, **kwargs):
+    return [text for text, _ in suggest(server, prefix, top_k=10, **kwargs)]
+
+
+def test_popular_queries_per_shop_once_enough_shoppers_searched(triton, quick_refresh):
+    with KeyClient(triton.grpc_url, timeout_s=30, key=triton.key) as admin:
+        admin.create_shop(POPULAR_SHOP)
+        admin.upsert([Product("SG-W", "Walnut writing desk", None, {})], shop=POPULAR_SHOP)
+        key = admin.create("search", [POPULAR_SHOP])["secret"]
+    with SearchClient(triton.grpc_url, timeout_s=30) as public, \
+            SearchClient(triton.grpc_url, timeout_s=30, key=key) as private:
+        for user in ("pq-1", "pq-2"):
+            assert public.search("Velvet  cushion popular", top_k=3, user=user).ids
+            assert private.search("velvet cushion walnut", top_k=3, user=user, read=ReadOptions(POPULAR_SHOP)).ids
+        for _ in range(3):  # one shopper, three times: never offered to others
+            assert public.search("velvet cushion private", top_k=3, user="pq-1").ids
+        public.search("velvet cushion anonymous", top_k=3)
+        public.search("velvet cushion anonymous", top_k=3)  # no USER: each search counts
+        wait_until(lambda: "velvet cushion popular" in texts(triton, "velvet cushion p"), 20,
+                   "the default shop's popular query suggested")
+        assert ("velvet cushion popular", 2) in suggest(triton, "Velvet cu", top_k=10)  # the count: its shoppers
+        wait_until(lambda: "velvet cushion walnut" in texts(triton, "velvet c", shop=POPULAR_SHOP, key=key), 20,
+                   "the private shop's popular query suggested")
+        default, own = texts(triton, "velvet c"), texts(triton, "velvet c", shop=POPULAR_SHOP, key=key)
+        assert "velvet cushion anonymous" in default and "velvet cushion private" not in default
+        assert "velvet cushion walnut" not in default  # another shop's query never leaks
+        assert not {"velvet cushion popular", "velvet cushion anonymous"} & set(own)
+        assert "velvet cushion popular" in texts(triton, "velvet cusj")  # one typo in the partial word
+        for text in default:
+            assert public.search(text, top_k=3).ids, text
+        # the same query now finds nothing (a filter no product passes): its latest search drops it
+        assert not public.search("velvet cushion popular", top_k=3, user="pq-3", filters=Filters(price_min=1e12)).ids
+        wait_until(lambda: "velvet cushion popular" not in texts(triton, "velvet cushion p"), 20,
+                   "a query whose latest search found nothing dropped out")

@@ -12,7 +12,14 @@ from the index; no second index to keep in step. What a prefix gets:
 - Chinese: the `grams` column holds each CJK run's characters and bigrams, so a one-character
   prefix completes to the bigrams it starts (连 -> 连衣), a longer one is offered as typed when
   the catalog holds its last bigram.
-Not yet: popular queries from the search log, phrase completions over several words.
+Popular queries (catalog/ranking/popular_queries.py: the shop's searches that returned results,
+by at least a minimum number of shoppers) are mixed in by `mix`: they lead, most searchers first,
+as they are what shoppers of this shop typed and found; the last top_k // 2 places are kept for
+catalog completions when there are that many (a product just written is suggestable before anyone
+searched it), and either side fills the places the other leaves empty; a catalog completion
+equal to a popular query shown is dropped (it is shown once, with its searchers). Counts are not
+comparable across the two: a popular query's count is its searchers, a completion's its products.
+Not yet: phrase completions over several words from the catalog.
 """
 from __future__ import annotations
 
@@ -73,3 +80,10 @@ def suggest(db: sqlite3.Connection, prefix: str, top_k: int) -> list[tuple[str, 
         known = {term for term, _ in found}
         found += [t for t in _typo_terms(db, partial, top_k) if t[0] not in known][:top_k - len(found)]
     return [(head + term, int(doc)) for term, doc in found]
+
+
+def mix(popular: list[tuple[str, int]], catalog: list[tuple[str, int]], top_k: int) -> list[tuple[str, int]]:
+    """Popular queries first, top_k // 2 places kept for catalog completions (the module's docstring)."""
+    unlike = lambda shown: [item for item in catalog if item[0] not in {text for text, _ in shown}]  # noqa: E731
+    lead = popular[:top_k - min(len(unlike(popular)), top_k // 2)]
+    return lead + unlike(lead)[:top_k - len(lead)]
