@@ -1,6 +1,8 @@
 """A local `milvus-lite server` (milvus-lite's gRPC server over one data folder) that several
 processes share as one Milvus: what the tests and benchmarks of the Milvus catalog run against
 here (milvus-lite locks an embedded data folder to one process, so replicas cannot share a file).
+It runs control/serialized_milvus_lite.py: milvus-lite's server with writes one at a time (its engine is
+single-writer; concurrent writes broke its WAL and lost acknowledged writes on a kill -9).
 In production the same client code talks to Milvus standalone or a cluster (`milvus://host:19530`).
 """
 from __future__ import annotations
@@ -32,7 +34,7 @@ class MilvusLiteServer:
         self.port = self.port or free_ports(1)[0]
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_file or self.data_dir.parent / "milvus-lite.log", "ab")
-        command = [sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(self.data_dir),
+        command = [sys.executable, "-m", "productsearch.control.serialized_milvus_lite", "--data-dir", str(self.data_dir),
                    "--host", "127.0.0.1", "--port", str(self.port)]
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout_s
