@@ -169,8 +169,7 @@ def suggest(db: sqlite3.Connection, prefix: str, top_k: int) -> list[tuple[str, 
         known = {term for term, _ in found}
         found += [t for t in _typo_terms(db, partial, top_k) if t[0] not in known][:top_k - len(found)]
     completed = [(head + term, int(doc)) for term, doc in found]
-    typed = words[:-1] if partial else words
-    found_phrases = [(head + p, n) for p, n in phrases(db, typed, [term for term, _ in found], max(1, top_k // 4))]
+    found_phrases = [(head + p, n) for p, n in phrases(db, words[:-1], [term for term, _ in found], max(1, top_k // 4))]
     return alternate(completed, found_phrases)[:top_k]
 
 
