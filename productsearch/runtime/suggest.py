@@ -1,6 +1,7 @@
 """suggest: completions of what a shopper has typed, from the shop's own catalog
-(catalog/ranking/suggestions.py reads the FTS5 vocabulary, so a product written is suggestable
-in the very next call: the index is kept in each write's transaction) and from the shop's popular
+(catalog/ranking/suggestions.py reads the FTS5 vocabulary and, for phrases over several words,
+the names of a few products the lexical index matches, so a product written is suggestable in the
+very next call: the index is kept in each write's transaction) and from the shop's popular
 queries that returned results (catalog/ranking/popular_queries.py, recounted in the background by
 runtime/popular_refresh.py; mixed as suggestions.py's `mix` says: popular first, half the places
 kept for the catalog).

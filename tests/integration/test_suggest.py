@@ -1,5 +1,5 @@
 """`suggest` through the public contract on the session tritonserver: prefixes of real demo
-titles complete to suggestions that each find products, Chinese and one-typo prefixes, a product
+titles complete to suggestions (words and phrases) that each find products, Chinese and one-typo prefixes, a product
 upserted is suggestable in the next call, refusals (the server lives on); popular queries from
 the search log (suggest reloaded with a short refresh), kept per shop and shown only once enough
 shoppers searched them."""
@@ -52,6 +52,17 @@ def test_prefixes_of_real_titles_lead_to_results(triton):
                 assert client.search(text, top_k=3).ids, text
 
 
+def test_two_typed_words_complete_to_phrases_of_titles_that_lead_to_results(triton):
+    titles = [json.loads(line).get("title_en", "") for line in DEMO_CATALOG.read_text().splitlines()[:400]]
+    pairs = [t.casefold().split()[:2] for t in titles if len(t.split()) >= 3 and "".join(t.split()[:2]).isalpha()]
+    prefix = " ".join([pairs[0][0], pairs[0][1][:3]])
+    got = suggest(triton, prefix, top_k=10)
+    assert [text for text, _ in got if len(text.split()) > 2], got
+    with SearchClient(triton.grpc_url, timeout_s=30) as client:
+        for text, count in got:
+            assert text.startswith(prefix) and count > 0 and client.search(text, top_k=3).ids, text
+
+
 def test_chinese_and_one_typo_prefixes(triton):
     assert all(text.startswith("红") for text, _ in suggest(triton, "红", top_k=5)) and suggest(triton, "红")
     assert "nordia" in [text for text, _ in suggest(triton, "nirdia", top_k=5)]
@@ -62,7 +73,7 @@ def test_a_product_upserted_is_suggested_in_the_next_call(triton):
     with CatalogClient(triton.grpc_url, timeout_s=60, key=triton.key) as client:
         client.upsert([Product("SG-1", "Zorblaxquix quantum kettle in teal", None, {"brand": "Zorblaxquix"})])
         try:
-            assert suggest(triton, "zorblaxq") == [("zorblaxquix", 1)]
+            assert suggest(triton, "zorblaxq") == [("zorblaxquix", 1), ("zorblaxquix quantum kettle", 1)]
         finally:  # the session catalog stays the demo's for the tests that count it
             client.delete(["SG-1"])
     assert not suggest(triton, "zorblaxq")  # a delete is current in the next call too
@@ -75,7 +86,7 @@ def test_private_shop_needs_its_search_key(triton):
         key = admin.create("search", [PRIVATE])["secret"]
     with pytest.raises(InferenceServerException, match="UNAUTHENTICATED"):
         suggest(triton, "quill", shop=PRIVATE)
-    assert suggest(triton, "quill", shop=PRIVATE, key=key) == [("quillfeather", 1)]
+    assert suggest(triton, "quill", shop=PRIVATE, key=key) == [("quillfeather", 1), ("quillfeather notebook", 1)]
 
 
 @pytest.mark.parametrize("prefix, top_k, dtype, message", [

@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from productsearch.catalog.ranking.suggestions import one_edit, suggest
+from productsearch.catalog.ranking.lexical import STOPWORDS, TOKEN, words
+from productsearch.catalog.ranking.suggestions import PHRASE_WORDS, fold, one_edit, suggest
 from productsearch.catalog.sqlite.bulk import bulk_insert
 from productsearch.catalog.sqlite.store import SqliteCatalog
 from tests.conftest import DEMO_CATALOG
@@ -65,3 +66,55 @@ def test_chinese_character_prefix(store):
 
 def test_nothing_for_an_unknown_prefix(store):
     assert suggest(store.db, "qqqqzzz", 5) == []
+
+
+def holding(store, phrase: str) -> int:
+    """Products whose indexed words hold the phrase's words in a row, counted here from the records."""
+    if not hasattr(store, "tokens"):
+        store.tokens = [TOKEN.findall(fold(words(r["title"], json.dumps({k: v for k, v in r.items() if k != "title"}))))
+                        for r in store.records]
+    want = TOKEN.findall(fold(phrase))
+    return sum(any(have[i:i + len(want)] == want for i in range(len(have))) for have in store.tokens)
+
+
+def test_two_words_of_real_titles_complete_to_phrases_that_many_products_hold(store):
+    titles = [r["title_en"] for r in store.records if len(r.get("title_en", "").split()) >= 4
+              and "".join(r["title_en"].split()[:2]).isalpha()][:10]
+    offered = 0
+    for title in titles:
+        first, second = title.casefold().split()[:2]
+        prefix = f"{first} {second[:3]}"
+        got = suggest(store.db, prefix, 20)
+        assert got and all(s.startswith(prefix) for s, _ in got), prefix
+        phrases = [(s, n) for s, n in got if len(s.split()) > 2]
+        offered += bool(phrases)
+        for phrase, count in phrases:
+            assert len([w for w in TOKEN.findall(phrase) if len(w) > 1]) <= PHRASE_WORDS
+            assert TOKEN.findall(phrase)[-1] not in STOPWORDS
+            assert count == holding(store, phrase) > 0, phrase
+    assert offered >= len(titles) // 2
+
+
+@pytest.fixture
+def small(tmp_path):
+    store = SqliteCatalog(tmp_path, "default")
+    titles = ["Zorblax quantum kettle in teal", "Zorblax quantum kettle large", "Zorblax quantum toaster",
+              "Quillo desk lamp brass", "Quillo desk lamp brass", "Café crème mug"]
+    bulk_insert(store, 1, [(f"S-{i}", t, {}, np.ones(4, dtype=np.float32), None) for i, t in enumerate(titles)])
+    yield store
+    store.close()
+
+
+def test_phrases_alternate_with_words_most_products_first(small):
+    assert suggest(small.db, "Zorblax qu", 20) == [  # "quillo": a word completion counts the word alone
+        ("zorblax quantum", 3), ("zorblax quantum kettle", 2), ("zorblax quillo", 2),
+        ("zorblax quantum kettle large", 1), ("zorblax quantum toaster", 1)]  # "... kettle in" ends on a stopword; "in teal" is a 5th word
+
+
+def test_a_phrase_every_product_goes_on_from_gives_way_to_the_longer_one(small):
+    assert suggest(small.db, "quillo d", 20) == [("quillo desk", 2), ("quillo desk lamp brass", 2)]
+
+
+def test_phrases_fold_accents_and_need_the_catalogs_typed_words(small):
+    assert suggest(small.db, "café cr", 20) == [("café creme", 1), ("café creme mug", 1)]  # typed words as typed
+    assert [s for s, _ in suggest(small.db, "zorblux qu", 20) if len(s.split()) > 2] == []
