@@ -20,10 +20,10 @@ import json
 import statistics
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from clients.index import load_products, read_products
+from loadtest.metrics_text import scrape, total
 from loadtest.perf_analyzer import BINARY, input_data, run_cell
 from loadtest.private_server import deployer_for, temporary_server
 from loadtest.report import publish
@@ -41,15 +41,8 @@ OUTCOMES = ("answered", "failed", "dropped")
 
 def shadow_counts(metrics_port: int) -> dict[str, float]:
     """The serving scorer's shadow counter per outcome (every series summed)."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
-    counts = dict.fromkeys(OUTCOMES, 0.0)
-    for line in text.splitlines():
-        if line.startswith("productsearch_shadow_requests_total{"):
-            labels, value = line.rsplit(" ", 1)
-            for outcome in OUTCOMES:
-                if f'outcome="{outcome}"' in labels:
-                    counts[outcome] += float(value)
-    return counts
+    samples = scrape(metrics_port)[1]
+    return {outcome: total(samples, "productsearch_shadow_requests_total", outcome=outcome) for outcome in OUTCOMES}
 
 
 def measured_cell(server, data: Path, concurrency: int) -> dict:

@@ -4,7 +4,6 @@ package, as `make observe` starts it) scraping a test server every second."""
 from __future__ import annotations
 
 import json
-import re
 import time
 import urllib.parse
 import urllib.request
@@ -12,25 +11,9 @@ from contextlib import contextmanager
 
 import pytest
 
+from loadtest.metrics_text import scrape, total  # noqa: F401 - re-exported: the tests import them from here
+
 QUERY = "probe linen lantern"
-SAMPLE = re.compile(r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$')
-LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-
-
-def scrape(port: int) -> tuple[str, list[tuple[str, dict, float]]]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    samples = []
-    for line in text.splitlines():
-        match = SAMPLE.match(line)
-        if match and not line.startswith("#"):
-            samples.append((match["name"], dict(LABEL.findall(match["labels"] or "")), float(match["value"])))
-    return text, samples
-
-
-def total(samples, name: str, **labels) -> float:
-    return sum(v for n, got, v in samples if n == name and all(got.get(k) == str(w) for k, w in labels.items()))
-
-
 def wait_for(port: int, expected: dict, timeout_s: float = 15.0):
     """The scrape once every (name, labels) -> value in `expected` holds (the stubs flush each second)."""
     deadline = time.monotonic() + timeout_s
