@@ -12,6 +12,7 @@ import ctypes
 import ctypes.util
 import threading
 import time
+from collections import OrderedDict
 from contextlib import contextmanager
 
 from productsearch.catalog.index.live import LiveIndex
@@ -24,7 +25,11 @@ from productsearch.catalog.sqlite.store import SqliteCatalog
 
 POLL_S = 0.05
 REBUILD_CHECK_S = 5.0
-LEXICAL_CACHE_SIZE = 4096  # distinct (text, depth) lexical results kept until the catalog changes
+# Lexical results and term profiles kept per query until the catalog changes, the least recently
+# used dropped first. It once emptied itself when full: with more distinct queries than places,
+# every ~60 s all of them were lost at once and the scorer ran ~5x slower until it refilled (an
+# uncached FTS5 query costs ~14 ms on the demo catalog; BENCHMARKS "API keys").
+LEXICAL_CACHE_SIZE = 4096
 
 
 def release_freed_memory() -> None:
@@ -60,7 +65,7 @@ class ShopFollower:
         self._catch_up_lock = threading.Lock()
         self._rebuilding = False
         self._lexical_lock = threading.Lock()
-        self._lexical: dict[tuple, object] = {}
+        self._lexical: OrderedDict[tuple, object] = OrderedDict()
         self._lexical_at = -1
         self._thread = threading.Thread(target=self._follow, name=f"follow-{store.shop}", daemon=True)
         self._thread.start()
@@ -110,13 +115,15 @@ class ShopFollower:
                 self._lexical.clear()
                 self._lexical_at = applied
             value = self._lexical.get(key)
+            if value is not None:
+                self._lexical.move_to_end(key)
         if value is None:
             value = compute()
             with self._lexical_lock:
                 if self._lexical_at == applied:
-                    if len(self._lexical) >= LEXICAL_CACHE_SIZE:
-                        self._lexical.clear()
                     self._lexical[key] = value
+                    if len(self._lexical) > LEXICAL_CACHE_SIZE:
+                        self._lexical.popitem(last=False)
         return value
 
     def wait_for(self, sequence: int, timeout_s: float) -> LiveIndex:
