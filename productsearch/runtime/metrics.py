@@ -46,8 +46,8 @@ FAMILIES = {
     "productsearch_zero_result_searches_total": (COUNTER, "Queries answered with no result"),
     "productsearch_paged_searches_total": (COUNTER, "Queries asking for a page past the first (OFFSET > 0)"),
     "productsearch_refused_searches_total": (COUNTER, "Queries refused by the query gate or the scorer, by "
-                                                      "reason (bad_input, catalog_lag, store_unavailable, internal; "
-                                                      "key and rate_limit reserved)"),
+                                                      "reason (bad_input, key, rate_limit, catalog_lag, "
+                                                      "store_unavailable, internal)"),
     "productsearch_scorer_seconds": (HISTOGRAM, "Scorer time per batch of one shop, end to end in the scorer"),
     "productsearch_scorer_stage_seconds": (HISTOGRAM, "Scorer time per batch of one shop and stage (filter, "
                                                       "vector, lexical, rank)"),

@@ -173,8 +173,7 @@ class ScorerModel:
         for i, item in enumerate(parsed):
             if isinstance(item, Exception):
                 responses[i] = error_response(item)
-                self.metrics.refused(None, "key" if isinstance(item, Refused) else
-                                     "bad_input" if isinstance(item, RequestError) else "internal")
+                self.metrics.refused(None, search_refusal_reason(item))
         shops = sorted({row.shop for item in parsed if not isinstance(item, Exception) for row in item})
         for shop in shops:
             cells = [(i, j) for i, item in enumerate(parsed) if not isinstance(item, Exception)
@@ -297,6 +296,15 @@ def answer(index: LiveIndex, ranked, max_facet_values: int, query_id: str) -> An
     return Answer([index.ids[s] for s in slots], [index.titles[s] for s in slots], ranked.scores,
                   list(ranked.explanations), top_facet_values(ranked.facets, max_facet_values), index.applied,
                   query_id, ranked.corrected)
+
+
+def search_refusal_reason(err: Exception) -> str:
+    """The `reason` label of a search refused before ranking: a key that may not search
+    (`key`: none, unknown, revoked, expired, another shop's, wrong scope), its rate limit
+    (`rate_limit`), the client's input (`bad_input`), or ours (`internal`)."""
+    if isinstance(err, Refused):
+        return "rate_limit" if err.reason == "rate_limited" else "key"
+    return "bad_input" if isinstance(err, RequestError) else "internal"
 
 
 def error_response(err: Exception):

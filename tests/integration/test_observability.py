@@ -1,7 +1,8 @@
 """What the metrics show when things go wrong, on the session tritonserver and a real Prometheus:
 the catalog lag gauge follows the store and, with a scorer stopped from tailing (the test hook
 of catalog/index/tail_pause.py), grows until the shipped CatalogLagging expression fires; refused
-searches and writes are counted by reason, by exactly what was sent."""
+searches (bad input, their key, its rate limit) and writes are counted by reason, by exactly what
+was sent."""
 from __future__ import annotations
 
 import json
@@ -16,6 +17,7 @@ from tritonclient.utils import InferenceServerException
 
 from clients.catalog import CatalogClient, ServiceError
 from clients.contract import Product, ReadOptions, key_headers, search_inputs
+from clients.keys import KeyClient
 from productsearch.catalog.index.tail_pause import pause_file
 from productsearch.control.observe import DEPLOY
 from tests.integration.metrics_scrape import QUERY, running_prometheus, scrape, total, wait_for
@@ -124,6 +126,37 @@ def test_refused_searches_count_by_reason_by_exactly_what_was_sent(triton, catal
     assert wait_for(port, expected)[2] == expected
     time.sleep(1.5)  # one more flush: nothing else was counted
     assert wait_for(port, expected, timeout_s=0)[2] == expected
+
+
+def test_searches_refused_for_their_key_count_as_key_and_rate_limit(triton, shop):
+    """No key for a private shop, an unknown key, another shop's key (`key`), a key over its rate
+    limit (`rate_limit`): counted by exactly what was sent, all with shop "unknown"."""
+    port = triton.metrics_port
+    other = f"{shop}-other"
+    unknown = {r: (("productsearch_refused_searches_total", (("model", "scorer"), ("reason", r), ("shop", "unknown"))))
+               for r in ("key", "rate_limit")}
+    with KeyClient(triton.grpc_url, timeout_s=30, key=triton.key) as admin:
+        admin.create_shop(other)
+        sequence = max(admin.upsert([Product("KR-1", QUERY, None, {})], shop=shop))
+        others_key = admin.create("search", [other])["secret"]
+        limited = admin.create("search", [shop], rate=0.01, burst=1)["secret"]
+    before = {key: total(scrape(port)[1], key[0], **dict(key[1])) for key in unknown.values()}
+    read = ReadOptions(shop, sequence)
+    with grpcclient.InferenceServerClient(triton.grpc_url) as raw:  # no retries: each is one refusal
+        def search(secret):
+            return raw.infer("search", search_inputs(QUERY, top_k=1, read=read), headers=key_headers(secret))
+        assert search(limited).as_numpy("PRODUCT_IDS").size == 1  # its one token
+        for secret, status in ((None, "UNAUTHENTICATED"), ("psk_not-a-key", "UNAUTHENTICATED"),
+                               (others_key, "PERMISSION_DENIED")):
+            with pytest.raises(InferenceServerException, match=status):
+                search(secret)
+        for _ in range(2):
+            with pytest.raises(InferenceServerException, match="rate limited"):
+                search(limited)
+    expected = {unknown["key"]: before[unknown["key"]] + 3, unknown["rate_limit"]: before[unknown["rate_limit"]] + 2}
+    assert wait_for(port, expected)[2] == expected
+    assert total(scrape(port)[1], "productsearch_refused_searches_total", shop=other) == 0, \
+        "a refused caller's shop is never a label"
 
 
 def test_refused_writes_count_by_reason(triton, catalog_client, shop):
