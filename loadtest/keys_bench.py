@@ -2,16 +2,25 @@
 private server's public demo shop, keyless vs with a search key vs with a rate-limited search key
 (a limit it never reaches, so every request takes a token from the per-host bucket); the variants
 interleaved per round, reported as the median (min-max) of the rounds.
+
+The queries are a fixed QUERIES-query subset of the workload, warmed over all of it first, so the
+scorer's lexical cache (catalog/index/follower.py, 4,096 entries, two per query) holds every one in
+every run. Over the full 7,560 queries each run left the cache in a state the next run paid for:
+runs alternated between ~140 and ~85 req/s whatever the variant (measured 2026-12-07), which
+drowned the key's cost. With every query cached the search is at its cheapest, so the key's share
+of it is at its largest: the strictest setting for the 3% target.
 """
 from __future__ import annotations
 
 import statistics
+from dataclasses import replace
 
 from clients.contract import key_headers
 from clients.keys import KeyClient
 from loadtest.harness import run_load
 
 CONCURRENCY = 16
+QUERIES = 1000  # x 2 cache entries (hits, profile) < the scorer's 4,096
 
 
 def spread(values: list[float]) -> str:
@@ -26,7 +35,9 @@ async def keys_section(server, workload, settings, log=print, rounds: int = 3) -
                 "search key with a rate limit": key_headers(limited)}
     results: dict[str, list] = {name: [] for name in variants}
     requests = max(settings.compare_requests * 5, 100)
-    for headers in variants.values():  # warm-up, not counted (the first runs after start are slow)
+    workload = replace(workload, texts=workload.texts[:QUERIES])
+    await run_load(server.grpc_url, workload, "text", CONCURRENCY, 0, warmup=8 * QUERIES)  # every query cached
+    for headers in variants.values():  # warm-up, not counted (each path's first requests)
         await run_load(server.grpc_url, workload, "text", CONCURRENCY, requests // 5, headers=headers)
     for round_no in range(rounds):
         for name, headers in variants.items():
@@ -44,6 +55,8 @@ async def keys_section(server, workload, settings, log=print, rounds: int = 3) -
         rps = [r.throughput for r in runs]
         lines.append(f"| {name} | {spread(p50)} | {spread(rps)} | {statistics.median(p50) / base - 1:+.1%} | "
                      f"{statistics.median(rps) / base_rps - 1:+.1%} | {sum(r.errors for r in runs)} |")
-    lines += ["", f"Text search, concurrency {CONCURRENCY}, up to {requests} requests or {settings.compare_seconds:g} s "
-              f"per run after a warm-up run of each; the three variants interleaved, {rounds} rounds, median (min-max)."]
+    lines += ["", f"Text search, concurrency {CONCURRENCY}, {QUERIES} distinct EN + ZH queries (the first of the "
+              f"workload's), all in the scorer's lexical cache after a warm-up over them; up to {requests} requests "
+              f"or {settings.compare_seconds:g} s per run after a warm-up run of each; the three variants interleaved, "
+              f"{rounds} rounds, median (min-max)."]
     return "\n".join(lines)
