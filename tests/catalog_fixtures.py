@@ -43,12 +43,12 @@ def write_store(repository: Path, products: list[dict], text: np.ndarray, image:
     return fuse(text, text if image is None else image, ones, ones if image is not None else ~ones)
 
 
-def scorer_args(repository: Path, generation: int, parameters: dict | None = None) -> dict:
-    """The `initialize` arguments Triton gives a scorer of `repository` (version = generation)."""
+def scorer_args(repository: Path, generation: int, parameters: dict | None = None, model: str = "scorer") -> dict:
+    """The `initialize` arguments Triton gives a scorer (or `model`) of `repository` (version = generation)."""
     params = {k: {"string_value": str(v)} for k, v in (parameters or {}).items()}
-    (Path(repository) / "scorer" / str(generation)).mkdir(parents=True, exist_ok=True)
-    return {"model_config": json.dumps({"parameters": params}), "model_version": str(generation), "model_name": "scorer",
-            "model_repository": str(Path(repository) / "scorer"), "model_instance_kind": "CPU"}
+    (Path(repository) / model / str(generation)).mkdir(parents=True, exist_ok=True)
+    return {"model_config": json.dumps({"parameters": params}), "model_version": str(generation), "model_name": model,
+            "model_repository": str(Path(repository) / model), "model_instance_kind": "CPU"}
 
 
 STORE_KINDS = ("sqlite", "milvus")

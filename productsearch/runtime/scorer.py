@@ -11,7 +11,8 @@ fp16-coded vectors (faiss, `nprobe` lists per query).
 Parameters: `catalog` (store URL; PRODUCTSEARCH_CATALOG wins), `search` (auto | exact | ivf),
 `exact_max_products`, `nprobe`, `ivf_nlist`, `exact_filter_max`, `min_sequence_wait_s`,
 `torch_threads`, `query_text_weight`, `max_shops`, `shop_idle_s` (runtime/shop_searchers.py),
-`max_facet_values` (values per facet field, the most frequent; default 100). The catalog is fused with generation N's text weight (runtime/generation_settings.py).
+`max_facet_values` (values per facet field, the most frequent; default 100), `words_refresh_s`
+(Milvus: how often "did you mean"'s words snapshot is rebuilt, catalog/milvus/words.py; 60). The catalog is fused with generation N's text weight (runtime/generation_settings.py).
 
 Inputs per query row (see the README's contract): QUERY_EMBEDDING, or the encoders' TEXT_EMBEDDING,
 TEXT_PRESENT, IMAGE_EMBEDDING, IMAGE_PRESENT (+ TEXT_WEIGHT), fused here as `fusion` does (the
@@ -115,7 +116,8 @@ class ScorerModel:
         if store.searched_in_place:
             from productsearch.catalog.milvus.search import MilvusShopSearch
 
-            return MilvusShopSearch(store, self.ctx.version, self.text_weight, popularity=popularity)
+            return MilvusShopSearch(store, self.ctx.version, self.text_weight, popularity=popularity,
+                                    words_refresh_s=float(self.ctx.parameter("words_refresh_s", "60")))
         return ShopFollower(store, self.ctx.version, self.make_index, popularity=popularity)
 
     def follower(self, shop: str) -> ShopFollower | MilvusShopSearch:

@@ -23,6 +23,7 @@ from clients.contract import Event, Filters, Product, ReadOptions, bytes_rows, u
 from clients.events import EventsClient
 from clients.index import read_products
 from clients.search import SearchClient
+from clients.suggest import SuggestClient
 from loadtest.catalog_load import WriteLoad
 from productsearch.control.processes import pid_alive
 from productsearch.control.repository import link_repository
@@ -263,6 +264,25 @@ def test_shops_are_isolated_even_with_the_same_ids(live, writer):
     assert b.ids == ["SAME-1"] and b.titles == [f"{title} shop-b"]
     assert "SAME-1" not in reader.search(title, top_k=50).ids, "the default shop has no SAME-1"
     assert set(writer.shops()) >= {"default", "shop-a", "shop-b"}
+
+
+def test_suggest_and_did_you_mean_read_a_new_shops_words_on_both_stores(live, writer):
+    """A shop's first suggest and first text search read its words (on Milvus: its words snapshot,
+    built then): a product written before is suggested and its misspelt name corrected to; the
+    default shop never sees its words; bad prefixes are refused, the server lives on."""
+    reader = SearchClient(live.grpc_url, timeout_s=30, key=live.key)
+    writer.create_shop("words-shop")
+    sequence = writer.upsert([Product("WORDS-1", "Quorvex brass lantern", None, {"price": 5.0})], shop="words-shop")[0]
+    with SuggestClient(live.grpc_url, timeout_s=30, key=live.key) as suggester:
+        assert ("quorvex", 1) in suggester.suggest("quorv", shop="words-shop")
+        assert not [text for text, _ in suggester.suggest("quorv") if text.startswith("quorvex")]
+        for prefix, top_k, message in (("", 5, "PREFIX is empty"), ("lamp", 0, "TOP_K must be between")):
+            with pytest.raises(ServiceError, match=message) as err:
+                suggester.suggest(prefix, top_k=top_k, shop="words-shop")
+            assert err.value.status == "StatusCode.INVALID_ARGUMENT"
+    found = reader.search("Quorvx", top_k=3, read=ReadOptions("words-shop", sequence))
+    assert found.corrected_query == "quorvex" and found.ids[0] == "WORDS-1"
+    assert reader.search("quorvex lantern", top_k=3, read=ReadOptions("words-shop", sequence)).corrected_query == ""
 
 
 def test_acknowledged_writes_survive_kill_9_of_the_server(live, tmp_path):

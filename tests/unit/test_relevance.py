@@ -1,6 +1,8 @@
 """Hybrid lexical + vector ranking, typo tolerance, Chinese, product codes, facets (against brute
 force), boosts, the in-stock filter, the group cap, merchandising rules and explanations, in the
-scorer on a real SQLite catalog store (its FTS5 lexical index kept by the store's triggers).
+scorer on a real SQLite catalog store (its FTS5 lexical index kept by the store's triggers) and on
+milvus-lite; and over the same stores `suggest` and "did you mean" (on Milvus: the shop's words
+snapshot, catalog/milvus/words.py).
 """
 import json
 import time
@@ -12,12 +14,17 @@ from productsearch.catalog.events import EventRow, EventStore
 from productsearch.catalog.ranking.event_popularity import check_setting
 from productsearch.catalog.ranking.merchandising import RuleError, check_rules
 from productsearch.catalog.ranking.relevance import PRICE_EDGES
+from productsearch.catalog.ranking.suggestions import suggest
 from productsearch.catalog.ranking.synonyms import check_synonyms
+from productsearch.catalog.sqlite.bulk import bulk_insert
+from productsearch.catalog.sqlite.store import SqliteCatalog
 from productsearch.catalog.store import catalog_url, open_store
 from productsearch.runtime import scorer_inputs as scorer_module
 from productsearch.runtime.model_io import RequestError
 from productsearch.runtime.scorer import ScorerModel
+from productsearch.runtime.suggest import SuggestModel
 from tests.catalog_fixtures import STORE_KINDS, catalog_store, random_vectors, scorer_args, write_store
+from tests.polling import wait_until
 
 COUNT, DIM = 1200, 32
 KINDS = [("sneakers", "运动鞋"), ("t-shirt", "T恤"), ("dress", "连衣裙"), ("mug", "马克杯"), ("backpack", "双肩包")]
@@ -316,3 +323,73 @@ def test_the_lexical_cache_drops_the_least_recently_used_query_not_all_of_them(c
     assert computed == ["red", "blue", "green", "black"], "the three kept are answered from the cache"
     lexical("blue")
     assert computed[-1] == "blue" and len(follower._lexical) <= 3
+
+
+# ---------------------------------------------------------------- suggestions and "did you mean", both stores
+PREFIXES = ["sne", "red sn", "blue m", "acm", "bor", "fjo", "运", "连衣", "sneek", "backpak", "t-sh", "sku-0042", "qqqz"]
+
+
+@pytest.fixture(scope="module")
+def suggester(catalog):
+    """The suggest model over the module's store (Milvus: its words snapshot rebuilt after 0.2 s)."""
+    model = SuggestModel()
+    model.initialize(scorer_args(catalog[1], 1, {"popular_queries": "off", "words_refresh_s": 0.2}, model="suggest"))
+    yield model
+    model.finalize()
+
+
+def suggested(suggester, shop: str, prefix: str, k: int = 5) -> list[tuple[str, int]]:
+    answers, failed = suggester.answer([(shop, prefix, k)])
+    assert not failed, failed
+    return answers[(shop, prefix, k)]
+
+
+def test_suggestions_and_their_counts_are_the_embedded_stores_on_both_stores(catalog, suggester, tmp_path):
+    """The same products in an embedded store of their own: the same completions, the same counts
+    (on Milvus read from its words snapshot, catalog/milvus/words.py)."""
+    reference = SqliteCatalog(tmp_path, "default")
+    bulk_insert(reference, 1, [(p["id"], p["title"], {k: v for k, v in p.items() if k not in ("id", "title")},
+                                np.ones(4, np.float32), None) for p in catalog[2] if p["id"] != "P00421"])  # deleted above
+    try:
+        answered = {prefix: suggested(suggester, "default", prefix) for prefix in PREFIXES}
+        assert answered == {prefix: suggest(reference.db, prefix, 10)[:5] for prefix in PREFIXES}
+        assert sum(bool(found) for found in answered.values()) == len(PREFIXES) - 1  # all but "qqqz"
+    finally:
+        reference.close()
+
+
+def test_a_new_product_is_suggested_and_corrected_to_and_no_shop_sees_anothers_words(ask, catalog, suggester):
+    """Embedded: at once. Milvus: suggested once its words snapshot is rebuilt (0.2 s here), and a
+    word a product written since holds is never "corrected" before that (asked of Milvus)."""
+    model, root = catalog[0], catalog[1]
+    url = catalog_url(root)
+    open_store(url, "words-other", create=True).close()
+    write_store(root, [{"id": "OTHER-1", "title": "Quillowick lantern"}], random_vectors(1, DIM // 2, 7),
+                None, shop="words-other")
+    write_store(root, [{"id": "ZX1", "title": "Zorblax quantum kettle in teal"}, {"id": "BX1", "title": "Borealix lamp"}],
+                random_vectors(2, DIM // 2, 8), None)
+    try:
+        assert ask("Borealix").corrected == ""  # the snapshot may not hold it yet; Milvus does: never corrected
+        wait_until(lambda: ("zorblax", 1) in suggested(suggester, "default", "zorbl"), 10, "the new product suggested")
+        assert suggested(suggester, "default", "borealix")[0] == ("borealix", 1)
+        wait_until(lambda: ("quillowick", 1) in suggested(suggester, "words-other", "quill"), 10, "the other shop's word")
+        assert suggested(suggester, "default", "quill") == [] and suggested(suggester, "words-other", "zorbl") == []
+        searcher = model.follower("default")
+        if searcher.in_place:  # Milvus: the scorer's own snapshot, rebuilt as a stale read would
+            searcher.words.recount()
+        ranked = ask("Zorblx", LEXICAL_WEIGHT=np.float32(1.0), EXPLAIN=True)
+        assert ranked.corrected == "zorblax" and json.loads(ranked.explanations[0])["query"]["corrected"]["searched"]
+        assert ids(ranked)[0] == "ZX1"  # the correction is what the lexical side searched
+        assert ask("Borealis").corrected == "" and ask("zorblax kettel").corrected == "zorblax kettle"
+    finally:
+        for shop, pids in (("default", ["ZX1", "BX1"]), ("words-other", ["OTHER-1"])):
+            store = open_store(url, shop)
+            with store.transaction() as db:
+                for pid in pids:
+                    store.delete_one(db, pid, time.time())
+            store.close()
+
+
+def test_suggest_refuses_an_unknown_shop_on_both_stores(suggester):
+    answers, failed = suggester.answer([("no-such-shop", "red", 5)])
+    assert answers == {} and failed["no-such-shop"].startswith("NOT_FOUND")

@@ -12,6 +12,9 @@ fields - become a small LiveIndex, and `rank` orders them exactly. Facet counts 
 candidates: they are counted over everything that passes the row's filter (a Milvus query).
 On an IVF index, nprobe is scaled by 1 / (the filter's share of the shop), as the embedded IVF
 path widens its scan, so a selective filter still finds its k products.
+"Did you mean" reads the shop's words from a snapshot rebuilt every `words_refresh_s`
+(catalog/milvus/words.py); the hybrid weight keeps its default here (no term statistics of the
+shop's whole catalog in the candidates).
 """
 from __future__ import annotations
 
@@ -28,8 +31,10 @@ from productsearch.catalog.ranking.merchandising import applicable, normalized_q
 from productsearch.catalog.ranking.synonyms import lexical_query
 from productsearch.catalog.milvus.schema import OUTPUT_FIELDS, number_column, term_column
 from productsearch.catalog.milvus.store import MilvusCatalog, stamp
+from productsearch.catalog.milvus.words import REFRESH_S, CatalogWords, read_words, spelling_profile
 from productsearch.catalog.ranking.event_popularity import event_popularity
-from productsearch.catalog.ranking.batch import QueryError, RowQuery, rank, seed_query
+from productsearch.catalog.ranking.batch import QueryError, RowQuery, did_you_mean, rank, seed_query
+from productsearch.catalog.refreshed import Refreshed
 from productsearch.catalog.records import TERM_FIELDS
 from productsearch.catalog.ranking.relevance import LEXICAL_DEPTH, PRICE_EDGES, depth_for
 from productsearch.catalog.rows import ChangeSet, ProductRow
@@ -48,16 +53,28 @@ def row_of(entity: dict) -> ProductRow:
                       float(entity["updated_at"]))
 
 
+def searched_correction(text: str, profile, vocabulary, synonyms: list[dict] | None) -> str:
+    """The correction rank() will search in place of `text` (none of its words known), or "": its
+    lexical hits are fetched with the others (read before negations: a negated query's correction
+    gets the vectors' candidates only)."""
+    notes: dict = {}
+    fixed = did_you_mean(text, text, profile, vocabulary, synonyms or [], notes)[1] if text.strip() else ""
+    return fixed if notes.get("corrected", {}).get("searched") else ""
+
+
 class MilvusShopSearch:
     """One shop x one generation, searched in Milvus."""
 
     in_place = True
 
     def __init__(self, store: MilvusCatalog, generation: int, text_weight: float, log=print, poll_s: float = 0.01,
-                 popularity=None):
+                 popularity=None, words_refresh_s: float = REFRESH_S):
         self.store, self.generation, self.text_weight, self.log, self.poll_s = store, generation, text_weight, log, poll_s
         self.popularity = popularity  # the shop's ShopPopularity, as ShopFollower's
         self.collection = store.url.collection(generation)
+        # "did you mean" reads the shop's words from a snapshot (catalog/milvus/words.py)
+        self.words: Refreshed[CatalogWords | None] = Refreshed(lambda: read_words(store, self.collection), words_refresh_s,
+                                                               None, f"words of shop {store.shop!r}", log)
         self.ivf = store.url.index.startswith("IVF")
         self._dim: int | None = None
 
@@ -166,6 +183,9 @@ class MilvusShopSearch:
         seeds.apply(ChangeSet(sequence, list(have.values())))
         groups: dict[tuple[str, int, bool], list[np.ndarray]] = {}
         lexical_hits: dict[str, list[tuple[str, float]]] = {}
+        words = self.words.read() if any(row.relevance.text.strip() for row in rows) else None
+        profile = spelling_profile(words, self.store, self.collection) if words is not None else None
+        vocabulary = (lambda: words.vocabulary) if words is not None else None
         wanted: list[str] = []
         categories: set[str] = set()
         for row in rows:
@@ -177,10 +197,13 @@ class MilvusShopSearch:
             limit = min(depth_for(row.offset, row.k) if reranked else row.offset + row.k, MAX_MILVUS_LIMIT)
             key = (self.expression(row, row.exclude_ids + row.seed_ids), limit, row.filtered)
             groups.setdefault(key, []).append(np.asarray(query, np.float32))
-            text = lexical_query(synonyms, row.relevance.text)  # as rank() reads it (without negations)
-            if reranked and row.relevance.lexical and text not in lexical_hits:
-                lexical_hits[text] = self.store.lexical(text, LEXICAL_DEPTH, self.generation)
-                wanted += [pid for pid, _ in lexical_hits[text]]
+            texts = [lexical_query(synonyms, row.relevance.text)]  # as rank() reads it (without negations)
+            fixed = searched_correction(row.relevance.text, profile, vocabulary, synonyms) if profile else ""
+            texts += [lexical_query(synonyms, fixed)] if fixed else []  # what rank() searches instead
+            for text in texts:
+                if reranked and row.relevance.lexical and text not in lexical_hits:
+                    lexical_hits[text] = self.store.lexical(text, LEXICAL_DEPTH, self.generation)
+                    wanted += [pid for pid, _ in lexical_hits[text]]
             if reranked and rules:
                 wanted += [pid for pid, _ in applicable(rules, normalized_query(row.relevance.text))[1]]
             categories.update(row.categories or [])
@@ -200,14 +223,16 @@ class MilvusShopSearch:
                 column.names.append(name)
         results = rank(index, rows, self.generation, exact_filter_max,
                        lambda text, limit: lexical_hits.get(text, [])[:limit], rules, synonyms=synonyms,
-                       popularity=event_popularity(self.popularity, self.store, rows))
+                       popularity=event_popularity(self.popularity, self.store, rows), vocabulary=vocabulary,
+                       spelling_profile=profile)
         for row, result in zip(rows, results):
             if not isinstance(result, QueryError) and row.relevance.facets:
                 result.facets = self.facets(self.expression(row, row.exclude_ids + row.seed_ids), row.relevance.facets)
         return index, results
 
     def close(self) -> None:
-        """Nothing to stop: no thread follows Milvus."""
+        """No thread follows Milvus; a words snapshot being rebuilt is waited for."""
+        self.words.close()
 
     def facets(self, expression: str, names: list[str]) -> dict:
         """Exact counts per value over every product that passes the filter (as relevance.facet_counts)."""

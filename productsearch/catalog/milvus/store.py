@@ -260,7 +260,8 @@ class MilvusCatalog(Generations, SearchSettings):
     def head(self) -> int:
         return stamp()
 
-    def _serving(self) -> str | None:
+    def serving(self) -> str | None:
+        """The collection taking writes (the fence's generation, else the newest), or None."""
         generation = self.write_generation()
         if generation is None:
             known = self.generations()
@@ -268,7 +269,7 @@ class MilvusCatalog(Generations, SearchSettings):
         return None if generation is None else self.url.collection(generation)
 
     def count(self, collection: str | None = None) -> int:
-        collection = collection or self._serving()
+        collection = collection or self.serving()
         if collection is None or not self.client.has_collection(collection):
             return 0
         rows = self.client.query(collection, filter=f'shop == "{self.shop}"', output_fields=["count(*)"])
@@ -276,7 +277,7 @@ class MilvusCatalog(Generations, SearchSettings):
 
     def lexical(self, text: str, limit: int, generation: int | None = None) -> list[tuple[str, float]]:
         """(id, BM25) best first: 3 x BM25 over words + 1 x BM25 over grams, as the embedded store weighs them."""
-        collection = self.url.collection(generation) if generation is not None else self._serving()
+        collection = self.url.collection(generation) if generation is not None else self.serving()
         if collection is None or limit <= 0 or not self.client.has_collection(collection):
             return []
         scores: dict[str, float] = {}
@@ -294,7 +295,7 @@ class MilvusCatalog(Generations, SearchSettings):
 
     def products(self, pids: list[str]) -> dict[str, dict]:
         """The records of those of `pids` that exist, by id, in one get."""
-        collection = self._serving()
+        collection = self.serving()
         rows = self.client.get(collection, ids=[self._pk(pid) for pid in pids],
                                output_fields=OUTPUT_FIELDS[1:-1]) if collection and pids else []
         return {row["id"]: {"id": row["id"], "title": row["title"], "fields": row["fields"],

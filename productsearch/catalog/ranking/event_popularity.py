@@ -9,7 +9,7 @@ step 2). Why decayed: last month's best seller should not outrank this week's. E
 in SQL per (product, event, hour) over the last HORIZON_HALF_LIVES half-lives (an older event
 weighs under 2^-8) and decayed here. The scores are recomputed every `refresh_s` in a background
 thread while the shop is served, never on a search's path; only the first search after the shop
-opts in (or changes its half-life or weights) computes them inline, once.
+opts in (or changes its half-life or weights) computes them inline, once (catalog/refreshed.py).
 
 The setting (catalog_admin `set_popularity`, logged with a sequence like rules):
     {"source": "catalog"}                                       the default: the catalog's field
@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from productsearch.catalog.events import EVENT_KINDS, EventStore
+from productsearch.catalog.refreshed import Refreshed
 
 SOURCES = ("catalog", "events")
 DEFAULT_SETTING = {"source": "catalog"}
@@ -89,50 +90,35 @@ def decayed_scores(db, now: float, half_life_days: float, weights: dict[str, flo
 
 
 class ShopPopularity:
-    """One shop's event popularity, kept current while it is served."""
+    """One shop's event popularity, kept current while it is served (catalog/refreshed.py: a stale
+    read recounts in the background; a setting changed recounts inline, once)."""
 
     def __init__(self, events_file: Path, log=print, clock=time.time):
-        self.events_file, self.log, self.clock = Path(events_file), log, clock
-        self.setting: dict | None = None  # the setting the scores were computed with
-        self.latest: tuple[dict[bytes, float], float] = ({}, 0.0)  # (scores, highest): swapped in whole
-        self.computed_at = 0.0
-        self._refreshing = threading.Lock()
+        self.events_file, self.clock = Path(events_file), clock
+        self.setting: dict | None = None  # the setting the scores are counted with
+        self.scores: Refreshed[tuple[dict[bytes, float], float]] = Refreshed(
+            self._compute, DEFAULT_REFRESH_S, ({}, 0.0), f"popularity: {self.events_file.name}", log, clock)
+        self._changing = threading.Lock()
 
     def current(self, setting: dict) -> tuple[dict[bytes, float], float] | None:
         """(scores, highest score) for `setting` (a checked one); None when it is the catalog's field."""
         if setting.get("source") != "events":
             return None
         if setting != self.setting:
-            with self._refreshing:
+            with self._changing:
                 if setting != self.setting:
-                    self._compute_or_keep(setting)
-        elif self.clock() - self.computed_at >= setting["refresh_s"] and self._refreshing.acquire(blocking=False):
-            threading.Thread(target=self._refresh, args=(setting,), name="popularity", daemon=True).start()
-        return self.latest
+                    self.setting, self.scores.refresh_s = setting, setting["refresh_s"]
+                    return self.scores.recount()
+        return self.scores.read()
 
-    def _refresh(self, setting: dict) -> None:
-        try:
-            self._compute_or_keep(setting)
-        finally:
-            self._refreshing.release()
-
-    def _compute_or_keep(self, setting: dict) -> None:
-        """Compute; on failure keep the last scores (a search never fails for it) and retry after refresh_s."""
-        try:
-            self._compute(setting)
-        except Exception as err:  # noqa: BLE001 - a busy or broken events file: say so, serve on
-            self.setting, self.computed_at = setting, self.clock()
-            self.log(f"popularity: {self.events_file.name}: not recomputed ({type(err).__name__}: {err})")
-
-    def _compute(self, setting: dict) -> None:
+    def _compute(self) -> tuple[dict[bytes, float], float]:
+        setting = self.setting
         store = EventStore(self.events_file, durable=False)
         try:
-            now = self.clock()
-            scores = decayed_scores(store.db, now, setting["half_life_days"], setting["weights"])
+            scores = decayed_scores(store.db, self.clock(), setting["half_life_days"], setting["weights"])
         finally:
             store.close()
-        self.latest = (scores, max(scores.values(), default=0.0))  # a search reads the old pair or the new
-        self.setting, self.computed_at = setting, now
+        return scores, max(scores.values(), default=0.0)
 
 
 def event_popularity(popularity: ShopPopularity | None, store, rows: list) -> tuple[dict[bytes, float], float] | None:
