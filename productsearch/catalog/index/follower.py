@@ -122,7 +122,7 @@ class ShopFollower:
             with self._lexical_lock:
                 if self._lexical_at == applied:
                     self._lexical[key] = value
-                    if len(self._lexical) > LEXICAL_CACHE_SIZE:
+                    while len(self._lexical) > LEXICAL_CACHE_SIZE:
                         self._lexical.popitem(last=False)
         return value
 
