@@ -10,7 +10,7 @@ config parameter, else the embedded default beside the model repository.
                              on an embedded milvus-lite file (one process only: tests, benchmarks)
 The store interface is what sqlite/store.py's SqliteCatalog offers: writes (upsert_one, update_one,
 delete_one inside `transaction()`, then `committed()` for the SEQUENCEs), reads (snapshot,
-changes, head, lexical, product, info), rebuild support (needing_vectors, put_vectors) and meta
+changes, head, lexical, product, info), rebuild support (needing_vectors, put_vectors), products_with_photos (adapt) and meta
 (write fence, closed field lists, rules, synonyms). `searched_in_place` tells the scorer which way to search.
 pymilvus is imported only for a Milvus URL.
 """
@@ -19,7 +19,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from productsearch.catalog.sqlite.store import DEFAULT_SHOP, SqliteCatalog, StoreError, check_shop, fence_writes, shops
+from productsearch.catalog.sqlite.folder import fence_writes, shops
+from productsearch.catalog.sqlite.store import DEFAULT_SHOP, SqliteCatalog, StoreError, check_shop
 
 CATALOG_ENV = "PRODUCTSEARCH_CATALOG"
 DEFAULT_DIR = "catalog_store"

@@ -126,6 +126,16 @@ def write_serving(repository: Path, generation: int, previous: int | None) -> No
     })
 
 
+def remove_generation(repository: Path, generation: int) -> None:
+    """Generation N's version folders of every model and its manifest (deploy prune; a build that
+    stopped half way). Symlinked encoder weights are unlinked, never followed."""
+    import shutil
+
+    for model in GENERATION_MODELS:
+        shutil.rmtree(Path(repository) / model / str(generation), ignore_errors=True)
+    manifest_path(repository, generation).unlink(missing_ok=True)
+
+
 def clone_encoders(repository: Path, generation: int, source: int) -> dict:
     """Generation N sharing generation `source`'s encoder weights (symlinked): a new generation
     number with the same encoders (tests and benchmarks of the swap)."""

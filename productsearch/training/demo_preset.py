@@ -70,7 +70,7 @@ def embed(tower: LiteImageTower, feats) -> np.ndarray:
     import torch
 
     with torch.inference_mode():
-        return torch.cat([tower.embed(feats[s:s + 1024]) for s in range(0, len(feats), 1024)]).numpy()
+        return torch.cat([tower.embed(feats[s:s + 1024].to(tower.device)).cpu() for s in range(0, len(feats), 1024)]).numpy()
 
 
 def evaluate(tower, text_tower, catalog, catalog_dir, titles, render_feats, photo_eval: bool, seed: int) -> dict:

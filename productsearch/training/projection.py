@@ -71,11 +71,13 @@ def train_projection(tower, X: torch.Tensor, y: torch.Tensor, targets: np.ndarra
     """Train `tower.proj` in place. X: cached features of the training renders (all views), y:
     their combination's row in `targets` [C, D]; photos: (features, class labels, class targets);
     replay: a third source of the same form (cfg.replay_batch rows a step); progress: a tqdm bar
-    with ETA over the steps. Reproducible per seed and thread count. Returns a small log (loss
+    with ETA over the steps. Trains on the device the tower is on (features stay on the CPU and
+    each batch moves); reproducible per seed and thread count on the CPU. Returns a small log (loss
     per epoch, seconds)."""
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    T = torch.from_numpy(np.asarray(targets, np.float32))
+    device = next(tower.proj.parameters()).device  # features stay on the CPU; each batch moves to the tower
+    T = torch.from_numpy(np.asarray(targets, np.float32)).to(device)
     if not cfg.warm_start:
         for m in tower.proj.modules():
             if isinstance(m, torch.nn.Linear):
@@ -88,8 +90,8 @@ def train_projection(tower, X: torch.Tensor, y: torch.Tensor, targets: np.ndarra
     sources = [(photos[0], torch.as_tensor(photos[1]).long(), photos[2], cfg.photo_batch)] if use_photos else []
     if replay is not None and cfg.replay_batch > 0:
         sources.append((replay[0], torch.as_tensor(replay[1]).long(), replay[2], cfg.replay_batch))
-    sources = [(sX, sy, torch.from_numpy(np.asarray(sT, np.float32)), n, float(sX.std()) if cfg.feature_noise else 0.0)
-               for sX, sy, sT, n in sources]
+    sources = [(sX, sy, torch.from_numpy(np.asarray(sT, np.float32)).to(device), n,
+                float(sX.std()) if cfg.feature_noise else 0.0) for sX, sy, sT, n in sources]
     bar = None
     if progress:
         from tqdm import tqdm
@@ -104,11 +106,11 @@ def train_projection(tower, X: torch.Tensor, y: torch.Tensor, targets: np.ndarra
         for s in range(0, len(X), cfg.batch_size):
             idx = order[s:s + cfg.batch_size]
             x = X[idx] + cfg.feature_noise * std * torch.randn(X[idx].shape, generator=gen)
-            loss = F.cross_entropy(tower.embed(x) @ T.T / cfg.temperature, y[idx])
+            loss = F.cross_entropy(tower.embed(x.to(device)) @ T.T / cfg.temperature, y[idx].to(device))
             for sX, sy, sT, n, sstd in sources:
                 j = torch.randint(0, len(sX), (n,), generator=gen)
                 sx = sX[j] + cfg.feature_noise * sstd * torch.randn(sX[j].shape, generator=gen)
-                loss = loss + F.cross_entropy(tower.embed(sx) @ sT.T / cfg.temperature, sy[j])
+                loss = loss + F.cross_entropy(tower.embed(sx.to(device)) @ sT.T / cfg.temperature, sy[j].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

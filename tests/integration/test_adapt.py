@@ -17,7 +17,7 @@ from productsearch.control.generations import tree_checksum, verify_generation
 from productsearch.control.repository import built_generations, link_repository
 from productsearch.demo.studio_shop import studio_products
 from productsearch.training.adapt import adapt, default_config
-from productsearch.training.adapt_quality import GATE_FIGURE, GateRefused
+from productsearch.training.adapt_quality import GATE_FIGURE, SHOP_NDCG, GateRefused
 from tests.conftest import MODEL_REPOSITORY
 
 pytestmark = pytest.mark.integration
@@ -54,6 +54,10 @@ def test_adapt_tiny_shop_registers_a_generation_that_beats_serving(studio_shop, 
     assert report["gate"]["passed"]
     assert report["after"][GATE_FIGURE] > report["before"][GATE_FIGURE]
     assert report["trust"].startswith("held-out set too small to trust (n=")
+    assert f"{SHOP_NDCG} ±" in report["trust"]
+    for figure in (SHOP_NDCG, "en_fused_ndcg@10", "zh_fused_ndcg@10"):
+        assert 0 < report["before"][figure] <= 1 and 0 < report["after"][figure] <= 1
+    assert report["after"][SHOP_NDCG] >= report["before"][SHOP_NDCG] - report["margin"]  # the gate held it
     assert built_generations(repository) == [1, 2]
     assert verify_generation(repository, 2)["built_by"]["shop"] == SHOP
     saved = json.loads((repository / "generations" / "adapt-2.json").read_text())

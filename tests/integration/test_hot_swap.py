@@ -221,3 +221,30 @@ def test_load_and_unload_need_the_admin_header(swap_server):
     with CatalogClient(server.grpc_url, key=server.key, retries=0) as catalog:
         with pytest.raises(ServiceError, match="record_swap needs"):
             catalog.admin("record_swap", {"stage": "done", "generation": "one"})
+
+
+@EMBEDDED_ONLY
+def test_prune_deletes_old_generations_but_never_the_serving_the_previous_or_a_loaded_one(swap_server):
+    """`deploy prune --keep 1` on the running server: the generations beyond the newest go, each
+    model's version folder and manifest; the serving and the previous one stay; a clone's
+    symlinked weights are unlinked, never followed (the source generation still verifies)."""
+    from productsearch.control.deploy.__main__ import prune
+    from productsearch.control.generations import manifest_path, read_serving, verify_generation
+    from productsearch.control.repository import GENERATION_MODELS, built_generations
+
+    server, repository = swap_server
+    newest = built_generations(repository)[-1] + 1
+    clone_encoders(repository, newest, 1)
+    with deployer_for(server, repository, log=lambda *a: None) as deployer:
+        serving, previous = deployer.serving_generation(), read_serving(repository).get("previous")
+        said = []
+        pruned = prune(deployer, keep=1, log=said.append)
+        kept = built_generations(repository)
+        assert pruned and newest in kept and serving in kept and (previous is None or previous in kept)
+        for generation in pruned:
+            assert generation not in kept and not manifest_path(repository, generation).exists()
+            assert not any((repository / model / str(generation)).exists() for model in GENERATION_MODELS)
+            assert f"pruned generation {generation}" in said
+        verify_generation(MODEL_REPOSITORY, 1)  # the clone's links pointed there
+    with SearchClient(server.grpc_url) as client:
+        assert client.search("red mug", top_k=3).generation == serving

@@ -158,6 +158,21 @@ def fenced_rebuild(url: str) -> None:
     assert store.write_generation() == 2 and store.product("P3")["title"] == "new writer"
 
 
+def test_products_with_photos_are_every_product_that_has_one_before_any_swap(url, shop):
+    """What adapt trains on, read with no write fence set yet (a shop's first adaptation): every
+    product with a photo, its fields and bytes, by id; a deleted one and one without a photo not."""
+    store = open_store(url, shop)
+    write(store, product("P2", "blue vase", b"png-2", seed=3, category="vase", color="blue"),
+          product("P1", "red mug", b"png-1", seed=1, category="mug"), product("P3", "gift card", None, seed=5),
+          product("P4", "green bowl", b"png-4", seed=7, category="bowl"))
+    with store.transaction() as batch:
+        store.delete_one(batch, "P4", time.time())
+    assert [(p["id"], p["title"], p["fields"], p["image"]) for p in store.products_with_photos()] == [
+        ("P1", "red mug", {"category": "mug"}, b"png-1"),
+        ("P2", "blue vase", {"category": "vase", "color": "blue"}, b"png-2")]
+    assert open_store(url, shop + "x").products_with_photos() == []
+
+
 # ---------------------------------------------------------------------- Milvus only
 
 

@@ -1,8 +1,9 @@
 """A shop's generations in Milvus (part of catalog/milvus/store.py's MilvusCatalog): one collection
 per generation, made by the first write or rebuild of it; its fusion weight registered by its
-models; and the rebuild of a swap - the products of the write generation that generation N has
-no current vectors for (re-encoded by control/rebuild.py through N's encoders), and N's vectors
-written back beside the record copied from the write generation.
+models; the rebuild of a swap - the products of the write generation that generation N has no
+current vectors for (re-encoded by control/rebuild.py through N's encoders), and N's vectors
+written back beside the record copied from the write generation; and the products with photos
+an adaptation trains on (training/adapt.py).
 """
 from __future__ import annotations
 
@@ -75,6 +76,17 @@ class Generations:
                 if len(todo) >= limit:
                     break
         return todo
+
+    def products_with_photos(self) -> list[dict]:
+        """Every product that has a photo, by id: {id, title, fields, image (bytes)} (what adapt
+        trains on), from the collection taking writes."""
+        collection = self.serving()
+        if collection is None or self.images is None or not self.client.has_collection(collection):
+            return []
+        rows = self._scan(collection, ["id", "title", "fields", "image_sha"], where="has_image == true")
+        out = [{"id": r["id"], "title": r["title"], "fields": r["fields"], "image": self.images.get(r["image_sha"])}
+               for r in rows if r["image_sha"]]
+        return sorted((p for p in out if p["image"]), key=lambda p: p["id"])
 
     def put_vectors(self, generation: int, vectors: list[tuple[str, int, np.ndarray, np.ndarray | None]]) -> int:
         """Generation N's vectors for products as of their content_seq; changed ones are skipped.

@@ -312,6 +312,12 @@ class SqliteCatalog(SearchSettings):
             "LEFT JOIN vectors v ON v.id = p.id AND v.generation = ? AND v.content_seq = p.content_seq "
             "WHERE v.id IS NULL ORDER BY p.id LIMIT ?", (generation, limit))]
 
+    def products_with_photos(self) -> list[dict]:
+        """Every product that has a photo, by id: {id, title, fields, image (bytes)} (what adapt trains on)."""
+        return [{"id": pid, "title": title, "fields": json.loads(fields), "image": data} for pid, title, fields, data in
+                self.db.execute("SELECT p.id, p.title, p.fields, i.data FROM products p JOIN images i ON i.sha = p.image_sha "
+                                "ORDER BY p.id")]
+
     def product(self, pid: str) -> dict | None:
         return self.products([pid]).get(pid)
 
@@ -330,21 +336,3 @@ class SqliteCatalog(SearchSettings):
                 "images": int(db.execute("SELECT count(*) FROM images").fetchone()[0]),
                 "write_generation": self.write_generation(), "closed_values": self.closed_values(),
                 "bytes": os.path.getsize(self.path) + (os.path.getsize(f"{self.path}-wal") if os.path.exists(f"{self.path}-wal") else 0)}
-
-
-def fence_writes(root: Path, generation: int) -> None:
-    """From now on only generation N's writers may write, in every shop (and in shops made later)."""
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".{FENCE_FILE}.tmp"
-    tmp.write_text(json.dumps(generation))
-    os.replace(tmp, root / FENCE_FILE)
-    for name in shops(root):
-        store = SqliteCatalog(root, name)
-        store.set_meta("write_generation", generation)
-        store.close()
-
-
-def shops(root: Path) -> list[str]:
-    """The shops that have a catalog under `root`."""
-    return sorted(p.stem for p in Path(root).glob("*.sqlite")) if Path(root).is_dir() else []

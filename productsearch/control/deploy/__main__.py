@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 from clients.connection import add_connection_arguments, tls_from_args
 from productsearch.control.admin import admin_headers
 from productsearch.control.deploy.swap import Deployer, DeployError
-from productsearch.control.generations import GenerationError, manifest_path, read_serving, verify_generation
+from productsearch.control.generations import GenerationError, read_serving, remove_generation, verify_generation
 from productsearch.control.paths import DEFAULT_MODEL_REPOSITORY
 from productsearch.control.repository import GENERATION_MODELS, built_generations
 
@@ -55,9 +54,7 @@ def prune(deployer: Deployer, keep: int, log=print) -> list[int]:
         if loaded:
             log(f"keeping generation {generation}: still loaded in {', '.join(loaded)}")
             continue
-        for model in GENERATION_MODELS:
-            shutil.rmtree(deployer.repository / model / str(generation), ignore_errors=True)
-        manifest_path(deployer.repository, generation).unlink(missing_ok=True)
+        remove_generation(deployer.repository, generation)
         log(f"pruned generation {generation}")
     return doomed
 
