@@ -47,12 +47,23 @@ from productsearch.training.generation import pick_generation
 from productsearch.training.projection import ProjectionConfig, class_targets, combo_targets, train_projection
 
 MIN_HELDOUT = 12  # products: below this no held-out figure means anything
+TRAIN_STEPS = 1200  # the default recipe's length: what 30 epochs were over the 3,000-product studio shop
 
 
 def default_config(seed: int = 0) -> ProjectionConfig:
     """The recipe: per step 128 shop photos, 64 Fashion-MNIST photos and 256 demo renders (the
-    demo preset's own batch), so the demo and photo figures stay within the gate's margin."""
+    demo preset's own batch), so the demo and photo figures stay within the gate's margin; at
+    most 30 epochs and about TRAIN_STEPS steps (sized_to)."""
     return ProjectionConfig(epochs=30, batch_size=128, photo_batch=64, replay_batch=256, lr=3e-4, seed=seed)
+
+
+def sized_to(cfg: ProjectionConfig, rows: int, steps: int = TRAIN_STEPS) -> ProjectionConfig:
+    """The recipe's length in steps, not epochs: about `steps` optimiser steps whatever the shop's
+    size (never more than cfg.epochs), so a large shop moves the projection no further from the
+    serving one than a small one. 30 epochs of a 10,000-product shop were 3x the steps of the
+    3,000-product run, and the gate refused them (the demo exact combinations fell 0.04)."""
+    per_epoch = -(-rows // cfg.batch_size)
+    return replace(cfg, epochs=max(1, min(cfg.epochs, round(steps / per_epoch))))
 
 
 ATTRIBUTE_FIELDS = ("color", "colour", "pattern", "material")  # graded nDCG: what a product may share beyond its kind
@@ -180,9 +191,10 @@ def training_device(requested: str) -> str:
 def adapt(repository: Path, shop: str, store_url: str | None = None, heldout_share: float = 0.2, seed: int = 0,
           cfg: ProjectionConfig | None = None, replay_renders: int | None = None, photos_per_class: int = 200,
           demo_eval: int | None = None, fm_test: int | None = None, margin: float = MARGIN, threads: int = 1,
-          device: str = "auto", progress: bool = True, log=print) -> dict:
+          device: str = "auto", steps: int | None = TRAIN_STEPS, progress: bool = True, log=print) -> dict:
     """Train, measure, gate, register. Returns the report; raises GateRefused (nothing written).
-    `device`: where the backbone features and the training run (auto: the GPU when there is one)."""
+    `device`: where the backbone features and the training run (auto: the GPU when there is one);
+    `steps`: the recipe's length (sized_to; None: cfg's epochs as they are)."""
     import torch
 
     from productsearch.catalog.store import catalog_url
@@ -224,7 +236,7 @@ def adapt(repository: Path, shop: str, store_url: str | None = None, heldout_sha
             f"train photos ({time.perf_counter() - started:.0f}s)")
 
         cfg = cfg or default_config(seed)
-        cfg = replace(cfg, warm_start=True)
+        cfg = replace(sized_to(cfg, len(X), steps) if steps else cfg, warm_start=True)
         tower = copy.deepcopy(before_tower)
         history = train_projection(tower, X, y, text_tower.encode(titles), photos, cfg, log, replay=replay, progress=progress)
         before, after = sets.measure(before_tower), sets.measure(tower)
@@ -257,7 +269,8 @@ def adapt(repository: Path, shop: str, store_url: str | None = None, heldout_sha
 def add_arguments(parser, required: bool = True) -> None:
     parser.add_argument("--shop", required=required)
     parser.add_argument("--heldout", type=float, default=0.2, help="share of the shop's products held out")
-    parser.add_argument("--adapt-epochs", type=int, default=30)
+    parser.add_argument("--adapt-epochs", type=int, default=None,
+                        help=f"training epochs (default: about {TRAIN_STEPS} steps, at most 30 epochs)")
     parser.add_argument("--lr", type=float, default=default_config().lr)
     parser.add_argument("--replay-renders", type=int, default=None, help="demo training renders mixed in (default all)")
     parser.add_argument("--photos-per-class", type=int, default=200, help="Fashion-MNIST train photos mixed in")
@@ -269,9 +282,10 @@ def add_arguments(parser, required: bool = True) -> None:
 
 
 def run(args: argparse.Namespace, repository: Path) -> int:
-    cfg = replace(default_config(args.seed), epochs=args.adapt_epochs, lr=args.lr)
+    cfg = replace(default_config(args.seed), lr=args.lr, epochs=args.adapt_epochs or default_config().epochs)
     try:
         adapt(repository, args.shop, heldout_share=args.heldout, seed=args.seed, cfg=cfg,
+              steps=None if args.adapt_epochs else TRAIN_STEPS,
               replay_renders=args.replay_renders, photos_per_class=args.photos_per_class, demo_eval=args.demo_eval,
               fm_test=args.fm_test, margin=args.margin, threads=args.threads, device=args.train_device)
     except GateRefused:

@@ -176,3 +176,16 @@ def test_a_generation_left_by_an_adapt_run_killed_while_registering_is_removed_b
     with adapting(repository, said.append):
         assert built_generations(repository) == [1, 2]
     assert len(said) == 1
+
+
+def test_the_default_recipe_is_sized_in_steps_not_epochs():
+    """About TRAIN_STEPS steps whatever the shop's size, never more epochs than asked."""
+    from dataclasses import replace
+
+    from productsearch.training.adapt import default_config, sized_to
+
+    cfg = default_config()
+    assert sized_to(cfg, 4834).epochs == 30  # the 3,000-product studio shop: 2,417 train photos + flips
+    assert sized_to(cfg, 16088).epochs == 10  # 10,000 products: the same ~1,200 steps
+    assert sized_to(cfg, 10 ** 7).epochs == 1
+    assert sized_to(replace(cfg, epochs=5), 252).epochs == 5
