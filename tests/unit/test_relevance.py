@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from productsearch.catalog.events import EventRow, EventStore
+from productsearch.catalog.ranking import query_weight
 from productsearch.catalog.ranking.event_popularity import check_setting
 from productsearch.catalog.ranking.merchandising import RuleError, check_rules
 from productsearch.catalog.ranking.relevance import PRICE_EDGES
@@ -388,6 +389,30 @@ def test_a_new_product_is_suggested_and_corrected_to_and_no_shop_sees_anothers_w
                 for pid in pids:
                     store.delete_one(db, pid, time.time())
             store.close()
+
+
+def test_a_rare_name_leans_lexical_on_both_stores_and_a_common_word_does_not(ask, catalog):
+    """The hybrid weight per query from the shop's whole catalog: on Milvus its words snapshot
+    (the candidates of one search hold no catalog statistics), once the snapshot holds the word."""
+    model, root = catalog[0], catalog[1]
+    write_store(root, [{"id": "ZX1", "title": "Zorblax quantum kettle in teal"}], random_vectors(1, DIM // 2, 9), None)
+    try:
+        searcher = model.follower("default")
+        if searcher.in_place:  # Milvus: the scorer's snapshot, rebuilt as a stale read would
+            searcher.words.recount()
+        ranked = ask("Zorblax", EXPLAIN=True)
+        note = json.loads(ranked.explanations[0])["query"]
+        assert ids(ranked)[0] == "ZX1"
+        assert note["lexical_weight"] == query_weight.DEFAULT_RULE.named
+        shop_size = open_store(catalog_url(root)).count()  # the shop's whole catalog, not one search's candidates
+        assert f"rare word 'zorblax' (1 of {shop_size} products)" in note["weight_reason"]
+        common = json.loads(ask("red dress", EXPLAIN=True).explanations[0])["query"]
+        assert common["lexical_weight"] == query_weight.DEFAULT_RULE.common and "every word common" in common["weight_reason"]
+    finally:
+        store = open_store(catalog_url(root))
+        with store.transaction() as db:
+            store.delete_one(db, "ZX1", time.time())
+        store.close()
 
 
 def test_suggest_refuses_an_unknown_shop_on_both_stores(suggester):

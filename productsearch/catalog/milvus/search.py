@@ -12,9 +12,10 @@ fields - become a small LiveIndex, and `rank` orders them exactly. Facet counts 
 candidates: they are counted over everything that passes the row's filter (a Milvus query).
 On an IVF index, nprobe is scaled by 1 / (the filter's share of the shop), as the embedded IVF
 path widens its scan, so a selective filter still finds its k products.
-"Did you mean" reads the shop's words from a snapshot rebuilt every `words_refresh_s`
-(catalog/milvus/words.py); the hybrid weight keeps its default here (no term statistics of the
-shop's whole catalog in the candidates).
+"Did you mean" and the hybrid weight per query read the shop's words from a snapshot rebuilt
+every `words_refresh_s` (catalog/milvus/words.py): the candidates hold no term statistics of the
+shop's whole catalog, the snapshot does (a word only a product written since holds is known,
+never corrected, and weighs as the snapshot's words do once the next snapshot holds it).
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from productsearch.catalog.ranking.merchandising import applicable, normalized_q
 from productsearch.catalog.ranking.synonyms import lexical_query
 from productsearch.catalog.milvus.schema import OUTPUT_FIELDS, number_column, term_column
 from productsearch.catalog.milvus.store import MilvusCatalog, stamp
-from productsearch.catalog.milvus.words import REFRESH_S, CatalogWords, read_words, spelling_profile
+from productsearch.catalog.milvus.words import REFRESH_S, CatalogWords, read_words, words_profile
 from productsearch.catalog.ranking.event_popularity import event_popularity
 from productsearch.catalog.ranking.batch import QueryError, RowQuery, did_you_mean, rank, seed_query
 from productsearch.catalog.refreshed import Refreshed
@@ -184,7 +185,7 @@ class MilvusShopSearch:
         groups: dict[tuple[str, int, bool], list[np.ndarray]] = {}
         lexical_hits: dict[str, list[tuple[str, float]]] = {}
         words = self.words.read() if any(row.relevance.text.strip() for row in rows) else None
-        profile = spelling_profile(words, self.store, self.collection) if words is not None else None
+        profile = words_profile(words, self.store, self.collection) if words is not None else None
         vocabulary = (lambda: words.vocabulary) if words is not None else None
         wanted: list[str] = []
         categories: set[str] = set()
@@ -224,7 +225,7 @@ class MilvusShopSearch:
         results = rank(index, rows, self.generation, exact_filter_max,
                        lambda text, limit: lexical_hits.get(text, [])[:limit], rules, synonyms=synonyms,
                        popularity=event_popularity(self.popularity, self.store, rows), vocabulary=vocabulary,
-                       spelling_profile=profile)
+                       profile=profile, catalog_size=words.products if words is not None else None)
         for row, result in zip(rows, results):
             if not isinstance(result, QueryError) and row.relevance.facets:
                 result.facets = self.facets(self.expression(row, row.exclude_ids + row.seed_ids), row.relevance.facets)

@@ -4,7 +4,8 @@ correct a word against. What it does have is every product's title and fields: a
 the shop's texts (a query iterator over its partition key, `title` and `fields` only, the
 fields cut to the text ones the lexical analysis reads) into an in-memory SQLite catalog made by
 the embedded store's own schema, triggers and analysis (catalog/sqlite/memory.py),
-so suggestions.suggest, spelling.read_vocabulary and lexical.term_profile run on it unchanged:
+so suggestions.suggest, spelling.read_vocabulary and lexical.term_profile (did you mean, the hybrid
+weight per query) run on it unchanged:
 no second analyzer, no second index code.
 
 Kept by catalog/refreshed.py: the first read of a shop builds it inline, after that it is rebuilt
@@ -75,10 +76,10 @@ def no_words() -> CatalogWords:
     return CatalogWords(db, read_vocabulary(db), 0, False)
 
 
-def spelling_profile(words: CatalogWords, store, collection: str):
-    """profile(text) for "did you mean" (ranking/batch.py), for one batch: the snapshot's term
-    profile, with the words it lacks asked of Milvus (a word a product written since holds is
-    known, never corrected)."""
+def words_profile(words: CatalogWords, store, collection: str):
+    """profile(text) for "did you mean" and the hybrid weight per query (ranking/batch.py), for one
+    batch: the snapshot's term profile, with the words it lacks asked of Milvus (a word a product
+    written since holds is known, never corrected)."""
     profiles: dict[str, dict] = {}  # per text: one batch asks each at most once
 
     def profile(text: str) -> dict:

@@ -125,10 +125,10 @@ def passing(index: LiveIndex, row: RowQuery, excluded: np.ndarray) -> np.ndarray
 
 
 def read_query(index: LiveIndex, row: RowQuery, lexical, profile, synonyms: list[dict] | None = None,
-               vocabulary=None, spelling_profile=None) -> tuple[RowQuery, np.ndarray]:
+               vocabulary=None, catalog_size: int | None = None) -> tuple[RowQuery, np.ndarray]:
     """The row with its text read (negations as exclusions, a spelling correction, the shop's
     synonyms on the lexical side, the hybrid weight for the query) and the slots its negated
-    unknown words exclude."""
+    unknown words exclude. `catalog_size`: the shop's products, where `index` holds only candidates."""
     options = row.relevance
     text = options.text
     if not text.strip():
@@ -145,9 +145,8 @@ def read_query(index: LiveIndex, row: RowQuery, lexical, profile, synonyms: list
             words_hit = [pid for word in negated.lexical for pid, _ in lexical(word, NEGATED_DEPTH)]
             lexically = slots_of(index, words_hit)[0]
     corrected, fixed = "", ""
-    spelling_profile = spelling_profile or profile
-    if spelling_profile and vocabulary and text.strip():
-        corrected, fixed = did_you_mean(options.text, text, spelling_profile, vocabulary, synonyms, notes)
+    if profile and vocabulary and text.strip():
+        corrected, fixed = did_you_mean(options.text, text, profile, vocabulary, synonyms, notes)
         if notes.get("corrected", {}).get("searched"):
             text = fixed
     added = shop_synonyms.expansion(synonyms, text)
@@ -158,7 +157,7 @@ def read_query(index: LiveIndex, row: RowQuery, lexical, profile, synonyms: list
     if weight is not None:
         notes["lexical_weight"], notes["weight_reason"] = weight, "LEXICAL_WEIGHT sent"
     elif options.lexical and text.strip():
-        choices = [(query_weight.choose(profile(reading) if profile else None, len(index),
+        choices = [(query_weight.choose(profile(reading) if profile else None, catalog_size or len(index),
                                         query_weight.names_brand(index.terms["brand"], reading)), reading)
                    for reading in [text] + shop_synonyms.readings(synonyms, text) + ([fixed] if fixed != text else [])]
         (weight, why), reading = max(choices, key=lambda c: c[0][0])  # the most navigational reading
@@ -190,17 +189,18 @@ def did_you_mean(typed: str, text: str, profile, vocabulary, synonyms: list[dict
 def rank(index: LiveIndex, rows: list[RowQuery], generation: int, exact_filter_max: int = EXACT_FILTER_MAX,
          lexical=None, rules: list[dict] | None = None, clock=None, profile=None, synonyms: list[dict] | None = None,
          vocabulary=None, popularity: tuple[dict, float] | None = None,
-         spelling_profile=None) -> list[Ranked | QueryError]:
+         catalog_size: int | None = None) -> list[Ranked | QueryError]:
     """A Ranked per row, the window [offset, offset + k); a QueryError in place of a row whose
     query names what the catalog lacks. `lexical(text, limit)` -> [(id, score)]: the store's
     lexical search; `rules`: the catalog's merchandising rules; `clock(stage)`: a context manager
     timing the stages filter, vector, lexical and rank (the scorer's metrics); `profile(text)`: the
     store's term profile of a text (lexical.term_profile), for the hybrid weight per query and the
     spelling correction; `synonyms`: the shop's (ranking/synonyms.py); `vocabulary()`: the catalog's
-    words (ranking/spelling.py: Vocabulary), for "did you mean" (None: no correction), which reads
-    `spelling_profile(text)` where it is given (a store whose profile is for spelling only: Milvus's
-    words snapshot, catalog/milvus/words.py; the hybrid weight then keeps its default); `popularity`:
-    (scores by id, highest) when the shop's popularity comes from events (ranking/event_popularity.py)."""
+    words (ranking/spelling.py: Vocabulary), for "did you mean" (None: no correction); `catalog_size`:
+    the shop's products where `index`
+    holds only a search's candidates (Milvus, whose `profile` is its words snapshot's,
+    catalog/milvus/words.py); `popularity`: (scores by id, highest) when the shop's popularity
+    comes from events (ranking/event_popularity.py)."""
     rules = rules or []
     clock = clock or _untimed
     results: list = [None] * len(rows)
@@ -209,7 +209,7 @@ def rank(index: LiveIndex, rows: list[RowQuery], generation: int, exact_filter_m
     with clock("lexical"):  # the text read: negations, the hybrid weight
         rows = list(rows)
         for i, row in enumerate(rows):
-            rows[i], negated[i] = read_query(index, row, lexical, profile, synonyms, vocabulary, spelling_profile)
+            rows[i], negated[i] = read_query(index, row, lexical, profile, synonyms, vocabulary, catalog_size)
     with clock("filter"):  # seeds' query vectors, exclusions, category names
         for i, row in enumerate(rows):
             try:
