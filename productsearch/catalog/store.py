@@ -10,8 +10,9 @@ config parameter, else the embedded default beside the model repository.
                              on an embedded milvus-lite file (one process only: tests, benchmarks)
 The store interface is what sqlite/store.py's SqliteCatalog offers: writes (upsert_one, update_one,
 delete_one inside `transaction()`, then `committed()` for the SEQUENCEs), reads (snapshot,
-changes, head, lexical, product, info), rebuild support (needing_vectors, put_vectors), products_with_photos (adapt) and meta
-(write fence, closed field lists, rules, synonyms). `searched_in_place` tells the scorer which way to search.
+changes, head, lexical, product, info), rebuild support (needing_vectors, put_vectors), the
+products adapt trains on (products_with_photos) and meta (write fence, closed field lists, rules,
+synonyms). `searched_in_place` tells the scorer which way to search.
 pymilvus is imported only for a Milvus URL.
 """
 from __future__ import annotations

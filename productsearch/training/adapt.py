@@ -144,7 +144,7 @@ class HeldOutSets:
         from productsearch.training.bilingual_quality import demo_metrics, photo_metrics
 
         out = shop_metrics(self.text_tower, _embed(tower, self.shop_feats), [p["title"] for p in self.shop],
-                           [p["attributes"] for p in self.shop], self.w, self.shop_titles)
+                           self.shop_titles, [p["attributes"] for p in self.shop], self.w)
         demo_images = _embed(tower, self.demo_feats)
         out.update(demo_metrics(self.demo, self.demo_titles, demo_images, self.text_tower,
                                 _embed(tower, self.fresh_feats), self.w))
@@ -282,7 +282,9 @@ def add_arguments(parser, required: bool = True) -> None:
 
 
 def run(args: argparse.Namespace, repository: Path) -> int:
-    cfg = replace(default_config(args.seed), lr=args.lr, epochs=args.adapt_epochs or default_config().epochs)
+    cfg = replace(default_config(args.seed), lr=args.lr)
+    if args.adapt_epochs:
+        cfg = replace(cfg, epochs=args.adapt_epochs)
     try:
         adapt(repository, args.shop, heldout_share=args.heldout, seed=args.seed, cfg=cfg,
               steps=None if args.adapt_epochs else TRAIN_STEPS,

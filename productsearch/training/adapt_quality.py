@@ -66,10 +66,10 @@ def half_width(per_query: np.ndarray) -> float:
     return 1.96 * float(per_query.std(ddof=1)) / np.sqrt(len(per_query)) if len(per_query) > 1 else 1.0
 
 
-def shop_metrics(text_tower, photo_emb: np.ndarray, titles: list[str], attributes: list[tuple], w: float,
-                 title_emb: np.ndarray | None = None) -> dict:
-    """The shop rows (module doc) over the held-out products (rows of photo_emb follow titles);
-    attributes[i] is product i's (category, colour...) as the shop's fields give them."""
+def shop_metrics(text_tower, photo_emb: np.ndarray, titles: list[str], title_emb: np.ndarray, attributes: list[tuple],
+                 w: float) -> dict:
+    """The shop rows (module doc) over the held-out products (rows of photo_emb and title_emb follow
+    titles); attributes[i] is product i's (category, colour...) as the shop's fields give them."""
     labels = np.asarray([a[0] for a in attributes])
     first = {t: i for i, t in reversed(list(enumerate(titles)))}
     queries = sorted(first)
@@ -79,8 +79,7 @@ def shop_metrics(text_tower, photo_emb: np.ndarray, titles: list[str], attribute
     top = topk(unit(query_emb), photos, min(K, len(photos)))
     hits = labels[top] == want[:, None]
     per_query = hits.mean(1)
-    relevant = np.array([(labels == w).sum() for w in want])
-    title_emb = text_tower.encode(titles) if title_emb is None else title_emb
+    relevant = np.array([(labels == c).sum() for c in want])
     gains = graded_gains([attributes[first[t]] for t in queries], attributes)
     ndcg = ndcg_per_query(fuse_one(query_emb, w), fuse_both(title_emb, photo_emb, w), gains)
     photo_top = topk(photos, photos, min(K, len(photos) - 1), exclude=np.arange(len(photos)))

@@ -6,6 +6,7 @@ import pytest
 
 from productsearch.demo.studio_shop import studio_products
 from productsearch.training.adapt_quality import SHOP_NDCG, gate, graded_gains, ndcg_per_query, split_ids, trust_line
+from tests.catalog_fixtures import STORE_KINDS, catalog_store
 
 IDS = [f"S{n:05d}" for n in range(1, 2001)]
 
@@ -121,7 +122,7 @@ def test_a_registration_stopped_half_way_leaves_the_repository_as_it_was(tmp_pat
     assert not list((repository / "image_encoder").glob(".adapt-*"))
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "milvus"])
+@pytest.mark.parametrize("kind", STORE_KINDS)
 def test_adapt_reads_the_shops_photos_from_either_store(kind, tmp_path):
     """The products adapt trains on, from the embedded store and from Milvus (where a shop that
     was never swapped has no write fence): with photos only, graded by kind and colour, a missing
@@ -131,7 +132,6 @@ def test_adapt_reads_the_shops_photos_from_either_store(kind, tmp_path):
     from productsearch.catalog.rows import ProductWrite
     from productsearch.catalog.store import catalog_url, open_store, register_generation
     from productsearch.training.adapt import shop_products
-    from tests.catalog_fixtures import catalog_store
 
     studio = studio_products(3, seed=0)
     with catalog_store(kind, tmp_path):

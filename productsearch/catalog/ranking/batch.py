@@ -197,10 +197,9 @@ def rank(index: LiveIndex, rows: list[RowQuery], generation: int, exact_filter_m
     store's term profile of a text (lexical.term_profile), for the hybrid weight per query and the
     spelling correction; `synonyms`: the shop's (ranking/synonyms.py); `vocabulary()`: the catalog's
     words (ranking/spelling.py: Vocabulary), for "did you mean" (None: no correction); `catalog_size`:
-    the shop's products where `index`
-    holds only a search's candidates (Milvus, whose `profile` is its words snapshot's,
-    catalog/milvus/words.py); `popularity`: (scores by id, highest) when the shop's popularity
-    comes from events (ranking/event_popularity.py)."""
+    the shop's products where `index` holds only a search's candidates (Milvus, whose `profile` is
+    its words snapshot's, catalog/milvus/words.py); `popularity`: (scores by id, highest) when the
+    shop's popularity comes from events (ranking/event_popularity.py)."""
     rules = rules or []
     clock = clock or _untimed
     results: list = [None] * len(rows)
